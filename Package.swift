@@ -1,0 +1,47 @@
+// swift-tools-version:6.0
+// DiffusionRestore: diffusion-based image restoration on the CPU, in Swift.
+//
+// Speed flags (-Ounchecked, -target-cpu haswell) are passed by the Makefile, not here, so that other
+// packages can depend on these libraries; a plain `swift build` gives the same results, only slower.
+import PackageDescription
+
+let package = Package(
+    name: "DiffusionRestore",
+    platforms: [.macOS(.v13)],
+    products: [
+        .library(name: "Engine", targets: ["Engine"]),
+        .library(name: "ImageIO", targets: ["ImageIO"]),
+        .executable(name: "restore", targets: ["restore"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        // oneDNN 2.6 (Debian's libdnnl-dev), C API: convolutions and matrix products.
+        .systemLibrary(name: "CDNNL", path: "Sources/CDNNL"),
+        // CPU feature checks and a parallel-for on the OpenMP pool that oneDNN already uses.
+        .target(
+            name: "CEngineSupport",
+            path: "Sources/CEngineSupport",
+            linkerSettings: [.linkedLibrary("gomp")]
+        ),
+        // libpng / libjpeg-turbo behind setjmp-safe C wrappers (their error paths longjmp).
+        .target(
+            name: "CImageCodecs",
+            path: "Sources/CImageCodecs",
+            linkerSettings: [.linkedLibrary("png16"), .linkedLibrary("jpeg")]
+        ),
+        .target(name: "Engine", dependencies: ["CDNNL", "CEngineSupport"]),
+        .target(name: "ImageIO", dependencies: ["CImageCodecs"]),
+        .executableTarget(
+            name: "restore",
+            dependencies: [
+                "Engine", "ImageIO",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .executableTarget(name: "engine-bench", dependencies: ["Engine"], path: "Tools/bench/EngineBench"),
+        .testTarget(name: "EngineTests", dependencies: ["Engine"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "ImageIOTests", dependencies: ["ImageIO"], resources: [.copy("Fixtures")]),
+    ]
+)

@@ -1,0 +1,23 @@
+#ifndef DR_ENGINE_SUPPORT_H
+#define DR_ENGINE_SUPPORT_H
+#include <stddef.h>
+
+/// 1 when the CPU executes AVX2 and FMA (the minimum the release build is compiled for), else 0.
+int dr_cpu_has_avx2_fma(void);
+/// 1 when the CPU has AVX-512 F (oneDNN then picks its AVX-512 kernels), else 0.
+int dr_cpu_has_avx512f(void);
+
+/// Body of a parallel loop: handles iterations [begin, end).
+typedef void (*dr_range_body)(void *context, long begin, long end);
+
+/// Runs `body` over [0, n) split into one contiguous range per thread of the OpenMP pool (libgomp),
+/// the same pool that oneDNN uses, so Swift kernels and oneDNN primitives never compete for the cores.
+/// Runs inline when n < 2 * grain or only one thread is available. Must not be nested.
+void dr_parallel_for(long n, long grain, void *context, dr_range_body body);
+
+/// Threads in the pool (omp_get_max_threads).
+int dr_max_threads(void);
+/// Sets the pool's thread count (omp_set_num_threads); affects oneDNN too.
+void dr_set_num_threads(int n);
+
+#endif
