@@ -86,8 +86,8 @@ public final class Attention: @unchecked Sendable {
                 Parallel.forRanges(heads * rows, grain: 4) { begin, end in
                     for r in begin..<end {
                         let h = r / rows, i = r % rows
-                        let row = scores.data + r * tk
-                        softmaxRowInPlace(row, count: tk, bias: biasBase.map { $0 + h * biasHeadStride + i * tk })
+                        softmaxRows(scores.data + r * tk, rows: 0..<1, columns: tk, rowStride: tk,
+                                    bias: biasBase.map { UnsafePointer($0 + h * biasHeadStride + i * tk) })
                     }
                 }
                 // O[h] = P[h]·V[h], written into the head's channels of the output.
@@ -104,14 +104,3 @@ public final class Attention: @unchecked Sendable {
     }
 }
 
-// TEMPORARY until Softmax.swift lands: numerically safe row softmax with optional additive bias.
-@inline(__always)
-fileprivate func softmaxRowInPlace(_ row: UnsafeMutablePointer<Float>, count: Int, bias: UnsafeMutablePointer<Float>?) {
-    if let bias { for j in 0..<count { row[j] += bias[j] } }
-    var m = -Float.infinity
-    for j in 0..<count { m = max(m, row[j]) }
-    var s: Float = 0
-    for j in 0..<count { let e = Foundation.exp(row[j] - m); row[j] = e; s += e }
-    let inv = 1 / s
-    for j in 0..<count { row[j] *= inv }
-}

@@ -21,3 +21,7 @@ int dr_max_threads(void);
 void dr_set_num_threads(int n);
 
 #endif
+
+/// Measures the FMA throughput of the pool's threads over about `seconds`, in GFLOP/s (2 FLOP per FMA
+/// lane): 512-bit FMAs when the CPU has AVX-512 F and `allow_avx512` is set, else 256-bit FMAs.
+double dr_fma_peak_gflops(double seconds, int allow_avx512);

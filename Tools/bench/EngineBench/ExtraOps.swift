@@ -1,0 +1,6 @@
+import Engine
+
+/// Benchmarks of the Swift SIMD kernels (GroupNorm + SiLU).
+func extraOps() throws -> [BenchOp] {
+    []
+}

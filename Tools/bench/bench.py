@@ -1,0 +1,238 @@
+#!/usr/bin/env python3
+"""Interleaved benchmark: the engine (engine-bench) against PyTorch on CPU, same shapes, same threads.
+
+Usage: python3 Tools/bench/bench.py [--pairs 11] [--reps 5] [--engine .build/release/engine-bench]
+                                     [--markdown Benchmarks/RESULTS.md]
+Each pair times one op in the engine and then in PyTorch (NCHW and channels_last, inference mode), each
+side reporting the median of REPS runs after a warm-up; the ratio is ours / PyTorch's best, and the table
+gives the median over PAIRS. When PyTorch is missing it says how to install it and prints our times only.
+"""
+import argparse
+import datetime
+import json
+import math
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+
+THREADS = int(os.environ.get("BENCH_THREADS", "2"))
+
+
+def cpu_model():
+    try:
+        with open("/proc/cpuinfo") as f:
+            info = {}
+            for line in f:
+                if ":" in line:
+                    k, v = line.split(":", 1)
+                    info.setdefault(k.strip(), v.strip())
+            flags = info.get("flags", "")
+            isa = "AVX-512" if "avx512f" in flags else "AVX2"
+            return f"{info.get('model name', '?')} (family {info.get('cpu family', '?')}, model {info.get('model', '?')}, {isa})"
+    except OSError:
+        return platform.processor()
+
+
+class Engine:
+    def __init__(self, path):
+        env = dict(os.environ, OMP_NUM_THREADS=str(THREADS))
+        self.proc = subprocess.Popen([path], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+
+    def ask(self, line):
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+        reply = json.loads(self.proc.stdout.readline())
+        if "error" in reply:
+            raise RuntimeError(reply["error"])
+        return reply
+
+    def close(self):
+        self.proc.stdin.write("quit\n")
+        self.proc.stdin.flush()
+        self.proc.wait()
+
+
+TORCH_SIDE = r'''
+import json, sys, time
+import torch
+import torch.nn.functional as F
+torch.set_num_threads(int(sys.argv[1]))
+torch.manual_seed(0)
+
+def conv(c, s, channels_last):
+    m = torch.nn.Conv2d(c, c, 3, padding=1).eval()
+    x = torch.randn(1, c, s, s)
+    if channels_last:
+        m = m.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
+    return lambda: m(x)
+
+def gn_silu(c, s, channels_last):
+    w, b = torch.randn(c), torch.randn(c)
+    x = torch.randn(1, c, s, s)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    return lambda: F.silu(F.group_norm(x, 32, w, b, 1e-5))
+
+def attention(t, layout):
+    q, k, v = (torch.randn(1, 4, t, 64) for _ in range(3))
+    if layout == "sdpa":
+        return lambda: F.scaled_dot_product_attention(q, k, v)
+    scale = 64 ** -0.5
+    return lambda: torch.softmax(q @ k.transpose(-1, -2) * scale, dim=-1) @ v
+
+def variants(op):
+    kind, *rest = op.split("_")
+    if kind == "conv3x3":
+        c, s = int(rest[0][1:]), int(rest[1])
+        return {"nchw": conv(c, s, False), "channels_last": conv(c, s, True)}
+    if kind == "gn" and rest[0] == "silu":
+        c, s = int(rest[1][1:]), int(rest[2])
+        return {"nchw": gn_silu(c, s, False), "channels_last": gn_silu(c, s, True)}
+    if kind == "attention":
+        t = int(rest[0])
+        return {"sdpa": attention(t, "sdpa"), "manual": attention(t, "manual")}
+    raise KeyError(op)
+
+cache = {}
+print(json.dumps({"torch": torch.__version__, "threads": torch.get_num_threads()}), flush=True)
+for line in sys.stdin:
+    op, reps = line.split()
+    with torch.inference_mode():
+        if op not in cache:
+            cache[op] = variants(op)
+            for f in cache[op].values():
+                f(); f()
+        out = {}
+        for name, f in cache[op].items():
+            ts = []
+            for _ in range(int(reps)):
+                t0 = time.perf_counter(); f(); ts.append((time.perf_counter() - t0) * 1000)
+            out[name] = ts
+    print(json.dumps(out), flush=True)
+'''
+
+
+class Torch:
+    def __init__(self, python):
+        env = dict(os.environ, OMP_NUM_THREADS=str(THREADS))
+        self.proc = subprocess.Popen([python, "-c", TORCH_SIDE, str(THREADS)], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, text=True, env=env)
+        self.info = json.loads(self.proc.stdout.readline())
+
+    def time(self, op, reps):
+        self.proc.stdin.write(f"{op} {reps}\n")
+        self.proc.stdin.flush()
+        return json.loads(self.proc.stdout.readline())
+
+    def close(self):
+        self.proc.stdin.close()
+        self.proc.wait()
+
+
+def find_torch_python(explicit):
+    for candidate in [explicit, os.environ.get("TORCH_PYTHON"), "/work/venv/bin/python", "venv/bin/python", sys.executable]:
+        if not candidate or not os.path.exists(candidate):
+            continue
+        ok = subprocess.run([candidate, "-c", "import torch"], capture_output=True).returncode == 0
+        if ok:
+            return candidate
+    return None
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--engine", default=".build/release/engine-bench")
+    ap.add_argument("--python", help="a Python with torch (default: $TORCH_PYTHON, /work/venv, ./venv, this one)")
+    ap.add_argument("--pairs", type=int, default=11)
+    ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--ops", help="comma-separated subset")
+    ap.add_argument("--markdown", help="write the table to this file")
+    ap.add_argument("--pause", type=float, default=0.05, help="seconds between sides (lets spinning threads sleep)")
+    args = ap.parse_args()
+
+    engine = Engine(args.engine)
+    info = engine.ask("info")
+    ops = args.ops.split(",") if args.ops else engine.ask("list")["ops"]
+    python = find_torch_python(args.python)
+    torch_side = Torch(python) if python else None
+    if torch_side is None:
+        print("PyTorch not found: install it in a virtual environment outside the repository, e.g.\n"
+              "  python3 -m venv /work/venv && /work/venv/bin/pip install torch numpy\n"
+              "then rerun (or pass --python PATH). Printing the engine's times only.", file=sys.stderr)
+
+    cpu = cpu_model()
+    print(f"CPU: {cpu}; {THREADS} threads; oneDNN {info['onednn']}"
+          + (f"; PyTorch {torch_side.info['torch']}" if torch_side else ""), file=sys.stderr)
+    peaks = [engine.ask("peak 1.0")["gflops"]]
+    rows = []
+    for op in ops:
+        ours, theirs, ratios, best_variant = [], [], [], {}
+        for pair in range(args.pairs):
+            ms = statistics.median(engine.ask(f"time {op} {args.reps}")["ms"])
+            ours.append(ms)
+            if torch_side:
+                time.sleep(args.pause)
+                t = {k: statistics.median(v) for k, v in torch_side.time(op, args.reps).items()}
+                name = min(t, key=t.get)
+                best_variant[name] = best_variant.get(name, 0) + 1
+                theirs.append(t)
+                ratios.append(ms / t[name])
+                time.sleep(args.pause)
+        row = {"op": op, "ms": statistics.median(ours), "gflop": info["gflop"][op], "kernel": info["kernels"][op]}
+        if torch_side:
+            for variant in theirs[0]:
+                row["torch_" + variant] = statistics.median(t[variant] for t in theirs)
+            row["ratio"] = statistics.median(ratios)
+            row["torch_best"] = max(best_variant, key=best_variant.get)
+        rows.append(row)
+        print(format_row(row, peaks[0]), file=sys.stderr)
+    peaks.append(engine.ask("peak 1.0")["gflops"])
+    engine.close()
+    if torch_side:
+        torch_side.close()
+    table = render(rows, peaks, cpu, info, torch_side.info if torch_side else None, args)
+    print(table)
+    if args.markdown:
+        with open(args.markdown, "w") as f:
+            f.write(table)
+
+
+def format_row(row, peak):
+    gf = row["gflop"] / row["ms"] * 1000 if row["gflop"] else 0
+    text = f"{row['op']:<20} ours {row['ms']:8.3f} ms {gf:7.1f} GFLOP/s ({100 * gf / peak:4.0f} % of peak)"
+    if "ratio" in row:
+        text += f"  ratio {row['ratio']:.3f} vs torch {row['torch_best']}"
+    return text
+
+
+def render(rows, peaks, cpu, info, torch_info, args):
+    peak = max(peaks)
+    lines = [
+        f"Date: {datetime.date.today().isoformat()}. CPU: {cpu}. Threads: {THREADS}. oneDNN {info['onednn']}"
+        + (f", PyTorch {torch_info['torch']} (CPU, inference mode)" if torch_info else " (PyTorch not installed)") + ".",
+        f"FMA peak measured in the same run: {peaks[0]:.0f} GFLOP/s before, {peaks[1]:.0f} after (% of peak uses {peak:.0f}).",
+        f"Each figure is the median over {args.pairs} interleaved pairs (each side the median of {args.reps} runs after a warm-up);",
+        "ratio = ours / PyTorch's best layout, median of the per-pair ratios (< 1: we are faster).",
+        "",
+        "| op | GFLOP | ours ms | ours GFLOP/s | % of peak | PyTorch NCHW / SDPA ms | PyTorch channels_last / manual ms | ratio | our kernel |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        gf = r["gflop"] / r["ms"] * 1000 if r["gflop"] else float("nan")
+        a = r.get("torch_nchw", r.get("torch_sdpa"))
+        b = r.get("torch_channels_last", r.get("torch_manual"))
+        fmt = lambda v: "–" if v is None else f"{v:.3f}"
+        gflop = f"{r['gflop']:.3f}" if r["gflop"] else "–"
+        gfs = "–" if math.isnan(gf) else f"{gf:.0f}"
+        pct = "–" if math.isnan(gf) else f"{100 * gf / peak:.0f} %"
+        ratio = f"**{r['ratio']:.3f}**" if "ratio" in r else "–"
+        lines.append(f"| {r['op']} | {gflop} | {r['ms']:.3f} | {gfs} | {pct} | {fmt(a)} | {fmt(b)} | {ratio} | {r['kernel']} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()
