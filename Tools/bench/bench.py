@@ -77,6 +77,18 @@ def gn_silu(c, s, channels_last):
         x = x.contiguous(memory_format=torch.channels_last)
     return lambda: F.silu(F.group_norm(x, 32, w, b, 1e-5))
 
+def resblock(c, s, channels_last):
+    conv1, conv2 = torch.nn.Conv2d(c, c, 3, padding=1).eval(), torch.nn.Conv2d(c, c, 3, padding=1).eval()
+    w, b = torch.randn(c), torch.randn(c)
+    x = torch.randn(1, c, s, s)
+    if channels_last:
+        conv1, conv2 = conv1.to(memory_format=torch.channels_last), conv2.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
+    def run():
+        h = conv1(F.silu(F.group_norm(x, 32, w, b, 1e-5)))
+        return x + conv2(F.silu(F.group_norm(h, 32, w, b, 1e-5)))
+    return run
+
 def attention(t, layout):
     q, k, v = (torch.randn(1, 4, t, 64) for _ in range(3))
     if layout == "sdpa":
@@ -92,6 +104,9 @@ def variants(op):
     if kind == "gn" and rest[0] == "silu":
         c, s = int(rest[1][1:]), int(rest[2])
         return {"nchw": gn_silu(c, s, False), "channels_last": gn_silu(c, s, True)}
+    if kind == "resblock":
+        c, s = int(rest[0][1:]), int(rest[1])
+        return {"nchw": resblock(c, s, False), "channels_last": resblock(c, s, True)}
     if kind == "attention":
         t = int(rest[0])
         return {"sdpa": attention(t, "sdpa"), "manual": attention(t, "manual")}

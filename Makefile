@@ -1,0 +1,55 @@
+# DiffusionRestore — set-up and everyday commands. See README.md.
+#
+#   make demo    install what is missing, build (release), run the demo on the bundled photo
+#   make test    install what is missing, build (release, speed flags), run the whole test suite
+#   make bench   the engine against PyTorch on CPU, interleaved (needs a PyTorch venv; see README)
+#   make build   release build of the `restore` binary only
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+# Debian packages the build needs: oneDNN (convolutions, matmuls), libpng, libjpeg-turbo, objdump (tests).
+DEB_PACKAGES := libdnnl-dev libpng-dev libjpeg62-turbo-dev binutils
+# Speed flags, passed here rather than as unsafeFlags in Package.swift so other packages can depend on
+# our libraries. haswell = AVX2 + FMA + F16C: runs on every AVX2 x86-64; oneDNN adds AVX-512 at run time.
+SPEED_FLAGS := -Xswiftc -Ounchecked -Xswiftc -target-cpu -Xswiftc haswell -Xcc -march=haswell
+RELEASE := swift build -c release $(SPEED_FLAGS)
+TEST_FLAGS := -c release $(SPEED_FLAGS) -Xswiftc -enable-testing
+BIN := .build/release
+PYTHON ?= $(shell for p in "$$TORCH_PYTHON" /work/venv/bin/python venv/bin/python; do [ -x "$$p" ] && echo "$$p" && break; done)
+
+.PHONY: help deps build demo test bench clean
+
+help:
+	@sed -n '3,7p' Makefile | sed 's/^# *//'
+
+deps:
+	@missing=""; for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  else echo "run as root, or: sudo apt-get install$$missing" >&2; exit 1; fi; \
+	fi
+
+build: deps
+	$(RELEASE) --product restore
+
+demo: build
+	@mkdir -p demo-out
+	@echo "== PLACEHOLDER DEMO: no restoration method has landed yet. This runs the real path"
+	@echo "== decode PNG -> Float32 NHWC tensor -> Gaussian blur by oneDNN depthwise convolution -> encode PNG."
+	$(BIN)/restore info
+	$(BIN)/restore blur -i Assets/photos/chelsea.png -o demo-out/chelsea-blurred.png --sigma 2 --overwrite --json
+	@echo "== wrote demo-out/chelsea-blurred.png (input: Assets/photos/chelsea.png, CC0, see Assets/photos/README.md)"
+
+test: deps
+	swift build --build-tests $(TEST_FLAGS)
+	RESTORE_EXPECT_SPEED_FLAGS=1 swift test --skip-build $(TEST_FLAGS)
+
+bench: deps
+	$(RELEASE) --product engine-bench
+	@if [ -z "$(PYTHON)" ]; then echo "PyTorch not found: python3 -m venv /work/venv && /work/venv/bin/pip install torch numpy (outside the repository); printing our times only"; fi
+	python3 Tools/bench/bench.py --engine $(BIN)/engine-bench $(if $(PYTHON),--python $(PYTHON)) --pairs 11 --reps 5 --markdown Benchmarks/engine-ops.md
+
+clean:
+	rm -rf .build demo-out

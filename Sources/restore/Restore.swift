@@ -1,0 +1,59 @@
+import ArgumentParser
+import Engine
+import Foundation
+
+/// The `restore` command: one subcommand per method, plus tools.
+@main
+struct Restore: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "restore",
+        abstract: "Restore damaged images with diffusion models, on the CPU.",
+        discussion: """
+            Methods arrive one subcommand at a time (DDNM, USDR, DreamClean, ResShift, RDDM, DiffIR, LDM). \
+            Today the engine, the image I/O and a placeholder Gaussian blur are in place.
+            Errors print one line, `restore: error: …`, and exit with status 1 (2 for bad usage).
+            """,
+        version: BuildInfo.version,
+        subcommands: [Blur.self, Info.self]
+    )
+
+    static func main() {
+        ThreadPolicy.applyBeforeFirstUse()
+        guard CPU.hasAVX2FMA else {
+            FileHandle.standardError.write(Data("restore: error: this CPU lacks AVX2/FMA, which this build requires (rebuild without -target-cpu, or use a newer CPU)\n".utf8))
+            Foundation.exit(1)
+        }
+        do {
+            var command = try parseAsRoot()
+            try command.run()
+        } catch {
+            exit(withError: error)
+        }
+    }
+}
+
+/// Version and build facts.
+enum BuildInfo {
+    static let version = "0.1.0"
+}
+
+/// Prints `restore: error: <message>` on stderr and exits with status 1: the one way commands fail on
+/// bad input (usage errors are swift-argument-parser's, status 2).
+struct CommandFailure: Error, CustomStringConvertible {
+    let description: String
+    init(_ message: String) { description = message }
+}
+
+extension ParsableCommand {
+    /// Runs `body`, turning any thrown error into a one-line message and exit status 1.
+    func failingCleanly(_ body: () throws -> Void) throws {
+        do {
+            try body()
+        } catch let error as ExitCode {
+            throw error
+        } catch {
+            FileHandle.standardError.write(Data("restore: error: \(error)\n".utf8))
+            throw ExitCode(1)
+        }
+    }
+}
