@@ -43,5 +43,7 @@ let package = Package(
         .executableTarget(name: "engine-bench", dependencies: ["Engine"], path: "Tools/bench/EngineBench"),
         .testTarget(name: "EngineTests", dependencies: ["Engine"], resources: [.copy("Fixtures")]),
         .testTarget(name: "ImageIOTests", dependencies: ["ImageIO"], resources: [.copy("Fixtures")]),
+        // Runs the built `restore` binary as a user would: exit codes, one-line errors, no partial output.
+        .testTarget(name: "CLITests", dependencies: ["restore", "ImageIO"]),
     ]
 )

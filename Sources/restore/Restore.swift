@@ -27,6 +27,12 @@ struct Restore: ParsableCommand {
             var command = try parseAsRoot()
             try command.run()
         } catch {
+            // Bad usage exits with status 2 (argument-parser's own default is 64, EX_USAGE).
+            if exitCode(for: error) == .validationFailure {
+                let message = fullMessage(for: error)
+                FileHandle.standardError.write(Data((message.hasSuffix("\n") ? message : message + "\n").utf8))
+                Foundation.exit(2)
+            }
             exit(withError: error)
         }
     }

@@ -1,0 +1,110 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#elseif canImport(Musl)
+import Musl
+#endif
+
+/// Writes a file so that readers see either the old state or the complete new file, never a partial
+/// one: the bytes go to a temporary file in the target's folder (same file system), are fsync'ed, and
+/// the temporary file is then renamed (or, when overwriting is not allowed, hard-linked) into place.
+/// On any failure the temporary file is removed.
+enum AtomicFileWriter {
+    /// Writes `bytes` to `path`. When `overwrite` is false an existing file is never replaced, even if
+    /// it appears between the caller's checks and the commit. `beforeCommit` runs after the temporary
+    /// file is complete and synced, just before it is moved into place (tests use it to inject failures).
+    static func write(_ bytes: [UInt8], to path: String, overwrite: Bool,
+                      beforeCommit: () throws(ImageIOError) -> Void = {}) throws(ImageIOError) {
+        let folder = FileSystem.parentFolder(of: path)
+        let (descriptor, temporaryPath) = try createTemporaryFile(in: folder, for: path)
+        var committed = false
+        var isOpen = true
+        defer {
+            if isOpen { close(descriptor) }
+            if !committed { unlink(temporaryPath) }
+        }
+        try writeAll(bytes, to: descriptor, path: path)
+        guard fsync(descriptor) == 0 else { throw .writeFailed(path: path, reason: FileSystem.reason(errno)) }
+        isOpen = false
+        guard close(descriptor) == 0 else { throw .writeFailed(path: path, reason: FileSystem.reason(errno)) }
+        try beforeCommit()
+        if overwrite {
+            guard rename(temporaryPath, path) == 0 else {
+                throw .writeFailed(path: path, reason: "rename failed: \(FileSystem.reason(errno))")
+            }
+        } else {
+            try commitWithoutReplacing(temporaryPath, to: path)
+        }
+        committed = true
+        syncFolder(folder)
+    }
+
+    /// Opens a new, uniquely named temporary file next to `path` (mode 0666 minus the umask).
+    private static func createTemporaryFile(in folder: String, for path: String) throws(ImageIOError)
+        -> (Int32, String) {
+        let base = folder == "/" ? "" : folder
+        for _ in 0..<16 {
+            let suffix = String(UInt32.random(in: 0...UInt32.max), radix: 16)
+            let temporaryPath = "\(base)/.\(FileSystem.fileName(of: path)).\(suffix).partial"
+            let descriptor = open(temporaryPath, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o666)
+            if descriptor >= 0 { return (descriptor, temporaryPath) }
+            let code = errno
+            if code == EEXIST { continue }
+            throw .cannotWriteFolder(path: path, folder: folder, reason: FileSystem.reason(code))
+        }
+        throw .cannotWriteFolder(path: path, folder: folder, reason: "cannot create a temporary file")
+    }
+
+    private static func writeAll(_ bytes: [UInt8], to descriptor: Int32, path: String) throws(ImageIOError) {
+        var written = 0
+        while written < bytes.count {
+            let count = bytes.withUnsafeBytes { buffer in
+                posixWrite(descriptor, buffer.baseAddress! + written, bytes.count - written)
+            }
+            if count < 0 {
+                if errno == EINTR { continue }
+                throw .writeFailed(path: path, reason: FileSystem.reason(errno))
+            }
+            written += count
+        }
+    }
+
+    /// Moves the temporary file into place only if nothing exists at `path`: link(2) fails with EEXIST
+    /// instead of replacing. File systems without hard links fall back to a check and rename.
+    private static func commitWithoutReplacing(_ temporaryPath: String, to path: String) throws(ImageIOError) {
+        if link(temporaryPath, path) == 0 {
+            unlink(temporaryPath)
+            return
+        }
+        let code = errno
+        if code == EEXIST { throw .outputExists(path: path) }
+        guard code == EPERM || code == ENOTSUP || code == EOPNOTSUPP || code == EMLINK || code == ENOSYS else {
+            throw .writeFailed(path: path, reason: "link failed: \(FileSystem.reason(code))")
+        }
+        if FileSystem.exists(path) { throw .outputExists(path: path) }
+        guard rename(temporaryPath, path) == 0 else {
+            throw .writeFailed(path: path, reason: "rename failed: \(FileSystem.reason(errno))")
+        }
+    }
+
+    /// Best effort: makes the rename itself durable.
+    private static func syncFolder(_ folder: String) {
+        let descriptor = open(folder, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard descriptor >= 0 else { return }
+        _ = fsync(descriptor)
+        close(descriptor)
+    }
+}
+
+/// `write(2)`, named apart from Swift methods called `write`.
+@inline(__always)
+private func posixWrite(_ descriptor: Int32, _ buffer: UnsafeRawPointer, _ count: Int) -> Int {
+    #if canImport(Glibc)
+    return Glibc.write(descriptor, buffer, count)
+    #elseif canImport(Darwin)
+    return Darwin.write(descriptor, buffer, count)
+    #else
+    return Musl.write(descriptor, buffer, count)
+    #endif
+}

@@ -1,0 +1,200 @@
+import CImageCodecs
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#elseif canImport(Musl)
+import Musl
+#endif
+
+/// Encodes `Image`s as PNG or JPEG and writes them safely: to a temporary file in the target folder,
+/// fsync'ed, then renamed into place, so no partial output is ever left behind.
+public enum ImageWriter {
+    /// Writes `image` to `path`.
+    ///
+    /// Samples are clamped to [0, 1] and rounded to the nearest integer level (NaN becomes 0).
+    /// - Parameters:
+    ///   - image: the image; for JPEG, alpha is dropped and gray stays gray.
+    ///   - path: the output file.
+    ///   - format: the encoding; when nil it follows the extension (`ImageFileFormat.fromExtension`:
+    ///     `.png` at the image's source depth, 8 or 16 bits; `.jpg`/`.jpeg` at quality 95).
+    ///   - text: PNG text chunks, keyword → UTF-8 value, written as uncompressed iTXt chunks before the
+    ///     image data (e.g. the `DiffusionRestore` JSON report). Keywords are 1-79 printable Latin-1
+    ///     characters without leading, trailing or double spaces. Ignored for JPEG. `image.text` is not
+    ///     written automatically.
+    ///   - overwrite: replace an existing file at `path`; when false an existing file is never touched.
+    ///   - inputs: paths that must never be written over (the command's inputs), compared by resolved
+    ///     path and by device and inode, even when `overwrite` is true.
+    /// - Throws: `ImageIOError` (output exists, output is an input, folder not writable, bad encoding
+    ///   parameters, write failure).
+    public static func write(_ image: Image, to path: String, format: ImageFileFormat? = nil,
+                             text: [String: String] = [:], overwrite: Bool = false,
+                             protecting inputs: [String] = []) throws(ImageIOError) {
+        try write(image, to: path, format: format, text: text, overwrite: overwrite, protecting: inputs,
+                  beforeCommit: {})
+    }
+
+    /// `write(_:to:format:text:overwrite:protecting:)` with a hook run just before the commit (tests).
+    static func write(_ image: Image, to path: String, format: ImageFileFormat?, text: [String: String],
+                      overwrite: Bool, protecting inputs: [String],
+                      beforeCommit: () throws(ImageIOError) -> Void) throws(ImageIOError) {
+        guard let format = format ?? ImageFileFormat.fromExtension(of: path, sourceBitDepth: image.sourceBitDepth)
+        else { throw .unknownOutputFormat(path: path) }
+        try checkDestination(path, overwrite: overwrite, inputs: inputs)
+        let bytes = try encode(image, format: format, text: text, name: path)
+        try AtomicFileWriter.write(bytes, to: path, overwrite: overwrite, beforeCommit: beforeCommit)
+    }
+
+    /// Encodes `image` as a complete PNG or JPEG file in memory; `name` is used in error messages.
+    ///
+    /// - Throws: `ImageIOError.invalidEncoding` for PNG bits other than 8 or 16, JPEG quality outside
+    ///   1-100, an invalid text keyword, or an image the format cannot hold.
+    public static func encode(_ image: Image, format: ImageFileFormat, text: [String: String] = [:],
+                              name: String = "<memory>") throws(ImageIOError) -> [UInt8] {
+        guard image.width <= Int(Int32.max), image.height <= Int(Int32.max) else {
+            throw .invalidEncoding(path: name, reason: "\(image.width)x\(image.height) is too large for a file")
+        }
+        switch format {
+        case .png(let bits):
+            guard bits == 8 || bits == 16 else {
+                throw .invalidEncoding(path: name, reason: "PNG bit depth must be 8 or 16, not \(bits)")
+            }
+            for (key, value) in text {
+                if let problem = problemWithTextKeyword(key) {
+                    throw .invalidEncoding(path: name, reason: "text keyword \"\(key)\" \(problem)")
+                }
+                if value.utf8.contains(0) {
+                    throw .invalidEncoding(path: name, reason: "text value for \"\(key)\" contains a NUL byte")
+                }
+            }
+            return try encodePNG(image, bits: bits, text: text, name: name)
+        case .jpeg(let quality):
+            guard (1...100).contains(quality) else {
+                throw .invalidEncoding(path: name, reason: "JPEG quality must be 1-100, not \(quality)")
+            }
+            let color = image.splittingAlpha().color
+            let samples = quantize(color.pixels, as: UInt8.self)
+            return try runEncoder(name: name) { output, length, message, capacity in
+                cic_jpeg_encode(samples, UInt32(color.width), UInt32(color.height), UInt32(color.channels),
+                                Int32(quality), output, length, message, capacity)
+            }
+        }
+    }
+
+    /// Samples clamped to [0, 1], scaled to [0, `Sample.max`] and rounded to the nearest integer
+    /// (NaN becomes 0), written straight into the integer array (no intermediate copy).
+    static func quantize<Sample: FixedWidthInteger & UnsignedInteger>(_ samples: [Float],
+                                                                      as _: Sample.Type) -> [Sample] {
+        let scale = Float(Sample.max)
+        return [Sample](unsafeUninitializedCapacity: samples.count) { target, initialized in
+            samples.withUnsafeBufferPointer { source in
+                for index in 0..<source.count {
+                    let value = source[index]
+                    let clamped: Float = value > 0 ? (value < 1 ? value : 1) : 0   // NaN fails `> 0`.
+                    target[index] = Sample((clamped * scale).rounded())
+                }
+            }
+            initialized = samples.count
+        }
+    }
+
+    /// Why a PNG text keyword is invalid, or nil when it is valid.
+    static func problemWithTextKeyword(_ key: String) -> String? {
+        let scalars = Array(key.unicodeScalars)
+        guard (1...79).contains(scalars.count) else { return "must be 1-79 characters long" }
+        let printable = scalars.allSatisfy { (0x20...0x7E).contains($0.value) || (0xA1...0xFF).contains($0.value) }
+        guard printable else { return "must contain only printable Latin-1 characters" }
+        guard scalars.first != " ", scalars.last != " ", !key.contains("  ") else {
+            return "must not have leading, trailing or consecutive spaces"
+        }
+        return nil
+    }
+
+    private static func encodePNG(_ image: Image, bits: Int, text: [String: String],
+                                  name: String) throws(ImageIOError) -> [UInt8] {
+        // Keywords are Latin-1 (validated above), values UTF-8; both as NUL-terminated C strings.
+        let entries = text.sorted { $0.key < $1.key }
+        let keys = entries.map { strdupBytes($0.key.unicodeScalars.map { UInt8($0.value) }) }
+        let values = entries.map { strdupBytes(Array($0.value.utf8)) }
+        defer { (keys + values).forEach { free($0) } }
+        let cEntries = zip(keys, values).map { CICTextEntry(key: $0, value: $1) }
+        let (width, height, channels) = (UInt32(image.width), UInt32(image.height), UInt32(image.channels))
+        if bits == 16 {
+            let samples = quantize(image.pixels, as: UInt16.self)
+            return try runEncoder(name: name) { output, length, message, capacity in
+                cic_png_encode(samples, width, height, channels, 16, cEntries, cEntries.count,
+                               output, length, message, capacity)
+            }
+        }
+        let samples = quantize(image.pixels, as: UInt8.self)
+        return try runEncoder(name: name) { output, length, message, capacity in
+            cic_png_encode(samples, width, height, channels, 8, cEntries, cEntries.count,
+                           output, length, message, capacity)
+        }
+    }
+
+    /// A malloc'ed NUL-terminated copy of `bytes`.
+    private static func strdupBytes(_ bytes: [UInt8]) -> UnsafeMutablePointer<CChar> {
+        let copy = malloc(bytes.count + 1)!.assumingMemoryBound(to: CChar.self)
+        for (index, byte) in bytes.enumerated() { copy[index] = CChar(bitPattern: byte) }
+        copy[bytes.count] = 0
+        return copy
+    }
+
+    /// Calls a C encoder and copies its malloc'ed output into an array.
+    private static func runEncoder(
+        name: String,
+        _ encoder: (UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>, UnsafeMutablePointer<Int>,
+                    UnsafeMutablePointer<CChar>, Int) -> CICStatus
+    ) throws(ImageIOError) -> [UInt8] {
+        var output: UnsafeMutablePointer<UInt8>?
+        var length = 0
+        var message = [CChar](repeating: 0, count: 512)
+        let status = message.withUnsafeMutableBufferPointer { buffer in
+            encoder(&output, &length, buffer.baseAddress!, buffer.count)
+        }
+        defer { cic_buffer_free(output) }
+        guard status == CIC_OK, let output else {
+            if status == CIC_ERROR_OUT_OF_MEMORY { throw .outOfMemory(path: name) }
+            let detail = String(decoding: message.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            throw .invalidEncoding(path: name, reason: detail.isEmpty ? "the encoder failed" : detail)
+        }
+        return Array(UnsafeBufferPointer(start: output, count: length))
+    }
+
+    /// Refuses to write onto an input, into a missing or unwritable folder, or over an existing file
+    /// without `overwrite`.
+    private static func checkDestination(_ path: String, overwrite: Bool, inputs: [String]) throws(ImageIOError) {
+        let folder = FileSystem.parentFolder(of: path)
+        var folderInfo = stat()
+        guard stat(folder, &folderInfo) == 0 else {
+            throw .cannotWriteFolder(path: path, folder: folder, reason: FileSystem.reason(errno))
+        }
+        guard (folderInfo.st_mode & S_IFMT) == S_IFDIR else {
+            throw .cannotWriteFolder(path: path, folder: folder, reason: "not a folder")
+        }
+        guard access(folder, W_OK | X_OK) == 0 else {
+            throw .cannotWriteFolder(path: path, folder: folder, reason: FileSystem.reason(errno))
+        }
+        // The output's resolved path: the file itself if it exists, else the resolved folder + name.
+        let resolvedOutput = FileSystem.resolvedPath(path)
+            ?? FileSystem.resolvedPath(folder).map { ($0 == "/" ? "" : $0) + "/" + FileSystem.fileName(of: path) }
+        let outputIdentity = FileSystem.fileIdentity(path)
+        for input in inputs {
+            let sameIdentity = outputIdentity != nil && FileSystem.fileIdentity(input).map {
+                $0 == outputIdentity!
+            } == true
+            let resolvedInput = FileSystem.resolvedPath(input)
+            let samePath = resolvedInput != nil && resolvedInput == resolvedOutput
+            if sameIdentity || samePath || input == path { throw .outputIsInput(path: path, input: input) }
+        }
+        var outputInfo = stat()
+        if lstat(path, &outputInfo) == 0 {
+            if (outputInfo.st_mode & S_IFMT) == S_IFDIR {
+                throw .writeFailed(path: path, reason: "a folder exists at the output path")
+            }
+            if !overwrite { throw .outputExists(path: path) }
+        }
+    }
+}

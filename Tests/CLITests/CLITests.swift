@@ -1,0 +1,168 @@
+import Foundation
+import ImageIO
+import XCTest
+
+/// The `restore` binary, run as a user runs it: bad input gives one line on stderr, a non-zero exit and
+/// no output file; inputs are never written; reports land in the PNG.
+final class CLITests: XCTestCase {
+    private var folder: URL!
+
+    override func setUpWithError() throws {
+        folder = FileManager.default.temporaryDirectory.appendingPathComponent("restore-cli-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+    }
+
+    override func tearDownWithError() throws {
+        try? FileManager.default.removeItem(at: folder)
+    }
+
+    private struct Result { let status: Int32; let stdout: String; let stderr: String }
+
+    private func restore(_ arguments: [String]) throws -> Result {
+        let binary = URL(fileURLWithPath: try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe"))
+            .deletingLastPathComponent().appendingPathComponent("restore")
+        let process = Process()
+        process.executableURL = binary
+        process.arguments = arguments
+        let out = Pipe(), err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        try process.run()
+        let stdout = out.fileHandleForReading.readDataToEndOfFile()
+        let stderr = err.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return Result(status: process.terminationStatus, stdout: String(decoding: stdout, as: UTF8.self),
+                      stderr: String(decoding: stderr, as: UTF8.self))
+    }
+
+    private func path(_ name: String) -> String { folder.appendingPathComponent(name).path }
+
+    /// A small RGB test card written as PNG.
+    private func makePhoto(_ name: String, width: Int = 24, height: Int = 16, channels: Int = 3) throws -> String {
+        var pixels: [Float] = []
+        for y in 0..<height { for x in 0..<width { for c in 0..<channels {
+            pixels.append(Float((x * 7 + y * 13 + c * 50) % 256) / 255)
+        } } }
+        let p = path(name)
+        try ImageWriter.write(Image(width: width, height: height, channels: channels, pixels: pixels), to: p)
+        return p
+    }
+
+    private func assertCleanFailure(_ r: Result, mentions: String, noFileAt output: String,
+                                    file: StaticString = #filePath, line: UInt = #line) {
+        XCTAssertEqual(r.status, 1, "exit status; stderr: \(r.stderr)", file: file, line: line)
+        let lines = r.stderr.split(separator: "\n")
+        XCTAssertEqual(lines.count, 1, "one line on stderr, got: \(r.stderr)", file: file, line: line)
+        XCTAssertTrue(r.stderr.hasPrefix("restore: error: "), r.stderr, file: file, line: line)
+        XCTAssertTrue(r.stderr.contains(mentions), "\(r.stderr) should mention \(mentions)", file: file, line: line)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: output), "partial output left at \(output)", file: file, line: line)
+        let leftovers = (try? FileManager.default.contentsOfDirectory(atPath: folder.path))?.filter { $0.hasPrefix(".") } ?? []
+        XCTAssertEqual(leftovers, [], "temporary files left behind", file: file, line: line)
+    }
+
+    func testHelpListsTheCommands() throws {
+        let r = try restore(["--help"])
+        XCTAssertEqual(r.status, 0)
+        for command in ["blur", "info"] { XCTAssertTrue(r.stdout.contains(command), r.stdout) }
+    }
+
+    func testBlurWritesAPNGWithItsReport() throws {
+        let input = try makePhoto("in.png")
+        let output = path("out.png")
+        let r = try restore(["blur", "-i", input, "-o", output, "--json", "--quiet"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let image = try ImageReader.read(path: output)
+        XCTAssertEqual([image.width, image.height, image.channels], [24, 16, 3])
+        let report = try XCTUnwrap(image.text["DiffusionRestore"])
+        XCTAssertTrue(report.contains("gaussian-blur"), report)
+        XCTAssertEqual(r.stdout.trimmingCharacters(in: .whitespacesAndNewlines), report)
+    }
+
+    func testBlurKeepsTheAlphaChannel() throws {
+        let input = try makePhoto("rgba.png", channels: 4)
+        let output = path("out.png")
+        XCTAssertEqual(try restore(["blur", "-i", input, "-o", output, "--quiet"]).status, 0)
+        let original = try ImageReader.read(path: input), result = try ImageReader.read(path: output)
+        XCTAssertEqual(result.channels, 4)
+        for i in stride(from: 3, to: original.pixels.count, by: 4) {
+            XCTAssertEqual(result.pixels[i], original.pixels[i], accuracy: 1e-6)
+        }
+    }
+
+    func testMissingInputFailsCleanly() throws {
+        let output = path("out.png")
+        assertCleanFailure(try restore(["blur", "-i", path("nope.png"), "-o", output]), mentions: "nope.png", noFileAt: output)
+    }
+
+    func testTruncatedInputFailsCleanly() throws {
+        let input = try makePhoto("in.png")
+        let bytes = try Data(contentsOf: URL(fileURLWithPath: input))
+        let cut = path("cut.png")
+        try bytes.prefix(bytes.count / 2).write(to: URL(fileURLWithPath: cut))
+        let output = path("out.png")
+        assertCleanFailure(try restore(["blur", "-i", cut, "-o", output]), mentions: "cut.png", noFileAt: output)
+    }
+
+    func testCorruptInputFailsCleanly() throws {
+        let input = try makePhoto("in.png")
+        var bytes = try Data(contentsOf: URL(fileURLWithPath: input))
+        for i in stride(from: 40, to: bytes.count - 12, by: 3) { bytes[i] ^= 0x5A }
+        let bad = path("bad.png")
+        try bytes.write(to: URL(fileURLWithPath: bad))
+        let output = path("out.png")
+        assertCleanFailure(try restore(["blur", "-i", bad, "-o", output]), mentions: "bad.png", noFileAt: output)
+    }
+
+    func testUnsupportedFormatFailsCleanly() throws {
+        let text = path("notes.png")
+        try "not an image".write(toFile: text, atomically: true, encoding: .utf8)
+        let output = path("out.png")
+        assertCleanFailure(try restore(["blur", "-i", text, "-o", output]), mentions: "notes.png", noFileAt: output)
+    }
+
+    func testImageAbovePixelLimitIsRefused() throws {
+        let input = try makePhoto("in.png")
+        let output = path("out.png")
+        assertCleanFailure(try restore(["blur", "-i", input, "-o", output, "--max-pixels", "100"]), mentions: "100", noFileAt: output)
+    }
+
+    func testExistingOutputIsKeptWithoutOverwrite() throws {
+        let input = try makePhoto("in.png")
+        let output = path("out.png")
+        try Data("keep me".utf8).write(to: URL(fileURLWithPath: output))
+        let r = try restore(["blur", "-i", input, "-o", output])
+        XCTAssertEqual(r.status, 1)
+        XCTAssertTrue(r.stderr.contains("--overwrite"), r.stderr)
+        XCTAssertEqual(try String(contentsOfFile: output, encoding: .utf8), "keep me")
+        XCTAssertEqual(try restore(["blur", "-i", input, "-o", output, "--overwrite", "--quiet"]).status, 0)
+        XCTAssertNoThrow(try ImageReader.read(path: output))
+    }
+
+    func testInputIsNeverOverwritten() throws {
+        let input = try makePhoto("in.png")
+        let before = try Data(contentsOf: URL(fileURLWithPath: input))
+        let r = try restore(["blur", "-i", input, "-o", input, "--overwrite"])
+        XCTAssertEqual(r.status, 1)
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: input)), before)
+    }
+
+    func testBadUsageExitsWithStatusTwo() throws {
+        let input = try makePhoto("in.png")
+        XCTAssertEqual(try restore(["blur", "-i", input, "-o", path("o.png"), "--bits", "12"]).status, 2)
+        XCTAssertEqual(try restore(["blur", "-i", input, "-o", path("o.png"), "--sigma", "-1"]).status, 2)
+        XCTAssertEqual(try restore(["no-such-command"]).status, 2)
+    }
+
+    func testFolderInputWritesEveryImage() throws {
+        let inputs = folder.appendingPathComponent("in")
+        try FileManager.default.createDirectory(at: inputs, withIntermediateDirectories: true)
+        for name in ["b.png", "a.png"] {
+            let p = try makePhoto(name)
+            try FileManager.default.moveItem(atPath: p, toPath: inputs.appendingPathComponent(name).path)
+        }
+        let outputs = folder.appendingPathComponent("out").path
+        let r = try restore(["blur", "-i", inputs.path, "-o", outputs, "--format", "jpg", "--quiet"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: outputs).sorted(), ["a.jpg", "b.jpg"])
+    }
+}
