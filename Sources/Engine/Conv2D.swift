@@ -94,7 +94,7 @@ public final class Conv2D: @unchecked Sendable {
     public func callAsFunction(_ x: Tensor, residual: Tensor? = nil) throws -> Tensor {
         let needsResidual = postOps.contains { $0.readsDestination }
         var input = x
-        if case .reflect(let p) = padding, p > 0 { input = try reflectPadded(x, p) }
+        if case .reflect(let p) = padding, p > 0 { input = try pad(x, left: p, right: p, top: p, bottom: p, mode: .reflect) }
         let plan = try preparedPlan(for: input.shape, original: x.shape)
         let output: Tensor
         if needsResidual {
@@ -170,26 +170,4 @@ public final class Conv2D: @unchecked Sendable {
         _ = dnnl_primitive_desc_query(plan.primitive.descriptor, dnnl_query_impl_info_str, 0, &name)
         return name.map { String(cString: $0) } ?? "unknown"
     }
-}
-
-/// Mirror-pads an NHWC tensor by `p` on each side without repeating the edge (PyTorch's "reflect").
-func reflectPadded(_ x: Tensor, _ p: Int) throws -> Tensor {
-    let (n, h, w, c) = try x.nhwc("reflect pad")
-    guard p < h, p < w else {
-        throw EngineError.invalidArgument(op: "reflect pad", reason: "padding \(p) must be smaller than the input \(h)×\(w)")
-    }
-    let out = try Tensor(uninitializedShape: [n, h + 2 * p, w + 2 * p, c])
-    let ow = w + 2 * p
-    func mirror(_ i: Int, _ size: Int) -> Int { i < 0 ? -i : (i >= size ? 2 * (size - 1) - i : i) }
-    for b in 0..<n {
-        for oy in 0..<(h + 2 * p) {
-            let sy = mirror(oy - p, h)
-            let srcRow = x.data + ((b * h + sy) * w) * c
-            let dstRow = out.data + ((b * (h + 2 * p) + oy) * ow) * c
-            for ox in 0..<ow {
-                (dstRow + ox * c).update(from: srcRow + mirror(ox - p, w) * c, count: c)
-            }
-        }
-    }
-    return out
 }

@@ -1,0 +1,71 @@
+import XCTest
+@testable import Engine
+
+/// GroupNorm (plain, + SiLU, + ADM scale-shift + SiLU) and the LayerNorm variants against PyTorch.
+final class NormalizationTests: XCTestCase {
+    func testGroupNormMatchesPyTorch() throws {
+        let f = try Fixture("group_norm")
+        let y = try groupNorm(try f["x"], groups: f.int("groups"), weight: try f["weight"], bias: try f["bias"],
+                              epsilon: f.float("eps"))
+        assertClose(y, try f["gn"], relativeTolerance: 1e-5)
+    }
+
+    func testGroupNormSiLUMatchesPyTorch() throws {
+        let f = try Fixture("group_norm")
+        let y = try groupNorm(try f["x"], groups: f.int("groups"), weight: try f["weight"], bias: try f["bias"],
+                              epsilon: f.float("eps"), silu: true)
+        assertClose(y, try f["gn_silu"], relativeTolerance: 1e-5)
+    }
+
+    func testGroupNormScaleShiftSiLUMatchesPyTorch() throws {
+        let f = try Fixture("group_norm")
+        let y = try groupNorm(try f["x"], groups: f.int("groups"), weight: try f["weight"], bias: try f["bias"],
+                              epsilon: f.float("eps"), scale: try f["scale"], shift: try f["shift"], silu: true)
+        assertClose(y, try f["gn_scale_shift_silu"], relativeTolerance: 1e-5)
+    }
+
+    func testGroupNormWithChannelRemainderMatchesPyTorch() throws {
+        let f = try Fixture("group_norm")
+        let y = try groupNorm(try f["x2"], groups: f.int("groups2"), weight: try f["weight2"], bias: try f["bias2"],
+                              epsilon: f.float("eps2"), silu: true)
+        assertClose(y, try f["gn2_silu"], relativeTolerance: 1e-5)
+    }
+
+    /// A mean 10⁴ times the spread: a one-pass E[x²] − E[x]² in Float would lose every digit of the variance.
+    func testGroupNormKeepsPrecisionUnderLargeMean() throws {
+        let (h, w, c) = (16, 16, 8)
+        var generator = SplitMix(7)
+        let x = try Tensor(shape: [1, h, w, c], values: (0..<(h * w * c)).map { _ in 1000 + 0.1 * generator.nextFloat() })
+        let shifted = try Tensor(shape: x.shape, values: x.values.map { $0 - 1000 })
+        let y = try groupNorm(x, groups: 2, weight: nil, bias: nil, epsilon: 1e-6)
+        let reference = try groupNorm(shifted, groups: 2, weight: nil, bias: nil, epsilon: 1e-6)
+        // The input itself carries Float rounding of 1000 + ε (6e-5 absolute), i.e. ~1e-3 of the spread.
+        assertClose(y, reference, relativeTolerance: 2e-3)
+    }
+
+    func testGroupNormRejectsBadShapes() throws {
+        let x = try Tensor(shape: [1, 2, 2, 12], repeating: 1)
+        XCTAssertThrowsError(try groupNorm(x, groups: 5, weight: nil, bias: nil, epsilon: 1e-5))
+        XCTAssertThrowsError(try groupNorm(x, groups: 4, weight: try Tensor(shape: [8]), bias: nil, epsilon: 1e-5))
+        XCTAssertThrowsError(try groupNorm(x, groups: 4, weight: nil, bias: nil, epsilon: 1e-5, scale: try Tensor(shape: [2, 12])))
+    }
+
+    func testLayerNormMatchesPyTorch() throws {
+        let f = try Fixture("layer_norm")
+        let x = try f["x"], eps = try f.float("eps")
+        assertClose(try layerNorm(x, weight: try f["weight"], bias: try f["bias"], epsilon: eps),
+                    try f["layer_norm"], relativeTolerance: 1e-5, "with bias")
+        assertClose(try layerNorm(x, weight: try f["weight"], epsilon: eps, variant: .biasFree),
+                    try f["bias_free"], relativeTolerance: 1e-5, "bias-free")
+        assertClose(try layerNorm(x, weight: try f["weight"], epsilon: eps),
+                    try f["channel_gain_only"], relativeTolerance: 1e-5, "gain only")
+        assertClose(try layerNorm(try f["x2"], weight: try f["weight2"], bias: try f["bias2"], epsilon: f.float("eps2")),
+                    try f["layer_norm2"], relativeTolerance: 1e-5, "C = 37")
+    }
+
+    func testLayerNormRejectsBiasForBiasFreeVariant() throws {
+        let x = try Tensor(shape: [2, 4], repeating: 1), v = try Tensor(shape: [4], repeating: 1)
+        XCTAssertThrowsError(try layerNorm(x, weight: v, bias: v, epsilon: 1e-5, variant: .biasFree))
+        XCTAssertThrowsError(try layerNorm(x, weight: try Tensor(shape: [3]), epsilon: 1e-5))
+    }
+}
