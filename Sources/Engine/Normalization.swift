@@ -1,6 +1,7 @@
 // Group normalisation over NHWC tensors (fused with the ADM scale-shift and SiLU), and layer normalisation
 // over the last dimension (standard, gain-only, and the "BiasFree" form of Restormer / DiffIR).
 
+import CEngineSupport
 import Foundation
 
 // MARK: - GroupNorm
@@ -33,10 +34,11 @@ public func groupNorm(_ x: Tensor, groups: Int, weight: Tensor?, bias: Tensor?, 
     try requireCount(shift, n * c, "[\(n), \(c)]", op)
 
     let (mean, rstd) = groupStatistics(x.data, batches: n, pixels: h * w, channels: c, groups: groups, epsilon: epsilon)
-    // Per (n, c): y = (x − mean[n, c]) · a + b, then the activation.
-    let a = UnsafeMutablePointer<Float>.allocate(capacity: n * c)
-    let b = UnsafeMutablePointer<Float>.allocate(capacity: n * c)
-    defer { a.deallocate(); b.deallocate() }
+    // Per (n, c): y = (x − mean) · a + b, then the activation. (Folding the mean into b would cost
+    // precision when the mean dwarfs the spread.)
+    let abm = UnsafeMutablePointer<Float>.allocate(capacity: 3 * n * c)
+    defer { abm.deallocate() }
+    let a = abm, b = abm + n * c, m = abm + 2 * n * c
     for batch in 0..<n {
         for channel in 0..<c {
             let i = batch * c + channel
@@ -45,17 +47,11 @@ public func groupNorm(_ x: Tensor, groups: Int, weight: Tensor?, bias: Tensor?, 
             let s = 1 + (scale?.data[i] ?? 0)
             a[i] = rstd[group] * gamma * s
             b[i] = beta * s + (shift?.data[i] ?? 0)
+            m[i] = mean[group]
         }
     }
     let result = try Tensor(uninitializedShape: x.shape)
-    mean.withUnsafeBufferPointer { mean in
-        let mean = mean.baseAddress!
-        if applySiLU {
-            applyChannelAffine(x.data, result.data, mean: mean, a: a, b: b, batches: n, pixels: h * w, channels: c) { silu($0) }
-        } else {
-            applyChannelAffine(x.data, result.data, mean: mean, a: a, b: b, batches: n, pixels: h * w, channels: c) { $0 }
-        }
-    }
+    applyChannelAffine(x.data, result.data, mean: m, a: a, b: b, batches: n, pixels: h * w, channels: c, silu: applySiLU)
     return result
 }
 
@@ -64,72 +60,70 @@ func requireCount(_ t: Tensor?, _ count: Int, _ expected: String, _ op: String) 
     if let t, t.count != count { throw EngineError.shapeMismatch(op: op, expected: expected, found: "\(t.shape)") }
 }
 
-/// The group mean expanded to each (batch, channel), [N · C], and 1/√(var + ε) for each (batch, group), [N · G].
+/// The mean and 1/√(var + ε) of each (batch, group), [N · G] each, from one pass over the data.
+///
+/// Each thread sums d = x − pivot and d² per channel over its pixel range (Float vectors over blocks of
+/// 64 pixels, then Double), where the pivot is the channel's value at the first pixel: shifting by a
+/// sample keeps E[d²] − E[d]² free of cancellation even when the mean dwarfs the spread. Channel means
+/// and variances then combine into group statistics exactly: var_g = mean_c(var_c) + mean_c((m_c − μ_g)²).
 func groupStatistics(_ x: UnsafePointer<Float>, batches: Int, pixels: Int, channels c: Int, groups: Int,
                      epsilon: Float) -> (mean: [Float], rstd: [Float]) {
     let groupSize = c / groups
-    let elements = Double(pixels * groupSize)
-    // Pass 1: per-channel sums → group means.
-    let sums = channelSums(x, batches: batches, pixels: pixels, channels: c, centre: nil)
-    var channelMean = [Float](repeating: 0, count: batches * c)
-    for batch in 0..<batches {
-        for g in 0..<groups {
-            var s = 0.0
-            for k in 0..<groupSize { s += sums[batch * c + g * groupSize + k] }
-            for k in 0..<groupSize { channelMean[batch * c + g * groupSize + k] = Float(s / elements) }
-        }
-    }
-    // Pass 2: per-channel centred sums of squares → group variances.
-    let squares = channelMean.withUnsafeBufferPointer {
-        channelSums(x, batches: batches, pixels: pixels, channels: c, centre: $0.baseAddress!)
-    }
-    var rstd = [Float](repeating: 0, count: batches * groups)
-    for batch in 0..<batches {
-        for g in 0..<groups {
-            var s = 0.0
-            for k in 0..<groupSize { s += squares[batch * c + g * groupSize + k] }
-            rstd[batch * groups + g] = Float(1 / (s / elements + Double(epsilon)).squareRoot())
-        }
-    }
-    return (channelMean, rstd)
-}
-
-/// Σ over pixels of x[n, p, c] (or of (x − centre[n, c])² when `centre` is given), per (n, c), in Double.
-/// Each batch is split into pixel ranges summed in parallel; within a range, Float vectors accumulate
-/// blocks of 64 pixels before each block is added in Double.
-func channelSums(_ x: UnsafePointer<Float>, batches: Int, pixels: Int, channels c: Int,
-                 centre: UnsafePointer<Float>?) -> [Double] {
-    let parts = max(1, min(Parallel.threadCount * 2, pixels / 256))
-    let partial = UnsafeMutablePointer<Double>.allocate(capacity: batches * parts * c)
+    let parts = max(1, min(Parallel.threadCount, pixels / 64))
+    // Per task: [sum d, sum d²] per channel, in Double.
+    let partial = UnsafeMutablePointer<Double>.allocate(capacity: batches * parts * 2 * c)
     defer { partial.deallocate() }
     Parallel.forEach(batches * parts) { task in
         let batch = task / parts, part = task % parts
         let begin = pixels * part / parts, end = pixels * (part + 1) / parts
-        let total = partial + task * c
-        total.initialize(repeating: 0, count: c)
-        let block = UnsafeMutablePointer<Float>.allocate(capacity: c)
-        defer { block.deallocate() }
         let image = x + batch * pixels * c
+        let sum = partial + task * 2 * c, squares = sum + c
+        sum.initialize(repeating: 0, count: 2 * c)
+        let block = UnsafeMutablePointer<Float>.allocate(capacity: 2 * c)
+        defer { block.deallocate() }
         var start = begin
         while start < end {
             let stop = min(start + 64, end)
-            block.initialize(repeating: 0, count: c)
-            if let centre {
-                let m = centre + batch * c
-                for p in start..<stop { accumulateSquares(image + p &* c, m, into: block, count: c) }
+            block.initialize(repeating: 0, count: 2 * c)
+            if CPU.useAVX512Kernels {
+                dr_shifted_moments_avx512(image + start &* c, stop - start, c, image, block, block + c)
             } else {
-                for p in start..<stop { accumulateSum(image + p &* c, into: block, count: c) }
+                for p in start..<stop { accumulateShiftedMoments(image + p &* c, pivot: image, into: block, count: c) }
             }
-            for k in 0..<c { total[k] += Double(block[k]) }
+            for k in 0..<c {
+                sum[k] += Double(block[k])
+                squares[k] += Double(block[c + k])
+            }
             start = stop
         }
     }
-    var sums = [Double](repeating: 0, count: batches * c)
-    for task in 0..<(batches * parts) {
-        let batch = task / parts
-        for k in 0..<c { sums[batch * c + k] += partial[task * c + k] }
+    var mean = [Float](repeating: 0, count: batches * groups)
+    var rstd = [Float](repeating: 0, count: batches * groups)
+    let count = Double(pixels)
+    for batch in 0..<batches {
+        for g in 0..<groups {
+            var channelMeans = [Double](repeating: 0, count: groupSize)
+            var varianceSum = 0.0
+            for k in 0..<groupSize {
+                let channel = g * groupSize + k
+                var s1 = 0.0, s2 = 0.0
+                for part in 0..<parts {
+                    let base = partial + (batch * parts + part) * 2 * c
+                    s1 += base[channel]
+                    s2 += base[c + channel]
+                }
+                let shiftedMean = s1 / count
+                channelMeans[k] = Double(x[batch * pixels * c + channel]) + shiftedMean
+                varianceSum += max(0, s2 / count - shiftedMean * shiftedMean)
+            }
+            let mu = channelMeans.reduce(0, +) / Double(groupSize)
+            let spread = channelMeans.reduce(0) { $0 + ($1 - mu) * ($1 - mu) }
+            let variance = (varianceSum + spread) / Double(groupSize)
+            mean[batch * groups + g] = Float(mu)
+            rstd[batch * groups + g] = Float(1 / (variance + Double(epsilon)).squareRoot())
+        }
     }
-    return sums
+    return (mean, rstd)
 }
 
 /// acc[k] += v[k] for k < count.
@@ -143,39 +137,55 @@ func accumulateSum(_ v: UnsafePointer<Float>, into acc: UnsafeMutablePointer<Flo
     while k < count { acc[k] += v[k]; k = k &+ 1 }
 }
 
-/// acc[k] += (v[k] − centre[k])² for k < count.
+/// acc[k] += v[k] − pivot[k] and acc[count + k] += (v[k] − pivot[k])² for k < count.
 @inline(__always)
-func accumulateSquares(_ v: UnsafePointer<Float>, _ centre: UnsafePointer<Float>, into acc: UnsafeMutablePointer<Float>,
-                       count: Int) {
+func accumulateShiftedMoments(_ v: UnsafePointer<Float>, pivot: UnsafePointer<Float>, into acc: UnsafeMutablePointer<Float>,
+                              count: Int) {
+    let squares = acc + count
     var k = 0
     while k &+ 8 <= count {
-        let d = FloatVector(loading: v + k) - FloatVector(loading: centre + k)
-        FloatVector(loading: acc + k).addingProduct(d, d).store(to: acc + k)
+        let d = FloatVector(loading: v + k) - FloatVector(loading: pivot + k)
+        (FloatVector(loading: acc + k) + d).store(to: acc + k)
+        FloatVector(loading: squares + k).addingProduct(d, d).store(to: squares + k)
         k = k &+ 8
     }
-    while k < count { let d = v[k] - centre[k]; acc[k] += d * d; k = k &+ 1 }
+    while k < count {
+        let d = v[k] - pivot[k]
+        acc[k] += d
+        squares[k] += d * d
+        k = k &+ 1
+    }
 }
 
-/// y[n, p, c] = activation((x[n, p, c] − mean[n, c]) · a[n, c] + b[n, c]), in parallel over pixels.
-@inline(__always)
+/// y[n, p, c] = act((x[n, p, c] − mean[n, c]) · a[n, c] + b[n, c]), act = SiLU or identity, in parallel
+/// over pixels. The activation is a flag, not a closure: a closure here was not inlined and cost 3×.
 func applyChannelAffine(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, mean m: UnsafePointer<Float>,
                         a: UnsafePointer<Float>, b: UnsafePointer<Float>, batches: Int, pixels: Int, channels c: Int,
-                        _ activation: (FloatVector) -> FloatVector) {
+                        silu applySiLU: Bool) {
     Parallel.forRanges(batches * pixels, grain: max(1, elementwiseGrain / c)) { begin, end in
+        if CPU.useAVX512Kernels {
+            var start = begin
+            while start < end {
+                let batch = start / pixels, stop = min(end, (batch + 1) * pixels), o = batch * c
+                dr_channel_affine_avx512(x + start * c, y + start * c, stop - start, c, m + o, a + o, b + o, applySiLU ? 1 : 0)
+                start = stop
+            }
+            return
+        }
         for pixel in begin..<end {
             let batchOffset = (pixel / pixels) &* c, offset = pixel &* c
             var k = 0
             while k &+ 8 <= c {
                 let v = FloatVector(loading: x + (offset &+ k)) - FloatVector(loading: m + (batchOffset &+ k))
-                activation(FloatVector(loading: b + (batchOffset &+ k))
-                    .addingProduct(v, FloatVector(loading: a + (batchOffset &+ k)))).store(to: y + (offset &+ k))
+                let r = FloatVector(loading: b + (batchOffset &+ k)).addingProduct(v, FloatVector(loading: a + (batchOffset &+ k)))
+                (applySiLU ? silu(r) : r).store(to: y + (offset &+ k))
                 k = k &+ 8
             }
             if k < c {
                 let rest = c &- k, o = batchOffset &+ k
                 let v = FloatVector(loading: x + (offset &+ k), count: rest) - FloatVector(loading: m + o, count: rest)
-                activation(FloatVector(loading: b + o, count: rest).addingProduct(v, FloatVector(loading: a + o, count: rest)))
-                    .store(to: y + (offset &+ k), count: rest)
+                let r = FloatVector(loading: b + o, count: rest).addingProduct(v, FloatVector(loading: a + o, count: rest))
+                (applySiLU ? silu(r) : r).store(to: y + (offset &+ k), count: rest)
             }
         }
     }

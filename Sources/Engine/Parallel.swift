@@ -36,9 +36,13 @@ public enum Parallel {
 /// Facts about the CPU that matter for speed.
 public enum CPU {
     /// True when the CPU executes AVX2 and FMA, the instruction sets the release build is compiled for.
-    public static var hasAVX2FMA: Bool { dr_cpu_has_avx2_fma() != 0 }
+    public static let hasAVX2FMA: Bool = dr_cpu_has_avx2_fma() != 0
     /// True when the CPU has AVX-512 F (oneDNN then uses its AVX-512 kernels).
-    public static var hasAVX512: Bool { dr_cpu_has_avx512f() != 0 }
+    public static let hasAVX512: Bool = dr_cpu_has_avx512f() != 0
+
+    /// Whether the AVX-512 C kernels run (true on AVX-512 CPUs). Tests switch it off to check the portable
+    /// Swift path on the same machine; nothing else should change it.
+    nonisolated(unsafe) public static var useAVX512Kernels: Bool = hasAVX512
 
     /// The model name from /proc/cpuinfo with its family and model numbers, e.g. "AMD EPYC (family 26, model 2)".
     public static var modelDescription: String {

@@ -18,7 +18,6 @@ struct Restore: ParsableCommand {
     )
 
     static func main() {
-        ThreadPolicy.applyBeforeFirstUse()
         guard CPU.hasAVX2FMA else {
             FileHandle.standardError.write(Data("restore: error: this CPU lacks AVX2/FMA, which this build requires (rebuild without -target-cpu, or use a newer CPU)\n".utf8))
             Foundation.exit(1)

@@ -3,44 +3,64 @@ import XCTest
 
 /// GroupNorm (plain, + SiLU, + ADM scale-shift + SiLU) and the LayerNorm variants against PyTorch.
 final class NormalizationTests: XCTestCase {
+    /// Runs `body` on the portable Swift kernels and, where the CPU has it, on the AVX-512 C kernels.
+    private func onEveryKernelPath(_ body: () throws -> Void) rethrows {
+        let saved = CPU.useAVX512Kernels
+        defer { CPU.useAVX512Kernels = saved }
+        for avx512 in CPU.hasAVX512 ? [false, true] : [false] {
+            CPU.useAVX512Kernels = avx512
+            try body()
+        }
+    }
+
     func testGroupNormMatchesPyTorch() throws {
-        let f = try Fixture("group_norm")
-        let y = try groupNorm(try f["x"], groups: f.int("groups"), weight: try f["weight"], bias: try f["bias"],
-                              epsilon: f.float("eps"))
-        assertClose(y, try f["gn"], relativeTolerance: 1e-5)
+        try onEveryKernelPath {
+            let f = try Fixture("group_norm")
+            let y = try groupNorm(try f["x"], groups: f.int("groups"), weight: try f["weight"], bias: try f["bias"],
+                                  epsilon: f.float("eps"))
+            assertClose(y, try f["gn"], relativeTolerance: 1e-5)
+        }
     }
 
     func testGroupNormSiLUMatchesPyTorch() throws {
-        let f = try Fixture("group_norm")
-        let y = try groupNorm(try f["x"], groups: f.int("groups"), weight: try f["weight"], bias: try f["bias"],
-                              epsilon: f.float("eps"), silu: true)
-        assertClose(y, try f["gn_silu"], relativeTolerance: 1e-5)
+        try onEveryKernelPath {
+            let f = try Fixture("group_norm")
+            let y = try groupNorm(try f["x"], groups: f.int("groups"), weight: try f["weight"], bias: try f["bias"],
+                                  epsilon: f.float("eps"), silu: true)
+            assertClose(y, try f["gn_silu"], relativeTolerance: 1e-5)
+        }
     }
 
     func testGroupNormScaleShiftSiLUMatchesPyTorch() throws {
-        let f = try Fixture("group_norm")
-        let y = try groupNorm(try f["x"], groups: f.int("groups"), weight: try f["weight"], bias: try f["bias"],
-                              epsilon: f.float("eps"), scale: try f["scale"], shift: try f["shift"], silu: true)
-        assertClose(y, try f["gn_scale_shift_silu"], relativeTolerance: 1e-5)
+        try onEveryKernelPath {
+            let f = try Fixture("group_norm")
+            let y = try groupNorm(try f["x"], groups: f.int("groups"), weight: try f["weight"], bias: try f["bias"],
+                                  epsilon: f.float("eps"), scale: try f["scale"], shift: try f["shift"], silu: true)
+            assertClose(y, try f["gn_scale_shift_silu"], relativeTolerance: 1e-5)
+        }
     }
 
     func testGroupNormWithChannelRemainderMatchesPyTorch() throws {
-        let f = try Fixture("group_norm")
-        let y = try groupNorm(try f["x2"], groups: f.int("groups2"), weight: try f["weight2"], bias: try f["bias2"],
-                              epsilon: f.float("eps2"), silu: true)
-        assertClose(y, try f["gn2_silu"], relativeTolerance: 1e-5)
+        try onEveryKernelPath {
+            let f = try Fixture("group_norm")
+            let y = try groupNorm(try f["x2"], groups: f.int("groups2"), weight: try f["weight2"], bias: try f["bias2"],
+                                  epsilon: f.float("eps2"), silu: true)
+            assertClose(y, try f["gn2_silu"], relativeTolerance: 1e-5)
+        }
     }
 
     /// A mean 10⁴ times the spread: a one-pass E[x²] − E[x]² in Float would lose every digit of the variance.
     func testGroupNormKeepsPrecisionUnderLargeMean() throws {
-        let (h, w, c) = (16, 16, 8)
-        var generator = SplitMix(7)
-        let x = try Tensor(shape: [1, h, w, c], values: (0..<(h * w * c)).map { _ in 1000 + 0.1 * generator.nextFloat() })
-        let shifted = try Tensor(shape: x.shape, values: x.values.map { $0 - 1000 })
-        let y = try groupNorm(x, groups: 2, weight: nil, bias: nil, epsilon: 1e-6)
-        let reference = try groupNorm(shifted, groups: 2, weight: nil, bias: nil, epsilon: 1e-6)
-        // The input itself carries Float rounding of 1000 + ε (6e-5 absolute), i.e. ~1e-3 of the spread.
-        assertClose(y, reference, relativeTolerance: 2e-3)
+        try onEveryKernelPath {
+            let (h, w, c) = (16, 16, 8)
+            var generator = SplitMix(7)
+            let x = try Tensor(shape: [1, h, w, c], values: (0..<(h * w * c)).map { _ in 1000 + 0.1 * generator.nextFloat() })
+            let shifted = try Tensor(shape: x.shape, values: x.values.map { $0 - 1000 })
+            let y = try groupNorm(x, groups: 2, weight: nil, bias: nil, epsilon: 1e-6)
+            let reference = try groupNorm(shifted, groups: 2, weight: nil, bias: nil, epsilon: 1e-6)
+            // The input itself carries Float rounding of 1000 + ε (6e-5 absolute), i.e. ~1e-3 of the spread.
+            assertClose(y, reference, relativeTolerance: 2e-3)
+        }
     }
 
     func testGroupNormRejectsBadShapes() throws {

@@ -25,3 +25,13 @@ void dr_set_num_threads(int n);
 /// Measures the FMA throughput of the pool's threads over about `seconds`, in GFLOP/s (2 FLOP per FMA
 /// lane): 512-bit FMAs when the CPU has AVX-512 F and `allow_avx512` is set, else 256-bit FMAs.
 double dr_fma_peak_gflops(double seconds, int allow_avx512);
+
+// MARK: - AVX-512 kernels (call only when dr_cpu_has_avx512f() is 1)
+
+/// y[p, k] = act((x[p, k] − mean[k]) · a[k] + b[k]) over `pixels` rows of `channels`; act = SiLU when `silu`.
+void dr_channel_affine_avx512(const float *x, float *y, long pixels, long channels,
+                              const float *mean, const float *a, const float *b, int silu);
+
+/// sum[k] += Σ_p (x[p, k] − pivot[k]) and squares[k] += Σ_p (x[p, k] − pivot[k])² over `pixels` rows.
+void dr_shifted_moments_avx512(const float *x, long pixels, long channels, const float *pivot,
+                               float *sum, float *squares);
