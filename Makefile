@@ -4,6 +4,7 @@
 #   make test    install what is missing, build (release, speed flags), run the whole test suite
 #   make bench   the engine against PyTorch on CPU, interleaved (needs a PyTorch venv; see README)
 #   make build   release build of the `restore` binary only
+#   make fuzz    libFuzzer + AddressSanitizer on the checkpoint readers (FUZZ_SECONDS, default 600)
 
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
@@ -18,10 +19,13 @@ TEST_FLAGS := -c release $(SPEED_FLAGS) -Xswiftc -enable-testing
 BIN := .build/release
 PYTHON ?= $(shell for p in "$$TORCH_PYTHON" /work/venv/bin/python venv/bin/python; do [ -x "$$p" ] && echo "$$p" && break; done)
 
-.PHONY: help deps build demo test bench clean
+.PHONY: help deps build demo test bench fuzz clean
+
+FUZZ_SECONDS ?= 600
+FUZZ_FIXTURES := Tests/CheckpointsTests/Fixtures
 
 help:
-	@sed -n '3,7p' Makefile | sed 's/^# *//'
+	@sed -n '3,8p' Makefile | sed 's/^# *//'
 
 deps:
 	@missing=""; for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -50,6 +54,15 @@ bench: deps
 	$(RELEASE) --product engine-bench
 	@if [ -z "$(PYTHON)" ]; then echo "PyTorch not found: python3 -m venv /work/venv && /work/venv/bin/pip install torch numpy (outside the repository); printing our times only"; fi
 	python3 Tools/bench/bench.py --engine $(BIN)/engine-bench $(if $(PYTHON),--python $(PYTHON)) --pairs 11 --reps 5 --markdown Benchmarks/engine-ops.md
+
+# Seeds come from the committed corpus; new inputs collect in .build/fuzz-corpus; a crash is copied to
+# $(FUZZ_FIXTURES)/fuzz-crashes/, which the test suite replays through the normal reader.
+fuzz: deps
+	swift build -c release --scratch-path .build/fuzz --product checkpoint-fuzz -Xswiftc -sanitize=fuzzer,address -Xswiftc -DFUZZING -Xcc -fsanitize=address
+	@mkdir -p .build/fuzz-corpus .build/fuzz-artifacts $(FUZZ_FIXTURES)/fuzz-crashes
+	.build/fuzz/release/checkpoint-fuzz .build/fuzz-corpus $(FUZZ_FIXTURES)/fuzz-seeds -max_total_time=$(FUZZ_SECONDS) \
+	  -max_len=65536 -rss_limit_mb=4096 -timeout=10 -print_final_stats=1 -artifact_prefix=.build/fuzz-artifacts/ ; \
+	status=$$?; for f in .build/fuzz-artifacts/*; do [ -e "$$f" ] && cp "$$f" $(FUZZ_FIXTURES)/fuzz-crashes/; done; exit $$status
 
 clean:
 	rm -rf .build demo-out

@@ -11,6 +11,7 @@ let package = Package(
     products: [
         .library(name: "Engine", targets: ["Engine"]),
         .library(name: "ImageIO", targets: ["ImageIO"]),
+        .library(name: "Checkpoints", targets: ["Checkpoints"]),
         .executable(name: "restore", targets: ["restore"]),
     ],
     dependencies: [
@@ -33,16 +34,22 @@ let package = Package(
         ),
         .target(name: "Engine", dependencies: ["CDNNL", "CEngineSupport"]),
         .target(name: "ImageIO", dependencies: ["CImageCodecs"]),
+        // Safe readers for PyTorch .pt/.pth/.ckpt (zip and legacy pickles) and safetensors; never runs code.
+        .target(name: "Checkpoints", dependencies: ["Engine"]),
         .executableTarget(
             name: "restore",
             dependencies: [
-                "Engine", "ImageIO",
+                "Engine", "ImageIO", "Checkpoints",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
         .executableTarget(name: "engine-bench", dependencies: ["Engine"], path: "Tools/bench/EngineBench"),
+        .executableTarget(name: "checkpoint-bench", dependencies: ["Checkpoints", "Engine"], path: "Tools/bench/CheckpointBench"),
+        // libFuzzer harness for the checkpoint readers (`make fuzz`); a plain build makes it a corpus replayer.
+        .executableTarget(name: "checkpoint-fuzz", dependencies: ["Checkpoints"], path: "Tools/fuzz/CheckpointFuzz"),
         .testTarget(name: "EngineTests", dependencies: ["Engine"], resources: [.copy("Fixtures")]),
         .testTarget(name: "ImageIOTests", dependencies: ["ImageIO"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "CheckpointsTests", dependencies: ["Checkpoints"], resources: [.copy("Fixtures")]),
         // Runs the built `restore` binary as a user would: exit codes, one-line errors, no partial output.
         .testTarget(name: "CLITests", dependencies: ["restore", "ImageIO"]),
     ]

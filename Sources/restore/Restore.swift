@@ -10,11 +10,11 @@ struct Restore: ParsableCommand {
         abstract: "Restore damaged images with diffusion models, on the CPU.",
         discussion: """
             Methods arrive one subcommand at a time (DDNM, USDR, DreamClean, ResShift, RDDM, DiffIR, LDM). \
-            Today the engine, the image I/O and a placeholder Gaussian blur are in place.
+            Today: the engine, image I/O, safe checkpoint tools (inspect, convert) and a placeholder Gaussian blur.
             Errors print one line, `restore: error: …`, and exit with status 1 (2 for bad usage).
             """,
         version: BuildInfo.version,
-        subcommands: [Blur.self, Info.self]
+        subcommands: [Inspect.self, Convert.self, Info.self, Blur.self]
     )
 
     static func main() {

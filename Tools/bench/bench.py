@@ -212,6 +212,7 @@ def main():
     table = render(rows, peaks, cpu, info, torch_side.info if torch_side else None, args)
     print(table)
     if args.markdown:
+        os.makedirs(os.path.dirname(args.markdown) or ".", exist_ok=True)
         with open(args.markdown, "w") as f:
             f.write(table)
 

@@ -1,0 +1,44 @@
+/// A best guess at which network a state dict belongs to, from its key names and a few shapes.
+/// Used by `restore inspect` and to pick a preset; networks still verify every key when they bind.
+public struct ModelFamily: Sendable, Equatable, CustomStringConvertible {
+    /// Short name, e.g. `adm-unet`, `ddpm-unet`, `swin-unet`, `vq-autoencoder`, `ldm`.
+    public let name: String
+    /// Facts read from the weights (e.g. `learn_sigma`, class-conditional, base width).
+    public let details: [String]
+
+    public var description: String { details.isEmpty ? name : "\(name) (\(details.joined(separator: ", ")))" }
+
+    /// Recognises the families this project runs; nil when the keys match none of them.
+    public static func recognise(_ state: StateDict) -> ModelFamily? {
+        func has(_ key: String) -> Bool { state[key] != nil }
+        func anyKey(_ test: (String) -> Bool) -> Bool { state.names.contains(where: test) }
+        func shape(_ key: String) -> [Int]? { state[key]?.shape }
+
+        if anyKey({ $0.hasPrefix("model.diffusion_model.") }) && anyKey({ $0.hasPrefix("first_stage_model.") }) {
+            var details: [String] = []
+            if anyKey({ $0.hasPrefix("model_ema.") }) { details.append("with EMA copy (model_ema., dots stripped)") }
+            if anyKey({ $0.hasPrefix("first_stage_model.quantize.") }) { details.append("VQ first stage") } else { details.append("KL first stage") }
+            return ModelFamily(name: "ldm", details: details)
+        }
+        if has("input_blocks.0.0.weight"), has("out.2.weight"), has("time_embed.0.weight") {
+            var details: [String] = []
+            if let input = shape("input_blocks.0.0.weight"), input.count == 4 { details.append("model_channels \(input[0]), in_channels \(input[1])") }
+            if let output = shape("out.2.weight"), let first = output.first { details.append("out_channels \(first)\(first == 6 ? " (learn_sigma)" : "")") }
+            if let labels = shape("label_emb.weight") { details.append("class-conditional, \(labels[0]) classes") }
+            let swin = anyKey { $0.contains("relative_position_bias_table") }
+            return ModelFamily(name: swin ? "swin-unet" : "adm-unet", details: details)
+        }
+        if has("temb.dense.0.weight"), has("conv_in.weight"), anyKey({ $0.hasPrefix("down.0.block.") }) {
+            var details: [String] = []
+            if let input = shape("conv_in.weight"), input.count == 4 { details.append("ch \(input[0])") }
+            return ModelFamily(name: "ddpm-unet", details: details)
+        }
+        if has("encoder.conv_in.weight"), has("decoder.conv_out.weight") {
+            if let codebook = shape("quantize.embedding.weight") {
+                return ModelFamily(name: "vq-autoencoder", details: ["codebook \(codebook[0])×\(codebook.count > 1 ? codebook[1] : 0)"])
+            }
+            return ModelFamily(name: "kl-autoencoder", details: [])
+        }
+        return nil
+    }
+}
