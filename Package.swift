@@ -12,6 +12,7 @@ let package = Package(
         .library(name: "Engine", targets: ["Engine"]),
         .library(name: "ImageIO", targets: ["ImageIO"]),
         .library(name: "Checkpoints", targets: ["Checkpoints"]),
+        .library(name: "Networks", targets: ["Networks"]),
         .executable(name: "restore", targets: ["restore"]),
     ],
     dependencies: [
@@ -36,10 +37,12 @@ let package = Package(
         .target(name: "ImageIO", dependencies: ["CImageCodecs"]),
         // Safe readers for PyTorch .pt/.pth/.ckpt (zip and legacy pickles) and safetensors; never runs code.
         .target(name: "Checkpoints", dependencies: ["Engine"]),
+        // Diffusion networks (ADM and DDPM UNets, …) built from official parameter names; no sampler logic.
+        .target(name: "Networks", dependencies: ["Engine", "Checkpoints"]),
         .executableTarget(
             name: "restore",
             dependencies: [
-                "Engine", "ImageIO", "Checkpoints",
+                "Engine", "ImageIO", "Checkpoints", "Networks",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -50,6 +53,7 @@ let package = Package(
         .testTarget(name: "EngineTests", dependencies: ["Engine"], resources: [.copy("Fixtures")]),
         .testTarget(name: "ImageIOTests", dependencies: ["ImageIO"], resources: [.copy("Fixtures")]),
         .testTarget(name: "CheckpointsTests", dependencies: ["Checkpoints"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "NetworksTests", dependencies: ["Networks", "Checkpoints", "Engine"], resources: [.copy("Fixtures")]),
         // Runs the built `restore` binary as a user would: exit codes, one-line errors, no partial output.
         .testTarget(name: "CLITests", dependencies: ["restore", "ImageIO"]),
     ]

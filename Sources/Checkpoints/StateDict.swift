@@ -237,7 +237,8 @@ extension StateDict {
         return bound
     }
 
-    static func shapesMatch(_ declared: [Int], _ stored: [Int]) -> Bool {
+    /// True when shapes are equal or differ only by size-1 dimensions with the same element count.
+    public static func shapesMatch(_ declared: [Int], _ stored: [Int]) -> Bool {
         if declared == stored { return true }
         return declared.filter { $0 != 1 } == stored.filter { $0 != 1 } && declared.reduce(1, *) == stored.reduce(1, *)
     }

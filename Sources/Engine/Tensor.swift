@@ -12,6 +12,8 @@ public final class Tensor: @unchecked Sendable {
     public let count: Int
     /// The elements, row-major; valid for the tensor's lifetime.
     public let data: UnsafeMutablePointer<Float>
+    /// The tensor whose buffer this one views (see `view(as:)`), kept alive; nil when the buffer is ours.
+    private let owner: Tensor?
 
     /// A tensor of the given shape with uninitialised contents.
     public init(uninitializedShape shape: [Int]) throws {
@@ -29,6 +31,14 @@ public final class Tensor: @unchecked Sendable {
         self.shape = shape
         self.count = count
         self.data = raw.bindMemory(to: Float.self, capacity: count)
+        self.owner = nil
+    }
+
+    private init(viewing owner: Tensor, shape: [Int]) {
+        self.shape = shape
+        self.count = owner.count
+        self.data = owner.data
+        self.owner = owner.owner ?? owner
     }
 
     /// A tensor of the given shape filled with `value` (zero by default).
@@ -46,7 +56,7 @@ public final class Tensor: @unchecked Sendable {
         values.withUnsafeBufferPointer { data.update(from: $0.baseAddress!, count: count) }
     }
 
-    deinit { free(data) }
+    deinit { if owner == nil { free(data) } }
 
     /// 2^34 elements (64 GiB of Float32): anything larger is refused before allocation.
     public static let maximumElementCount = 1 << 34
@@ -61,7 +71,17 @@ public final class Tensor: @unchecked Sendable {
         return result
     }
 
-    /// The same elements under another shape of equal count (copies; tensors never alias).
+    /// The same buffer under another shape of equal count, without a copy: writes through either tensor
+    /// are seen by both (e.g. an NHWC activation viewed as `[batch, tokens, channels]` for attention).
+    /// The only way two tensors alias; every other operation returns a tensor with its own buffer.
+    public func view(as newShape: [Int]) throws -> Tensor {
+        guard newShape.allSatisfy({ $0 > 0 }), newShape.reduce(1, *) == count else {
+            throw EngineError.shapeMismatch(op: "view", expected: "\(count) elements", found: "\(newShape)")
+        }
+        return Tensor(viewing: self, shape: newShape)
+    }
+
+    /// The same elements under another shape of equal count, in a buffer of its own.
     public func reshaped(_ newShape: [Int]) throws -> Tensor {
         guard newShape.reduce(1, *) == count else {
             throw EngineError.shapeMismatch(op: "reshape", expected: "\(count) elements", found: "\(newShape)")

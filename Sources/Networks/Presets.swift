@@ -1,0 +1,98 @@
+import Checkpoints
+import Engine
+import Foundation
+
+/// A network architecture with its configuration: what a preset names and what detection finds.
+public enum NetworkArchitecture: Sendable, Equatable {
+    case adm(ADMConfiguration)
+    case ddpm(DDPMConfiguration)
+
+    /// The parameter names and shapes the architecture declares.
+    public func parameterDeclarations() throws -> [ParameterDeclaration] {
+        switch self {
+        case .adm(let c): return try ADMUNet.parameterDeclarations(c)
+        case .ddpm(let c): return try DDPMUNet.parameterDeclarations(c)
+        }
+    }
+
+    /// Builds the network from a parameter source.
+    public func build(_ parameters: ParameterSource) throws -> any DiffusionNetwork {
+        switch self {
+        case .adm(let c): return try ADMUNet(c, parameters: parameters)
+        case .ddpm(let c): return try DDPMUNet(c, parameters: parameters)
+        }
+    }
+
+    /// The image size the network was trained at.
+    public var nativeSize: Int {
+        switch self {
+        case .adm(let c): return c.imageSize
+        case .ddpm(let c): return c.resolution
+        }
+    }
+}
+
+/// The official checkpoints' configurations, by name (`--model PRESET` or detected from a file).
+public struct NetworkPreset: Sendable {
+    public let name: String
+    /// The official file this preset describes.
+    public let officialFile: String
+    public let summary: String
+    public let architecture: NetworkArchitecture
+
+    /// guided-diffusion's ImageNet 256 models as DDNM and hq_demo configure them (anchors §2.1).
+    static func imagenet256(classes: Int?) -> ADMConfiguration {
+        ADMConfiguration(imageSize: 256, modelChannels: 256, outChannels: 6, numResBlocks: 2, attentionResolutions: [8, 16, 32],
+                         channelMult: [1, 1, 2, 2, 4, 4], numHeads: 4, numHeadChannels: 64, useScaleShiftNorm: true,
+                         resblockUpdown: true, numClasses: classes)
+    }
+
+    /// The DDPM configuration shared by SDEdit's CelebA-HQ and the LSUN bedroom / church checkpoints.
+    static let ddpm256 = DDPMConfiguration(resolution: 256, ch: 128, chMult: [1, 1, 2, 2, 4, 4], numResBlocks: 2, attnResolutions: [16])
+
+    public static let all: [NetworkPreset] = [
+        NetworkPreset(name: "adm-imagenet256-uncond", officialFile: "256x256_diffusion_uncond.pt",
+                      summary: "guided-diffusion ImageNet 256², unconditional (DDNM's default prior)", architecture: .adm(imagenet256(classes: nil))),
+        NetworkPreset(name: "adm-imagenet256-cond", officialFile: "256x256_diffusion.pt",
+                      summary: "guided-diffusion ImageNet 256², class-conditional (--class ID)", architecture: .adm(imagenet256(classes: 1000))),
+        NetworkPreset(name: "ddpm-celebahq256", officialFile: "celeba_hq.ckpt",
+                      summary: "DDPM CelebA-HQ 256² (SDEdit weights, as DDNM uses them)", architecture: .ddpm(ddpm256)),
+        NetworkPreset(name: "ddpm-lsun-bedroom", officialFile: "model-2388000.ckpt (LSUN bedroom EMA)",
+                      summary: "DDPM LSUN bedroom 256²", architecture: .ddpm(ddpm256)),
+        NetworkPreset(name: "ddpm-lsun-church", officialFile: "model-4432000.ckpt (LSUN church EMA)",
+                      summary: "DDPM LSUN church 256²", architecture: .ddpm(ddpm256)),
+    ]
+
+    /// The preset named `name`, if any.
+    public static func named(_ name: String) -> NetworkPreset? { all.first { $0.name == name } }
+
+    /// The first preset whose declared names and shapes equal the state dict's exactly (presets that
+    /// share an architecture, such as the LSUN ones, resolve to the first of them).
+    public static func detect(_ state: StateDict) throws -> NetworkPreset? {
+        let stored = Dictionary(state.tensors.map { ($0.name, $0.tensor.shape) }, uniquingKeysWith: { a, _ in a })
+        for preset in all {
+            let declared = try preset.architecture.parameterDeclarations()
+            if declared.count == stored.count, declared.allSatisfy({ d in stored[d.name].map { StateDict.shapesMatch(d.shape, $0) } ?? false }) {
+                return preset
+            }
+        }
+        return nil
+    }
+}
+
+/// Loads a diffusion network from a checkpoint: finds the state dict, picks the architecture (the one
+/// given, else detection among the presets), binds every parameter with a full report on mismatch.
+public enum NetworkLoader {
+    public static func load(path: String, architecture: NetworkArchitecture? = nil,
+                            selection: StateDictSelection = .auto) throws -> (network: any DiffusionNetwork, architecture: NetworkArchitecture, preset: NetworkPreset?, checkpoint: Checkpoint) {
+        let checkpoint = try Checkpoint(path: path)
+        let state = try checkpoint.stateDict(selection)
+        let preset = try NetworkPreset.detect(state)
+        guard let chosen = architecture ?? preset?.architecture else {
+            let family = ModelFamily.recognise(state).map { " (looks like \($0))" } ?? ""
+            throw CheckpointError.stateDictNotFound(reason: "the weights match none of the presets\(family); known: \(NetworkPreset.all.map(\.name).joined(separator: ", ")) (\(path))")
+        }
+        let bound = try state.bind(try chosen.parameterDeclarations())
+        return (try chosen.build(.bound(bound)), chosen, preset, checkpoint)
+    }
+}
