@@ -46,7 +46,7 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
-        .executableTarget(name: "engine-bench", dependencies: ["Engine"], path: "Tools/bench/EngineBench"),
+        .executableTarget(name: "engine-bench", dependencies: ["Engine", "Networks"], path: "Tools/bench/EngineBench"),
         .executableTarget(name: "checkpoint-bench", dependencies: ["Checkpoints", "Engine"], path: "Tools/bench/CheckpointBench"),
         // libFuzzer harness for the checkpoint readers (`make fuzz`); a plain build makes it a corpus replayer.
         .executableTarget(name: "checkpoint-fuzz", dependencies: ["Checkpoints"], path: "Tools/fuzz/CheckpointFuzz"),
@@ -55,6 +55,6 @@ let package = Package(
         .testTarget(name: "CheckpointsTests", dependencies: ["Checkpoints"], resources: [.copy("Fixtures")]),
         .testTarget(name: "NetworksTests", dependencies: ["Networks", "Checkpoints", "Engine"], resources: [.copy("Fixtures")]),
         // Runs the built `restore` binary as a user would: exit codes, one-line errors, no partial output.
-        .testTarget(name: "CLITests", dependencies: ["restore", "ImageIO"]),
+        .testTarget(name: "CLITests", dependencies: ["restore", "ImageIO", "Checkpoints", "Engine"]),
     ]
 )

@@ -134,6 +134,13 @@ final class DNNLPrimitive: @unchecked Sendable {
         dnnl_primitive_desc_destroy(descriptor)
     }
 
+    /// The kernel oneDNN chose, e.g. "jit:avx2" or "brgconv:avx512_core".
+    var implementationName: String {
+        var name: UnsafePointer<CChar>?
+        _ = dnnl_primitive_desc_query(descriptor, dnnl_query_impl_info_str, 0, &name)
+        return name.map { String(cString: $0) } ?? "unknown"
+    }
+
     /// The memory descriptor the primitive chose for `query` (e.g. `dnnl_query_weights_md`).
     func chosenDescriptor(_ query: dnnl_query_t, index: Int32 = 0) -> dnnl_memory_desc_t {
         dnnl_primitive_desc_query_md(descriptor, query, index)!.pointee

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Checkpoints
 import Foundation
+import Networks
 
 /// `restore inspect FILE`: what a checkpoint holds, read without executing anything.
 struct Inspect: ParsableCommand {
@@ -36,6 +37,9 @@ struct Inspect: ParsableCommand {
             print("file: \(file) (\(checkpoint.format.rawValue), \(Self.bytes(checkpoint.file.count)))")
             print("state dict: \(state.source), \(state.tensors.count) tensors, \(Self.grouped(state.parameterCount)) parameters (\(types.sorted { $0.key < $1.key }.map { "\($0.value) \($0.key)" }.joined(separator: ", ")))")
             print("family: \(ModelFamily.recognise(state).map(\.description) ?? "not recognised")")
+            if let preset = try NetworkPreset.detect(state) {
+                print("preset: \(preset.name) — \(preset.summary) (official file: \(preset.officialFile))")
+            }
             let outside = checkpoint.tensorCount - state.tensors.count
             if outside > 0 { print("other tensors: \(outside) outside the state dict (--all lists them)") }
             if !checkpoint.topLevelKeys.isEmpty { print("top-level keys: \(checkpoint.topLevelKeys.prefix(20).joined(separator: ", "))") }

@@ -44,6 +44,19 @@ final class ConvolutionTests: XCTestCase {
     func testFusedResidualSumMatchesPyTorch() throws { try runConv("3x3_residual") }
     func testFourByFourStrideTwoConvMatchesPyTorch() throws { try runConv("4x4_stride2") }
 
+    /// Both routes (NHWC direct, and the 8-channel-blocked one that AVX2 CPUs take) on every CPU.
+    func testBothConvolutionLayoutsMatchPyTorch() throws {
+        defer { unsetenv("DR_CONV_LAYOUT") }
+        for layout in ["nhwc", "blocked"] {
+            setenv("DR_CONV_LAYOUT", layout, 1)
+            for name in ["3x3_stride2", "3x3_silu", "3x3_residual", "1x1", "4x4_stride2"] { try runConv(name) }
+            let f = try Fixture("conv_3x3_residual")
+            let conv = try Conv2D(weight: try f["weight"], bias: f.tensors["bias"], padding: .same(1), postOps: [.sum()])
+            _ = try conv(try f["x"], residual: try f["residual"].copy())
+            XCTAssertEqual(try conv.implementationName(for: try f["x"].shape).hasSuffix("(nChw8c)"), layout == "blocked", layout)
+        }
+    }
+
     func testLinearMatchesPyTorch() throws {
         for (name, post) in [("plain", [PostOp]()), ("gelu", [.geluErf])] {
             let f = try Fixture("linear_\(name)")

@@ -96,7 +96,36 @@ def attention(t, layout):
     scale = 64 ** -0.5
     return lambda: torch.softmax(q @ k.transpose(-1, -2) * scale, dim=-1) @ v
 
+UNETS = {
+    # guided-diffusion UNetModel arguments; attention_resolutions are downsampling factors.
+    "unet_adm64": dict(image_size=64, in_channels=3, model_channels=64, out_channels=6, num_res_blocks=2,
+                       attention_resolutions=(4, 8), channel_mult=(1, 2, 2, 4), num_heads=4,
+                       use_scale_shift_norm=True, resblock_updown=True),
+    "unet_adm256": dict(image_size=256, in_channels=3, model_channels=256, out_channels=6, num_res_blocks=2,
+                        attention_resolutions=(8, 16, 32), channel_mult=(1, 1, 2, 2, 4, 4), num_heads=4,
+                        num_head_channels=64, use_scale_shift_norm=True, resblock_updown=True),
+}
+flops = {}
+
+def unet(op, channels_last):
+    from guided_diffusion.unet import UNetModel  # pip install guided-diffusion-sdk (the official code)
+    kw = UNETS[op]
+    m = UNetModel(**kw).eval()
+    x = torch.randn(1, 3, kw["image_size"], kw["image_size"])
+    t = torch.tensor([500.0])
+    if channels_last:
+        m = m.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
+    if op not in flops:
+        from torch.utils.flop_counter import FlopCounterMode
+        with FlopCounterMode(display=False) as counter:
+            m(x, t)
+        flops[op] = counter.get_total_flops() / 1e9
+    return lambda: m(x, t)
+
 def variants(op):
+    if op in UNETS:
+        return {"nchw": unet(op, False), "channels_last": unet(op, True)}
     kind, *rest = op.split("_")
     if kind == "conv3x3":
         c, s = int(rest[0][1:]), int(rest[1])
@@ -127,7 +156,11 @@ for line in sys.stdin:
             for _ in range(int(reps)):
                 t0 = time.perf_counter(); f(); ts.append((time.perf_counter() - t0) * 1000)
             out[name] = ts
-    print(json.dumps(out), flush=True)
+    import resource
+    reply = {"ms": out, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    if op in flops:
+        reply["gflop"] = flops[op]
+    print(json.dumps(reply), flush=True)
 '''
 
 
@@ -139,9 +172,12 @@ class Torch:
         self.info = json.loads(self.proc.stdout.readline())
 
     def time(self, op, reps):
+        """Timings per layout, plus the side's peak RSS and (for whole networks) FlopCounterMode's GFLOP."""
         self.proc.stdin.write(f"{op} {reps}\n")
         self.proc.stdin.flush()
-        return json.loads(self.proc.stdout.readline())
+        reply = json.loads(self.proc.stdout.readline())
+        self.last = reply
+        return reply["ms"]
 
     def close(self):
         self.proc.stdin.close()
@@ -166,6 +202,7 @@ def main():
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--ops", help="comma-separated subset")
     ap.add_argument("--markdown", help="write the table to this file")
+    ap.add_argument("--big-pairs", type=int, default=5, help="pairs for the full ADM-256 network (1 run per side each)")
     ap.add_argument("--pause", type=float, default=0.05, help="seconds between sides (lets spinning threads sleep)")
     args = ap.parse_args()
 
@@ -186,18 +223,27 @@ def main():
     rows = []
     for op in ops:
         ours, theirs, ratios, best_variant = [], [], [], {}
-        for pair in range(args.pairs):
-            ms = statistics.median(engine.ask(f"time {op} {args.reps}")["ms"])
+        big = op.startswith("unet_adm256")
+        pairs, reps = (min(args.pairs, args.big_pairs), 1) if big else (args.pairs, args.reps)
+        rss = {}
+        for pair in range(pairs):
+            answer = engine.ask(f"time {op} {reps}")
+            rss["ours"] = answer.get("peak_rss_mb")
+            ms = statistics.median(answer["ms"])
             ours.append(ms)
             if torch_side:
                 time.sleep(args.pause)
-                t = {k: statistics.median(v) for k, v in torch_side.time(op, args.reps).items()}
+                t = {k: statistics.median(v) for k, v in torch_side.time(op, reps).items()}
+                rss["torch"] = torch_side.last.get("peak_rss_mb")
+                if torch_side.last.get("gflop"):
+                    info["gflop"][op] = torch_side.last["gflop"]
                 name = min(t, key=t.get)
                 best_variant[name] = best_variant.get(name, 0) + 1
                 theirs.append(t)
                 ratios.append(ms / t[name])
                 time.sleep(args.pause)
-        row = {"op": op, "ms": statistics.median(ours), "gflop": info["gflop"][op], "kernel": info["kernels"][op]}
+        row = {"op": op, "ms": statistics.median(ours), "gflop": info["gflop"][op], "kernel": info["kernels"][op],
+               "pairs": pairs, "reps": reps, "rss": rss}
         if torch_side:
             for variant in theirs[0]:
                 row["torch_" + variant] = statistics.median(t[variant] for t in theirs)
@@ -233,9 +279,11 @@ def render(rows, peaks, cpu, info, torch_info, args):
         f"FMA peak measured in the same run: {peaks[0]:.0f} GFLOP/s before, {peaks[1]:.0f} after (% of peak uses {peak:.0f}).",
         f"Each figure is the median over {args.pairs} interleaved pairs (each side the median of {args.reps} runs after a warm-up);",
         "ratio = ours / PyTorch's best layout, median of the per-pair ratios (< 1: we are faster).",
+        "Whole networks (unet_*): GFLOP from PyTorch's FlopCounterMode; the full ADM-256 row uses fewer pairs of one run each;",
+        "peak RSS is each process's high-water mark after the row (both processes run every row in order).",
         "",
-        "| op | GFLOP | ours ms | ours GFLOP/s | % of peak | PyTorch NCHW / SDPA ms | PyTorch channels_last / manual ms | ratio | our kernel |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| op | GFLOP | ours ms | ours GFLOP/s | % of peak | PyTorch NCHW / SDPA ms | PyTorch channels_last / manual ms | ratio | peak RSS MiB ours / torch | our kernel |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         gf = r["gflop"] / r["ms"] * 1000 if r["gflop"] else float("nan")
@@ -246,7 +294,11 @@ def render(rows, peaks, cpu, info, torch_info, args):
         gfs = "–" if math.isnan(gf) else f"{gf:.0f}"
         pct = "–" if math.isnan(gf) else f"{100 * gf / peak:.0f} %"
         ratio = f"**{r['ratio']:.3f}**" if "ratio" in r else "–"
-        lines.append(f"| {r['op']} | {gflop} | {r['ms']:.3f} | {gfs} | {pct} | {fmt(a)} | {fmt(b)} | {ratio} | {r['kernel']} |")
+        rss = r.get("rss", {})
+        mem = " / ".join("–" if rss.get(k) is None else f"{rss[k]:.0f}" for k in ("ours", "torch"))
+        if r["op"].startswith("unet_"):
+            ratio += f" ({r['pairs']}×{r['reps']})"
+        lines.append(f"| {r['op']} | {gflop} | {r['ms']:.3f} | {gfs} | {pct} | {fmt(a)} | {fmt(b)} | {ratio} | {mem} | {r['kernel']} |")
     return "\n".join(lines) + "\n"
 
 

@@ -55,6 +55,7 @@ func makeOps() throws -> [BenchOp] {
         try attentionOp(tokens: 256), try attentionOp(tokens: 1024),
     ]
     ops += try extraOps()
+    ops += try networkOps()
     return ops
 }
 
@@ -84,6 +85,13 @@ func reply(_ object: [String: Any]) {
 func json(_ object: [String: Any]) -> String {
     let data = try! JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
     return String(decoding: data, as: UTF8.self)
+}
+
+/// The process's peak resident set so far, in MiB.
+func peakRSSMegabytes() -> Double {
+    var usage = rusage()
+    getrusage(RUSAGE_SELF.rawValue, &usage)
+    return Double(usage.ru_maxrss) / 1024
 }
 
 func median(_ xs: [Double]) -> Double {
@@ -125,7 +133,7 @@ do {
                 reply(["error": "usage: time OP REPS"])
                 continue
             }
-            reply(["op": op.name, "ms": try time(op, reps: reps)])
+            reply(["op": op.name, "ms": try time(op, reps: reps), "peak_rss_mb": peakRSSMegabytes()])
         case "quit":
             exit(0)
         default:
