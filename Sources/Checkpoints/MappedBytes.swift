@@ -61,6 +61,17 @@ public final class MappedBytes: @unchecked Sendable {
         return UnsafeRawBufferPointer(start: base + range.lowerBound, count: range.count)
     }
 
+    /// Lets the kernel drop the resident pages of `range` from this process (a mapped file only; the pages
+    /// stay in the page cache and fault back in if read again). Binding calls it after converting each
+    /// tensor, so peak RSS is the converted tensors, not the file plus the converted tensors.
+    public func releasePages(_ range: Range<Int>) {
+        guard isMapped, range.lowerBound >= 0, range.upperBound <= count else { return }
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        let start = (range.lowerBound + page - 1) / page * page, end = range.upperBound / page * page
+        guard end > start else { return }
+        _ = madvise(UnsafeMutableRawPointer(mutating: base + start), end - start, MADV_DONTNEED)
+    }
+
     /// True when `offset..<offset+length` lies within the buffer (overflow-safe).
     public func contains(offset: Int, length: Int) -> Bool {
         guard offset >= 0, length >= 0 else { return false }

@@ -233,6 +233,7 @@ extension StateDict {
         var bound: [String: Tensor] = [:]
         for (declaration, stored) in plan {
             bound[declaration.name] = try stored.floatTensor(shape: declaration.shape.isEmpty ? [1] : declaration.shape)
+            stored.file.releasePages(stored.storageRange)
         }
         return bound
     }
