@@ -13,6 +13,8 @@ let package = Package(
         .library(name: "ImageIO", targets: ["ImageIO"]),
         .library(name: "Checkpoints", targets: ["Checkpoints"]),
         .library(name: "Networks", targets: ["Networks"]),
+        .library(name: "Operators", targets: ["Operators"]),
+        .library(name: "Methods", targets: ["Methods"]),
         .executable(name: "restore", targets: ["restore"]),
     ],
     dependencies: [
@@ -39,10 +41,14 @@ let package = Package(
         .target(name: "Checkpoints", dependencies: ["Engine"]),
         // Diffusion networks (ADM and DDPM UNets, …) built from official parameter names; no sampler logic.
         .target(name: "Networks", dependencies: ["Engine", "Checkpoints"]),
+        // Degradation operators A with A† (pure functions on tensors; they never touch networks).
+        .target(name: "Operators", dependencies: ["Engine"]),
+        // Samplers (DDNM, …): functions of a noise-prediction closure and a schedule; they never know the network.
+        .target(name: "Methods", dependencies: ["Engine", "Operators"]),
         .executableTarget(
             name: "restore",
             dependencies: [
-                "Engine", "ImageIO", "Checkpoints", "Networks",
+                "Engine", "ImageIO", "Checkpoints", "Networks", "Operators", "Methods",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -53,6 +59,7 @@ let package = Package(
         .testTarget(name: "EngineTests", dependencies: ["Engine"], resources: [.copy("Fixtures")]),
         .testTarget(name: "ImageIOTests", dependencies: ["ImageIO"], resources: [.copy("Fixtures")]),
         .testTarget(name: "CheckpointsTests", dependencies: ["Checkpoints"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "MethodsTests", dependencies: ["Methods", "Operators", "Networks", "Checkpoints", "Engine"], resources: [.copy("Fixtures")]),
         .testTarget(name: "NetworksTests", dependencies: ["Networks", "Checkpoints", "Engine"], resources: [.copy("Fixtures")]),
         // Runs the built `restore` binary as a user would: exit codes, one-line errors, no partial output.
         .testTarget(name: "CLITests", dependencies: ["restore", "ImageIO", "Checkpoints", "Engine"]),

@@ -23,6 +23,35 @@ public enum NetworkArchitecture: Sendable, Equatable {
         }
     }
 
+    /// Reads an architecture from JSON: guided-diffusion `UNetModel` arguments (`model_channels`, …) for
+    /// ADM, or the DDPM model section (`ch`, `ch_mult`, …, plus `resolution`); `"family": "adm" | "ddpm"`
+    /// may say which. Unknown keys are ignored.
+    public static func decode(jsonFile path: String) throws -> NetworkArchitecture {
+        guard let data = FileManager.default.contents(atPath: path) else { throw CheckpointError.io(path: path, reason: "cannot read the model config") }
+        guard let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+            throw CheckpointError.io(path: path, reason: "the model config is not a JSON object")
+        }
+        let cleaned = object.filter { !($0.value is NSNull) }
+        let family = (object["family"] as? String) ?? (object["ch_mult"] != nil ? "ddpm" : "adm")
+        let json = try JSONSerialization.data(withJSONObject: cleaned)
+        do {
+            switch family {
+            case "ddpm": return .ddpm(try JSONDecoder().decode(DDPMConfiguration.self, from: json))
+            case "adm": return .adm(try JSONDecoder().decode(ADMConfiguration.self, from: json))
+            default: throw CheckpointError.io(path: path, reason: "unknown family \(family.debugDescription) (adm or ddpm)")
+            }
+        } catch let error as DecodingError {
+            let detail: String
+            switch error {
+            case .keyNotFound(let key, _): detail = "missing key \(key.stringValue)"
+            case .typeMismatch(_, let context), .valueNotFound(_, let context), .dataCorrupted(let context):
+                detail = "bad value at \(context.codingPath.map(\.stringValue).joined(separator: "."))"
+            @unknown default: detail = "\(error)"
+            }
+            throw CheckpointError.io(path: path, reason: "the model config does not describe an \(family) network: \(detail)")
+        }
+    }
+
     /// The image size the network was trained at.
     public var nativeSize: Int {
         switch self {

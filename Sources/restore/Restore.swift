@@ -14,7 +14,7 @@ struct Restore: ParsableCommand {
             Errors print one line, `restore: error: …`, and exit with status 1 (2 for bad usage).
             """,
         version: BuildInfo.version,
-        subcommands: [Inspect.self, Convert.self, Info.self, Blur.self]
+        subcommands: [DDNMCommand.self, Inspect.self, Convert.self, Info.self, Blur.self]
     )
 
     static func main() {

@@ -1,0 +1,137 @@
+import Engine
+import Foundation
+import Operators
+
+/// The ε-prediction a sampler calls: x_t and a timestep in, ε (first 3 channels) out. Samplers never know
+/// which network stands behind it.
+public typealias NoisePredictor = (_ x: Tensor, _ t: Int) throws -> Tensor
+
+/// Draws standard-normal tensors; tests inject recorded sequences to replay the official runs.
+public protocol GaussianSource {
+    mutating func next(shape: [Int]) throws -> Tensor
+}
+
+/// Seeded standard normals (SplitMix64 + Box–Muller): same seed, same sequence.
+public struct SeededGaussian: GaussianSource {
+    var state: UInt64
+    public init(seed: UInt64) { state = seed &+ 0x5DEE_CE66_D1CE_5EED }
+    mutating func nextUInt() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+    public mutating func next(shape: [Int]) throws -> Tensor {
+        let t = try Tensor(uninitializedShape: shape)
+        var i = 0
+        while i < t.count {
+            let u1 = Double(nextUInt() >> 11 | 1) / Double(1 << 53), u2 = Double(nextUInt() >> 11) / Double(1 << 53)
+            let r = (-2 * Foundation.log(u1)).squareRoot()
+            t.data[i] = Float(r * Foundation.cos(2 * .pi * u2))
+            if i + 1 < t.count { t.data[i + 1] = Float(r * Foundation.sin(2 * .pi * u2)) }
+            i += 2
+        }
+        return t
+    }
+}
+
+/// A recorded sequence of Gaussian tensors, returned in order (for golden tests against the official code).
+public struct RecordedGaussian: GaussianSource {
+    public private(set) var remaining: [Tensor]
+    public init(_ tensors: [Tensor]) { remaining = tensors }
+    public mutating func next(shape: [Int]) throws -> Tensor {
+        guard !remaining.isEmpty else { throw OperatorErrorLike("the recorded noise sequence ran out") }
+        let t = remaining.removeFirst()
+        guard t.count == shape.reduce(1, *) else { throw OperatorErrorLike("recorded noise has \(t.count) values, the sampler needs \(shape)") }
+        return try t.view(as: shape)
+    }
+}
+
+/// DDNM (Wang, Yu & Zhang, ICLR 2023): DDIM sampling where every x0 prediction is replaced by its
+/// range–null-space correction x̂0 = x0 − λ·A†(A x0 − y) (Eqs. 13, 17), with DDNM+'s noise handling (σy)
+/// and time-travel, as the official code (wyhuai/DDNM@00b58ea) runs it; see `Variant`.
+public struct DDNMSampler {
+    /// Which of the official code's two samplers, or the paper's corrected equations.
+    public enum Variant: String, Sendable {
+        /// `functions/svd_ddnm.py:36-78` (`ddnm_diffusion`, the official default): x̂0 = x0 − A†(A x0 − y),
+        /// x_{t−1} = √ᾱ' x̂0 + √(1−ᾱ')(η z + √(1−η²) ε), plain DDIM noise. σy > 0 there needs the per-singular
+        /// Λ of `ddnm_plus_diffusion`, which is not implemented yet (use `.simplified`).
+        case svd
+        /// `simplified_ddnm_plus` (guided_diffusion/diffusion.py:346-395), quirks included: σ_t = √(1 − ᾱ'²)
+        /// and γ_t multiplying the DDIM noise (diffusion.py:357, 385).
+        case simplified
+        /// The simplified path with the paper's σ_t = √(1 − ᾱ') (Eq. 19's intent) and γ_t/σ_t scaling the
+        /// DDIM noise, so that σy = 0 is exactly the SVD path's DDIM step.
+        case paper
+    }
+
+    public let schedule: NoiseSchedule
+    public let timesteps: TimeTravelSchedule
+    /// DDIM stochasticity η (official default 0.85).
+    public let eta: Float
+    /// Observation noise level σy on the model's [-1, 1] scale (twice the [0, 1] value the CLI takes).
+    public let sigmaY: Float
+    public let variant: Variant
+
+    public init(schedule: NoiseSchedule = .linear(), timesteps: TimeTravelSchedule, eta: Float = 0.85, sigmaY: Float = 0, variant: Variant = .svd) throws {
+        if variant == .svd, sigmaY > 0 {
+            throw OperatorErrorLike("DDNM+ (σy > 0) on the SVD path needs the per-singular Λ of the official ddnm_plus_diffusion, not implemented yet; use the simplified path (--simplified)")
+        }
+        self.schedule = schedule
+        self.timesteps = timesteps
+        self.eta = eta
+        self.sigmaY = sigmaY
+        self.variant = variant
+    }
+
+    /// Restores x from y. `progress(done, total)` is called after each network evaluation.
+    public func sample(observation y: Tensor, operator a: any DegradationOperator, imageShape: [Int],
+                       predictNoise: NoisePredictor, noise: inout some GaussianSource,
+                       progress: (Int, Int) -> Void = { _, _ in }) throws -> Tensor {
+        var x = try noise.next(shape: imageShape)  // x_T
+        var lastX0: Tensor?
+        var evaluations = 0
+        let total = timesteps.networkEvaluations
+        for (t, next) in timesteps.pairs {
+            let aNext = schedule.alphaBar(next)
+            if next > t {
+                // Time-travel: re-noise the last uncorrected x0 to the higher level (diffusion.py:388-393).
+                guard let x0 = lastX0 else { throw OperatorErrorLike("time-travel before the first step") }
+                let z = try noise.next(shape: imageShape)
+                x = try axpby(aNext.squareRoot(), x0, (1 - aNext).squareRoot(), z)
+                continue
+            }
+            let aT = schedule.alphaBar(t)
+            let epsilon = try firstThreeChannels(try predictNoise(x, t))
+            // x0|t = (x_t − √(1−ᾱ_t) ε) / √ᾱ_t   (Eq. 12; no clipping, as the official code)
+            let x0 = try axpby(1 / aT.squareRoot(), x, -(1 - aT).squareRoot() / aT.squareRoot(), epsilon)
+            lastX0 = x0
+            let sigmaT = variant == .simplified ? (1 - aNext * aNext).squareRoot() : (1 - aNext).squareRoot()
+            let (lambda, gamma): (Float, Float)
+            if sigmaT >= aNext * sigmaY {
+                (lambda, gamma) = (1, (sigmaT * sigmaT - aNext * sigmaY * aNext * sigmaY).squareRoot())  // Eq. 19
+            } else {
+                (lambda, gamma) = (sigmaT / (aNext * sigmaY), 0)
+            }
+            let x0Hat = try a.rangeNullCorrection(x0, observation: y, strength: lambda)  // Eq. 17
+            let c1 = (1 - aNext).squareRoot() * eta, c2 = (1 - aNext).squareRoot() * (1 - eta * eta).squareRoot()
+            // svd: γ = σ_t (σy = 0), so the scale is 1 — plain DDIM noise; paper: γ/σ_t; simplified: γ (the quirk).
+            let noiseScale = variant == .simplified ? gamma : (sigmaT > 0 ? gamma / sigmaT : 0)
+            let z = try noise.next(shape: imageShape)
+            // x_{t−1} = √ᾱ_{t−1} x̂0 + γ (c1 z + c2 ε)
+            let stochastic = try axpby(c1 * noiseScale, z, c2 * noiseScale, epsilon)
+            x = try axpby(aNext.squareRoot(), x0Hat, 1, stochastic)
+            evaluations += 1
+            progress(evaluations, total)
+        }
+        return x
+    }
+}
+
+/// The first three channels of an NHWC tensor (ε of a learn_sigma network's 6 outputs), or the tensor itself.
+func firstThreeChannels(_ x: Tensor) throws -> Tensor {
+    guard let c = x.shape.last, c != 3 else { return x }
+    guard c > 3 else { throw OperatorErrorLike("the network returned \(c) channels, expected at least 3") }
+    return try splitChannels(x, sizes: [3, c - 3])[0]
+}

@@ -1,0 +1,214 @@
+import ArgumentParser
+import Checkpoints
+import Engine
+import Foundation
+import ImageIO
+import Methods
+import Networks
+import Operators
+
+/// `restore ddnm`: zero-shot restoration by range–null-space decomposition on an unconditional prior.
+struct DDNMCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "ddnm",
+        abstract: "Restore with DDNM / DDNM+ (range–null-space decomposition on a diffusion prior).",
+        discussion: """
+            The input is the real observation y at its own size (a small photo for pool:4); the output size \
+            follows the operator. With --simulate the input is a clean image: A (and σy noise) are applied, \
+            the result restored, and PSNR/SSIM against the clean image reported (the papers' protocol).
+            Degradations: \(OperatorSpec.forms.joined(separator: "; ")). Masks: white = hole (to restore), \
+            black = keep; --mask-keep-white reads the official DDNM masks (255 = keep).
+            Official-CLI mapping: --deg → --degradation, --sigma_y → --sigma-y (same [0, 1] scale), \
+            --eta → --eta, time_travel (T_sampling, travel_length, travel_repeat) → --steps, --travel L,R.
+            Sampling follows the official SVD path (svd_ddnm.py) by default; --simplified runs the official \
+            simplified path (quirks included: σ_t = √(1−ᾱ²), γ on the DDIM noise), which is also the one that \
+            handles σy > 0 for now; --paper runs the simplified path with the paper's σ_t = √(1−ᾱ).
+            Until tiling lands, outputs larger than the prior's native size are refused.
+            """
+    )
+
+    @OptionGroup var io: ImageIOOptions
+
+    @Option(help: "The degradation operator A, e.g. pool:4, gray, mask:holes.png, noise, or mask:m.png,gray,pool:2.")
+    var degradation: String
+
+    @Option(help: "A diffusion prior: an official checkpoint (.pt/.ckpt) or a converted .safetensors.")
+    var model: String?
+
+    @Option(help: "Force the architecture of --model: \(NetworkPreset.all.map(\.name).joined(separator: ", ")) (default: detected).")
+    var preset: String?
+
+    @Option(help: "A JSON file with the architecture of a custom prior: guided-diffusion UNetModel arguments (image_size, model_channels, …) or the DDPM model section (ch, ch_mult, …, with resolution).")
+    var modelConfig: String?
+
+    @Option(name: .customLong("class"), help: "Class id for a class-conditional prior (ImageNet: 0–999).")
+    var classID: Int?
+
+    @Option(help: "Observation noise σy on the [0, 1] image scale (DDNM+); 0 = noise-free DDNM.")
+    var sigmaY: Float = 0
+
+    @Option(help: "Sampling steps T_sampling (of the 1000 training steps).")
+    var steps: Int = 100
+
+    @Option(help: "DDIM stochasticity η.")
+    var eta: Float = 0.85
+
+    @Option(help: "Time-travel: travel length L and repeat r, as L,R (1,1 = none; the old-photo config uses 2,2).")
+    var travel: String = "1,1"
+
+    @Option(help: "Random seed (same seed, same threads, same build → identical output).")
+    var seed: UInt64 = 1234
+
+    @Option(help: "Restore this many samples per input (files get -1, -2, … suffixes).")
+    var samples: Int = 1
+
+    @Flag(help: "The input is a clean image: degrade it, restore, and report PSNR/SSIM against it.")
+    var simulate = false
+
+    @Flag(help: "Read mask images the official DDNM way: white (255) = keep.")
+    var maskKeepWhite = false
+
+    @Flag(help: "Run the official simplified path (needed for --sigma-y > 0 until the SVD path's DDNM+ lands).")
+    var simplified = false
+
+    @Flag(help: "The simplified path with the paper's σ_t = √(1−ᾱ) instead of the official code's √(1−ᾱ²).")
+    var paper = false
+
+    func validate() throws {
+        guard (0...1).contains(sigmaY) else { throw ValidationError("--sigma-y must be between 0 and 1") }
+        guard (0...1).contains(eta) else { throw ValidationError("--eta must be between 0 and 1") }
+        guard (1...1000).contains(steps) else { throw ValidationError("--steps must be between 1 and 1000") }
+        guard (1...64).contains(samples) else { throw ValidationError("--samples must be between 1 and 64") }
+        guard travelValues != nil else { throw ValidationError("--travel takes L,R with integers ≥ 1, e.g. 2,2") }
+    }
+
+    var travelValues: (Int, Int)? {
+        let parts = travel.split(separator: ",").compactMap { Int($0) }
+        guard parts.count == 2, parts[0] >= 1, parts[1] >= 1 else { return nil }
+        return (parts[0], parts[1])
+    }
+
+    func run() throws {
+        try failingCleanly {
+            guard let model else {
+                throw CommandFailure("no bundled prior yet: pass --model FILE (e.g. 256x256_diffusion_uncond.pt or celeba_hq.ckpt)")
+            }
+            var forced = try preset.map { name -> NetworkArchitecture in
+                guard let p = NetworkPreset.named(name) else { throw CommandFailure("unknown preset \(name); known: \(NetworkPreset.all.map(\.name).joined(separator: ", "))") }
+                return p.architecture
+            }
+            if let modelConfig { forced = try NetworkArchitecture.decode(jsonFile: modelConfig) }
+            let jobs = try io.jobs()
+            let variant: DDNMSampler.Variant = paper ? .paper : simplified ? .simplified : .svd
+            let a = try OperatorSpec.parse(degradation, path: variant == .svd ? .svd : .simplified) { path in try MaskImage.load(path, keepWhite: maskKeepWhite, maxPixels: io.maxPixels) }
+            let started = Date()
+            let loaded = try NetworkLoader.load(path: model, architecture: forced)
+            let network = loaded.network
+            if network.classCount != nil, classID == nil {
+                throw CommandFailure("this prior is class-conditional: pass --class ID (0–\(network.classCount! - 1))")
+            }
+            if let classID, let count = network.classCount, !(0..<count).contains(classID) {
+                throw CommandFailure("--class \(classID) is outside 0–\(count - 1)")
+            }
+            if network.classCount == nil, classID != nil { throw CommandFailure("--class needs a class-conditional prior") }
+            let modelHash = try SHA256.hex(ofFile: model)
+            if !io.quiet {
+                FileHandle.standardError.write(Data("ddnm: prior \((model as NSString).lastPathComponent) (\(loaded.preset?.name ?? "custom architecture"), native \(loaded.architecture.nativeSize)²) loaded in \(String(format: "%.1f", Date().timeIntervalSince(started))) s\n".utf8))
+            }
+            let (travelLength, travelRepeat) = travelValues!
+            let sampler = try DDNMSampler(timesteps: try TimeTravelSchedule(samplingSteps: steps, travelLength: travelLength, travelRepeat: travelRepeat),
+                                      eta: eta, sigmaY: 2 * sigmaY, variant: variant)
+            for job in jobs {
+                for sample in 0..<samples {
+                    let output = samples == 1 ? job.output : Self.suffixed(job.output, sample + 1)
+                    try restoreOne(input: job.input, output: output, operator: a, network: network, sampler: sampler,
+                                   seed: seed &+ UInt64(sample), modelName: (model as NSString).lastPathComponent, modelHash: modelHash,
+                                   nativeSize: loaded.architecture.nativeSize)
+                }
+            }
+        }
+    }
+
+    static func suffixed(_ path: String, _ index: Int) -> String {
+        let ext = (path as NSString).pathExtension
+        return (path as NSString).deletingPathExtension + "-\(index)" + (ext.isEmpty ? "" : "." + ext)
+    }
+
+    private func restoreOne(input: String, output: String, operator a: any DegradationOperator, network: any DiffusionNetwork,
+                            sampler: DDNMSampler, seed: UInt64, modelName: String, modelHash: String, nativeSize: Int) throws {
+        let start = Date()
+        let image = try ImageReader.read(path: input, maxPixels: io.maxPixels)
+        let (color, alpha) = image.splittingAlpha()
+        var noise = SeededGaussian(seed: seed)
+        // y (and, with --simulate, the clean x it came from), on the [-1, 1] scale.
+        var clean: Tensor?
+        var y: Tensor
+        let observed = try Self.tensor(color)
+        if simulate {
+            let x = color.channels == 3 ? observed : try Self.tensor(color.expandingGrayToRGB())
+            clean = x
+            y = try a.apply(x)
+            if sigmaY > 0 { y = try axpby(1, y, 2 * sigmaY, try noise.next(shape: y.shape)) }
+        } else {
+            y = try Self.observation(observed, for: a)
+        }
+        let shape = try a.imageShape(for: y.shape)
+        guard shape[1] <= nativeSize, shape[2] <= nativeSize else {
+            throw CommandFailure("the output would be \(shape[2])×\(shape[1]), larger than the prior's native \(nativeSize)²; tiling (USDR) is the next step — crop or downscale the input for now (\(input))")
+        }
+        guard shape[1] % network.sizeMultiple == 0, shape[2] % network.sizeMultiple == 0 else {
+            throw CommandFailure("the output would be \(shape[2])×\(shape[1]); this prior needs sides that are multiples of \(network.sizeMultiple) (\(input))")
+        }
+        let labels = classID.map { Array(repeating: $0, count: shape[0]) }
+        let progress = ProgressBar(label: (input as NSString).lastPathComponent, enabled: !io.quiet)
+        let restored = try sampler.sample(observation: y, operator: a, imageShape: shape, predictNoise: { x, t in
+            try network(x, timesteps: Array(repeating: Float(t), count: x.shape[0]), classLabels: labels)
+        }, noise: &noise, progress: progress.update)
+        progress.finish()
+        // Consistency: ‖A x̂ − y‖ (RMS, [0, 1] scale) on the clamped result.
+        let clamped = try clamp(restored, to: -1...1)
+        let residual = try subtract(try a.apply(clamped), y)
+        let rms = (residual.values.reduce(0) { $0 + Double($1 * $1) } / Double(residual.count)).squareRoot() / 2
+        var report: [String: Any] = [
+            "method": "ddnm" + (sigmaY > 0 ? "+" : ""), "variant": sampler.variant.rawValue, "operator": a.spec,
+            "sigma_y": Double(sigmaY.description) ?? 0, "eta": Double(eta.description) ?? 0, "steps": steps, "travel": travel, "seed": seed,
+            "model": modelName, "model_sha256": modelHash, "consistency_rms": rms,
+            "network_evaluations": sampler.timesteps.networkEvaluations, "input": (input as NSString).lastPathComponent,
+            "version": BuildInfo.version,
+        ]
+        if let classID { report["class"] = classID }
+        if let clean {
+            report["psnr_db"] = Quality.psnr(clamped, clean)
+            report["ssim"] = Quality.ssim(clamped, clean)
+        }
+        report["elapsed_s"] = Date().timeIntervalSince(start)
+        let result = Image.fromSignedRange(clamped.values, width: shape[2], height: shape[1], channels: 3, sourceBitDepth: image.sourceBitDepth)
+        let resizedAlpha = alpha.map { $0.width == shape[2] && $0.height == shape[1] ? $0 : $0.resized(width: shape[2], height: shape[1]) }
+        try io.write(result.attachingAlpha(resizedAlpha), to: output, report: report, inputs: [input])
+        if !io.quiet {
+            var line = String(format: "ddnm: %@ → %@ (%d×%d, ‖Ax̂−y‖ %.4f", input, output, shape[2], shape[1], rms)
+            if let p = report["psnr_db"] as? Double, let s = report["ssim"] as? Double { line += String(format: ", PSNR %.2f dB, SSIM %.4f", p, s) }
+            line += String(format: ", %.1f s)\n", Date().timeIntervalSince(start))
+            FileHandle.standardError.write(Data(line.utf8))
+        }
+    }
+
+    /// An image as a [1, H, W, C] tensor on the [-1, 1] scale.
+    static func tensor(_ image: Image) throws -> Tensor {
+        try Tensor(shape: [1, image.height, image.width, image.channels], values: image.toSignedRange())
+    }
+
+    /// The observation y in the form the operator produces (one channel after `gray`, else three),
+    /// projected onto A's range (y ← A A† y: e.g. a mask's holes hold zeros whatever the photo had there).
+    static func observation(_ x: Tensor, for a: any DegradationOperator) throws -> Tensor {
+        let channels = x.shape[3]
+        let wantsGray = a.spec.split(separator: ",").contains { $0 == "gray" }
+        var y = x
+        if wantsGray, channels == 3 { y = try GrayscaleOperator().apply(x) }  // a color photo given for colorization
+        if !wantsGray, channels == 1 {
+            y = try Tensor(uninitializedShape: [x.shape[0], x.shape[1], x.shape[2], 3])
+            for p in 0..<x.count { for k in 0..<3 { y.data[3 * p + k] = x.data[p] } }
+        }
+        return try a.apply(try a.pseudoInverse(y))
+    }
+}

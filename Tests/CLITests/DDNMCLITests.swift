@@ -1,0 +1,120 @@
+import Checkpoints
+import Foundation
+import ImageIO
+import XCTest
+
+/// `restore ddnm` as a user runs it, on the tiny random ADM prior of the DDNM golden fixtures (a random
+/// network restores nothing; these tests check the plumbing: shapes, reports, errors, determinism).
+final class DDNMCLITests: XCTestCase {
+    private var folder: URL!
+
+    override func setUpWithError() throws {
+        folder = FileManager.default.temporaryDirectory.appendingPathComponent("restore-ddnm-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+    }
+
+    override func tearDownWithError() throws { try? FileManager.default.removeItem(at: folder) }
+
+    private func restore(_ arguments: [String]) throws -> (status: Int32, stdout: String, stderr: String) {
+        let binary = URL(fileURLWithPath: try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe"))
+            .deletingLastPathComponent().appendingPathComponent("restore")
+        let process = Process()
+        process.executableURL = binary
+        process.arguments = arguments
+        let out = Pipe(), err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        try process.run()
+        let stdout = out.fileHandleForReading.readDataToEndOfFile(), stderr = err.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return (process.terminationStatus, String(decoding: stdout, as: UTF8.self), String(decoding: stderr, as: UTF8.self))
+    }
+
+    private func path(_ name: String) -> String { folder.appendingPathComponent(name).path }
+
+    /// The tiny prior (a copy of the MethodsTests fixture, found next to this test bundle) and its config.
+    private func prior() throws -> (model: String, config: String) {
+        let build = URL(fileURLWithPath: try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")).deletingLastPathComponent()
+        let candidates = try FileManager.default.contentsOfDirectory(atPath: build.path).filter { $0.hasSuffix("MethodsTests.resources") }
+        guard let bundle = candidates.first else { throw XCTSkip("MethodsTests resources not built") }
+        let fixtures = build.appendingPathComponent(bundle).appendingPathComponent("Fixtures")
+        let trajectories = try Checkpoint(path: fixtures.appendingPathComponent("trajectories.safetensors").path)
+        let config = path("tiny.json")
+        try Data((trajectories.metadata["model_config"] ?? "{}").utf8).write(to: URL(fileURLWithPath: config))
+        return (fixtures.appendingPathComponent("tiny_adm16.pt").path, config)
+    }
+
+    private func photo(_ name: String, _ width: Int, _ height: Int, channels: Int = 3) throws -> String {
+        var pixels: [Float] = []
+        for y in 0..<height { for x in 0..<width { for c in 0..<channels { pixels.append(Float((x * 16 + y * 8 + c * 60) % 256) / 255) } } }
+        let p = path(name)
+        try ImageWriter.write(Image(width: width, height: height, channels: channels, pixels: pixels), to: p)
+        return p
+    }
+
+    func testSuperResolutionWritesTheUpscaledSizeAndAReport() throws {
+        let (model, config) = try prior()
+        let r = try restore(["ddnm", "-i", try photo("lr.png", 8, 8), "-o", path("sr.png"), "--degradation", "pool:2",
+                             "--model", model, "--model-config", config, "--steps", "5", "--json", "--quiet"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let image = try ImageReader.read(path: path("sr.png"))
+        XCTAssertEqual([image.width, image.height], [16, 16])
+        let report = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
+        XCTAssertEqual(report["operator"] as? String, "pool:2")
+        XCTAssertEqual(report["network_evaluations"] as? Int, 5)
+        XCTAssertEqual((report["model_sha256"] as? String)?.count, 64)
+        XCTAssertNotNil(report["consistency_rms"])
+        XCTAssertEqual(r.stderr, "", "--quiet prints nothing on stderr")
+    }
+
+    func testSameSeedGivesTheSameImageAndSimulateReportsPSNR() throws {
+        let (model, config) = try prior()
+        let clean = try photo("clean.png", 16, 16)
+        var outputs: [[Float]] = []
+        for name in ["a.png", "b.png"] {
+            let r = try restore(["ddnm", "-i", clean, "-o", path(name), "--degradation", "gray", "--simulate", "--model", model,
+                                 "--model-config", config, "--steps", "4", "--seed", "7", "--json", "--quiet"])
+            XCTAssertEqual(r.status, 0, r.stderr)
+            XCTAssertTrue(r.stdout.contains("\"psnr_db\"") && r.stdout.contains("\"ssim\""), r.stdout)
+            outputs.append(try ImageReader.read(path: path(name)).pixels)
+        }
+        XCTAssertEqual(outputs[0], outputs[1])
+    }
+
+    func testBadInputsFailWithOneLineAndNoOutput() throws {
+        let (model, config) = try prior()
+        let lr = try photo("in.png", 16, 16)
+        let cases: [([String], String)] = [
+            (["--degradation", "pool:2"], "larger than the prior's native 16²"),
+            (["--degradation", "blur:9"], "unknown degradation"),
+            (["--degradation", "mask:\(path("missing.png"))"], "missing.png"),
+            (["--degradation", "pool:2", "--class", "3"], "class-conditional"),
+            (["--degradation", "noise", "--sigma-y", "0.1"], "--simplified"),
+        ]
+        for (extra, message) in cases {
+            let r = try restore(["ddnm", "-i", lr, "-o", path("out.png"), "--model", model, "--model-config", config, "--steps", "2", "--quiet"] + extra)
+            XCTAssertEqual(r.status, 1, "\(extra): \(r.stderr)")
+            XCTAssertEqual(r.stderr.split(separator: "\n").count, 1, r.stderr)
+            XCTAssertTrue(r.stderr.contains(message), "\(extra): \(r.stderr)")
+            XCTAssertFalse(FileManager.default.fileExists(atPath: path("out.png")))
+        }
+        let noModel = try restore(["ddnm", "-i", lr, "-o", path("out.png"), "--degradation", "noise"])
+        XCTAssertEqual(noModel.status, 1)
+        XCTAssertTrue(noModel.stderr.contains("--model"), noModel.stderr)
+    }
+
+    func testInpaintingReadsWhiteAsHole() throws {
+        let (model, config) = try prior()
+        var mask = [Float](repeating: 0, count: 16 * 16)
+        for y in 4..<10 { for x in 4..<10 { mask[y * 16 + x] = 1 } }
+        try ImageWriter.write(Image(width: 16, height: 16, channels: 1, pixels: mask), to: path("mask.png"))
+        let r = try restore(["ddnm", "-i", try photo("holey.png", 16, 16), "-o", path("filled.png"), "--degradation", "mask:\(path("mask.png"))",
+                             "--model", model, "--model-config", config, "--steps", "3", "--json", "--quiet"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        // Known pixels are kept exactly (up to 8-bit rounding) by the range–null decomposition.
+        let input = try ImageReader.read(path: path("holey.png")), output = try ImageReader.read(path: path("filled.png"))
+        for y in 0..<16 { for x in 0..<16 where mask[y * 16 + x] == 0 {
+            for c in 0..<3 { XCTAssertEqual(output.pixels[(y * 16 + x) * 3 + c], input.pixels[(y * 16 + x) * 3 + c], accuracy: 1.5 / 255) }
+        } }
+    }
+}

@@ -1,0 +1,155 @@
+import Checkpoints
+import Engine
+import Foundation
+import XCTest
+@testable import Methods
+@testable import Networks
+@testable import Operators
+
+/// DDNM's simplified path against the official `simplified_ddnm_plus` (wyhuai/DDNM@00b58ea, run on CPU by
+/// Tools/reference/make_ddnm_fixtures.py): a tiny random ADM UNet (16², every parameter redrawn), T_sampling
+/// 10, η 0.85, and the official run's noise draws injected in order. Outputs are large (|x0| up to ~400:
+/// a random network is no denoiser), so tolerances are relative to max|ref|.
+final class DDNMGoldenTests: XCTestCase {
+    struct Golden {
+        let tensors: [String: Tensor]
+        let cases: [String: Any]
+        let modelConfig: [String: Any]
+        let folder: URL
+    }
+
+    nonisolated(unsafe) static let golden: Golden? = {
+        guard let folder = Bundle.module.url(forResource: "Fixtures", withExtension: nil),
+              let file = try? Checkpoint(path: folder.appendingPathComponent("trajectories.safetensors").path),
+              let state = try? file.stateDict() else { return nil }
+        var tensors: [String: Tensor] = [:]
+        for (name, stored) in state.tensors { tensors[name] = try? stored.floatTensor() }
+        func json(_ key: String) -> [String: Any] {
+            (try? JSONSerialization.jsonObject(with: Data((file.metadata[key] ?? "{}").utf8))) as? [String: Any] ?? [:]
+        }
+        if let operators = try? Checkpoint(path: folder.appendingPathComponent("operators.safetensors").path),
+           let mask = try? operators.stateDict()["inpaint.mask"]?.floatTensor(shape: [16, 16]) {
+            tensors["inpaint.mask"] = mask
+        }
+        return Golden(tensors: tensors, cases: json("cases"), modelConfig: json("model_config"), folder: folder)
+    }()
+
+    private func golden() throws -> Golden {
+        guard let g = Self.golden else { throw XCTSkip("fixtures missing: run Tools/reference/make_ddnm_fixtures.py") }
+        return g
+    }
+
+    /// NCHW [1, C, H, W] → NHWC.
+    static func nhwc(_ t: Tensor) throws -> Tensor {
+        let (c, h, w) = (t.shape[1], t.shape[2], t.shape[3])
+        let out = try Tensor(uninitializedShape: [1, h, w, c])
+        for k in 0..<c { for p in 0..<(h * w) { out.data[p * c + k] = t.data[k * h * w + p] } }
+        return out
+    }
+
+    private func tensor(_ g: Golden, _ key: String) throws -> Tensor {
+        guard let t = g.tensors[key] else { throw XCTSkip("fixture has no \(key)") }
+        return t
+    }
+
+    private func setUpCase(_ name: String, operator a: any DegradationOperator, sigmaY: Float = 0, travel: (Int, Int) = (1, 1),
+                           variant: DDNMSampler.Variant)
+        throws -> (sampler: DDNMSampler, y: Tensor, noise: RecordedGaussian, expected: Tensor, g: Golden) {
+        let g = try golden()
+        let info = try XCTUnwrap(g.cases[name] as? [String: Any], "no case \(name)")
+        let draws = try XCTUnwrap(info["noise_draws"] as? Int)
+        let noise = RecordedGaussian(try (0..<draws).map { try Self.nhwc(try tensor(g, "\(name).noise.\($0)")) })
+        var y: Tensor
+        if variant == .svd {
+            // The SVD path's y is the operator's vector; for these operators it is A(x_gt) in our layout.
+            y = try a.apply(try Self.nhwc(try tensor(g, "x_gt")))
+        } else {
+            y = try Self.nhwc(try tensor(g, "\(name).y"))
+            if a is GrayscaleOperator { y = try splitChannels(y, sizes: [1, 2])[0] }  // the official y repeats the gray 3 times
+        }
+        let sampler = try DDNMSampler(timesteps: try TimeTravelSchedule(samplingSteps: 10, travelLength: travel.0, travelRepeat: travel.1),
+                                  eta: 0.85, sigmaY: sigmaY, variant: variant)
+        return (sampler, y, noise, try Self.nhwc(try tensor(g, "\(name).x0")), g)
+    }
+
+    private func network(_ g: Golden) throws -> any DiffusionNetwork {
+        let data = try JSONSerialization.data(withJSONObject: g.modelConfig.filter { !($0.value is NSNull) })
+        let configuration = try JSONDecoder().decode(ADMConfiguration.self, from: data)
+        return try NetworkLoader.load(path: g.folder.appendingPathComponent("tiny_adm16.pt").path, architecture: .adm(configuration)).network
+    }
+
+    private func assertRelativelyClose(_ actual: Tensor, _ expected: Tensor, _ tolerance: Float, _ message: String,
+                                       file: StaticString = #filePath, line: UInt = #line) {
+        XCTAssertEqual(actual.shape, expected.shape, message, file: file, line: line)
+        let maxRef = expected.values.map(abs).max() ?? 0
+        let maxDiff = zip(actual.values, expected.values).map { abs($0 - $1) }.max() ?? .infinity
+        XCTAssertGreaterThan(maxRef, 1, message, file: file, line: line)
+        XCTAssertLessThanOrEqual(maxDiff, tolerance * maxRef, "\(message): max|Δ| \(maxDiff), max|ref| \(maxRef)", file: file, line: line)
+    }
+
+    /// The sampler alone, fed the official ε of every model call: isolates the loop's arithmetic.
+    private func checkWithRecordedEpsilon(_ name: String, _ a: any DegradationOperator, sigmaY: Float = 0, travel: (Int, Int) = (1, 1),
+                                          variant: DDNMSampler.Variant = .simplified) throws {
+        var (sampler, y, noise, expected, g) = try setUpCase(name, operator: a, sigmaY: sigmaY, travel: travel, variant: variant)
+        var call = 0
+        let result = try sampler.sample(observation: y, operator: a, imageShape: [1, 16, 16, 3], predictNoise: { _, _ in
+            defer { call += 1 }
+            return try Self.nhwc(try self.tensor(g, "\(name).et.\(call)"))
+        }, noise: &noise)
+        XCTAssertEqual(noise.remaining.count, 0, "\(name): every recorded draw is used")
+        assertRelativelyClose(result, expected, 1e-4, "\(name) (recorded ε)")
+    }
+
+    /// The whole method: our network from the official .pt, our sampler, the official noise.
+    private func checkEndToEnd(_ name: String, _ a: any DegradationOperator, sigmaY: Float = 0, travel: (Int, Int) = (1, 1),
+                               variant: DDNMSampler.Variant = .simplified) throws {
+        var (sampler, y, noise, expected, g) = try setUpCase(name, operator: a, sigmaY: sigmaY, travel: travel, variant: variant)
+        let net = try network(g)
+        let result = try sampler.sample(observation: y, operator: a, imageShape: [1, 16, 16, 3], predictNoise: { x, t in
+            try net(x, timesteps: [Float(t)], classLabels: nil)
+        }, noise: &noise)
+        assertRelativelyClose(result, expected, 1e-3, "\(name) (end to end)")
+    }
+
+    func testSimplifiedSRMatchesOfficialWithRecordedEpsilon() throws { try checkWithRecordedEpsilon("simp_sr2", try AveragePoolingOperator(factor: 2)) }
+    func testSimplifiedSRWithSigmaYMatchesOfficialWithRecordedEpsilon() throws {
+        try checkWithRecordedEpsilon("simp_sr2_sigma", try AveragePoolingOperator(factor: 2), sigmaY: 0.1)
+    }
+    func testSimplifiedTimeTravelMatchesOfficialWithRecordedEpsilon() throws {
+        try checkWithRecordedEpsilon("simp_travel", try AveragePoolingOperator(factor: 2), travel: (2, 2))
+    }
+
+    // MARK: SVD path (svd_ddnm.py ddnm_diffusion), σy = 0
+
+    func testSVDPathSRMatchesOfficialWithRecordedEpsilon() throws {
+        try checkWithRecordedEpsilon("svd_sr2", try AveragePoolingOperator(factor: 2), variant: .svd)
+    }
+    func testSVDPathTimeTravelMatchesOfficialWithRecordedEpsilon() throws {
+        try checkWithRecordedEpsilon("svd_sr2_travel", try AveragePoolingOperator(factor: 2), travel: (2, 2), variant: .svd)
+    }
+    func testSVDPathSRMatchesOfficialEndToEnd() throws { try checkEndToEnd("svd_sr2", try AveragePoolingOperator(factor: 2), variant: .svd) }
+    func testSVDPathColorizationMatchesOfficialEndToEnd() throws {
+        try checkEndToEnd("svd_color", GrayscaleOperator(weights: GrayscaleOperator.svdWeights), variant: .svd)
+    }
+    func testSVDPathInpaintingMatchesOfficialEndToEnd() throws {
+        try checkEndToEnd("svd_inpaint", try MaskOperator(keep: try tensor(try golden(), "inpaint.mask"), source: "official mask"), variant: .svd)
+    }
+    func testSVDPathTimeTravelMatchesOfficialEndToEnd() throws {
+        try checkEndToEnd("svd_sr2_travel", try AveragePoolingOperator(factor: 2), travel: (2, 2), variant: .svd)
+    }
+
+    // MARK: Simplified path
+
+    func testSimplifiedSRMatchesOfficialEndToEnd() throws { try checkEndToEnd("simp_sr2", try AveragePoolingOperator(factor: 2)) }
+    func testSimplifiedColorizationMatchesOfficialEndToEnd() throws { try checkEndToEnd("simp_color", GrayscaleOperator()) }
+    func testSimplifiedInpaintingMatchesOfficialEndToEnd() throws {
+        let mask = try tensor(try golden(), "inpaint.mask")
+        try checkEndToEnd("simp_inpaint", try MaskOperator(keep: mask, source: "official mask"))
+    }
+    func testSimplifiedDDNMPlusMatchesOfficialEndToEnd() throws {
+        try checkEndToEnd("simp_sr2_sigma", try AveragePoolingOperator(factor: 2), sigmaY: 0.1)
+    }
+    func testSimplifiedTimeTravelMatchesOfficialEndToEnd() throws {
+        try checkEndToEnd("simp_travel", try AveragePoolingOperator(factor: 2), travel: (2, 2))
+    }
+}

@@ -1,0 +1,111 @@
+import Engine
+import XCTest
+@testable import Methods
+@testable import Operators
+
+/// Property tests of the degradation operators on random tensors: A A† A = A, A† A A† = A†, and the
+/// shapes each spec produces.
+final class OperatorPropertyTests: XCTestCase {
+    private func random(_ shape: [Int], seed: UInt64) throws -> Tensor {
+        var g = SeededGaussian(seed: seed)
+        return try g.next(shape: shape)
+    }
+
+    private func maxAbsDifference(_ a: Tensor, _ b: Tensor) -> Float {
+        XCTAssertEqual(a.shape, b.shape)
+        return zip(a.values, b.values).map { abs($0 - $1) }.max() ?? .infinity
+    }
+
+    private func keepMask(_ h: Int, _ w: Int) throws -> Tensor {
+        try Tensor(shape: [h, w], values: (0..<(h * w)).map { ($0 * 7919 % 13) < 5 ? 0 : 1 })
+    }
+
+    private func operators() throws -> [any DegradationOperator] {
+        [try AveragePoolingOperator(factor: 2), try AveragePoolingOperator(factor: 4), GrayscaleOperator(), IdentityOperator(),
+         try MaskOperator(keep: try keepMask(16, 24), source: "test"),
+         CompositeOperator([try MaskOperator(keep: try keepMask(16, 24), source: "test"), GrayscaleOperator(), try AveragePoolingOperator(factor: 2)])]
+    }
+
+    func testPseudoInverseSatisfiesAAplusAEqualsA() throws {
+        for a in try operators() where !(a is CompositeOperator) {
+            let x = try random([2, 16, 24, 3], seed: 1)
+            let ax = try a.apply(x)
+            let aApA = try a.apply(try a.pseudoInverse(ax))
+            XCTAssertLessThan(maxAbsDifference(aApA, ax), 1e-5, a.spec)
+            XCTAssertGreaterThan(ax.values.map(abs).max()!, 0.1, "A x is trivially small for \(a.spec)")
+        }
+    }
+
+    func testPseudoInverseSatisfiesApAApEqualsAp() throws {
+        for a in try operators() where !(a is CompositeOperator) {
+            let y = try a.apply(try random([1, 16, 24, 3], seed: 2))
+            let ap = try a.pseudoInverse(y)
+            let apAap = try a.pseudoInverse(try a.apply(ap))
+            XCTAssertLessThan(maxAbsDifference(apAap, ap), 1e-5, a.spec)
+        }
+    }
+
+    func testRangeNullCorrectionIsConsistentWithTheObservation() throws {
+        // A x̂0 = y for noise-free y, whatever x0 was (Eq. 4 of the DDNM paper).
+        for a in try operators() {
+            let y = try a.apply(try random([1, 16, 24, 3], seed: 3))
+            let corrected = try a.rangeNullCorrection(try random([1, 16, 24, 3], seed: 4), observation: y)
+            let tolerance: Float = a is CompositeOperator ? 1.5 : 1e-5  // the official composite A† is approximate
+            XCTAssertLessThan(maxAbsDifference(try a.apply(corrected), y), tolerance, a.spec)
+        }
+    }
+
+    func testSpecsParseAndReportShapes() throws {
+        let noMask: (String) throws -> Tensor = { _ in XCTFail("no mask expected"); return try Tensor(shape: [1, 1]) }
+        XCTAssertEqual(try OperatorSpec.parse("pool:4", loadMask: noMask).observationShape(for: [1, 256, 256, 3]), [1, 64, 64, 3])
+        XCTAssertEqual(try OperatorSpec.parse("gray", loadMask: noMask).imageShape(for: [1, 64, 64, 1]), [1, 64, 64, 3])
+        let composite = try OperatorSpec.parse("mask:m.png,gray,pool:2", loadMask: { _ in try self.keepMask(8, 8) })
+        XCTAssertEqual(composite.spec, "mask:m.png,gray,pool:2")
+        XCTAssertEqual(try composite.observationShape(for: [1, 8, 8, 3]), [1, 4, 4, 1])
+        XCTAssertEqual(try composite.imageShape(for: [1, 4, 4, 1]), [1, 8, 8, 3])
+        for bad in ["", "pool", "pool:x", "blur:unknown", "gray:2", ",pool:2", "mask:"] {
+            XCTAssertThrowsError(try OperatorSpec.parse(bad, loadMask: noMask), bad) { XCTAssertFalse("\($0)".contains("\n")) }
+        }
+        XCTAssertThrowsError(try AveragePoolingOperator(factor: 4).apply(try Tensor(shape: [1, 10, 12, 3]))) {
+            XCTAssertTrue("\($0)".contains("multiples of 4"), "\($0)")
+        }
+    }
+}
+
+/// The schedules: DDNM's linear β, ᾱ, and the time-travel walk.
+final class ScheduleTests: XCTestCase {
+    func testLinearScheduleMatchesDDPM() {
+        let s = NoiseSchedule.linear()
+        XCTAssertEqual(s.count, 1000)
+        XCTAssertEqual(s.betas[0], 1e-4, accuracy: 1e-9)
+        XCTAssertEqual(s.betas[999], 0.02, accuracy: 1e-9)
+        XCTAssertEqual(s.alphaBar(-1), 1)
+        XCTAssertEqual(s.alphaBar(0), 0.9999, accuracy: 1e-7)
+        XCTAssertEqual(Double(s.alphaBar(999)), 4.0358e-5, accuracy: 1e-7)  // ∏(1 − β) over the linear schedule
+    }
+
+    func testPlainScheduleVisits990DownTo0() throws {
+        let t = try TimeTravelSchedule(samplingSteps: 100)
+        XCTAssertEqual(Array(t.timesteps.prefix(3)), [990, 980, 970])
+        XCTAssertEqual(Array(t.timesteps.suffix(2)), [0, -1])
+        XCTAssertEqual(t.networkEvaluations, 100)
+    }
+
+    func testTimeTravelCountsMatchTheDocumentedWalks() throws {
+        // anchors §1.1: L = 10, r = 3 → 280 network calls; L = 5, r = 2 → 195.
+        XCTAssertEqual(try TimeTravelSchedule(samplingSteps: 100, travelLength: 10, travelRepeat: 3).networkEvaluations, 280)
+        XCTAssertEqual(try TimeTravelSchedule(samplingSteps: 100, travelLength: 5, travelRepeat: 2).networkEvaluations, 195)
+        let small = try TimeTravelSchedule(trainingSteps: 10, samplingSteps: 10, travelLength: 2, travelRepeat: 2)
+        XCTAssertEqual(small.timesteps, [9, 8, 7, 6, 7, 8, 7, 6, 5, 4, 5, 6, 5, 4, 3, 2, 3, 4, 3, 2, 1, 0, 1, 2, 1, 0, -1])
+    }
+
+    func testSeededNoiseRepeats() throws {
+        var a = SeededGaussian(seed: 7), b = SeededGaussian(seed: 7), c = SeededGaussian(seed: 8)
+        let x = try a.next(shape: [1000]), y = try b.next(shape: [1000]), z = try c.next(shape: [1000])
+        XCTAssertEqual(x.values, y.values)
+        XCTAssertNotEqual(x.values, z.values)
+        let mean = x.values.reduce(0, +) / 1000, variance = x.values.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / 1000
+        XCTAssertEqual(mean, 0, accuracy: 0.1)
+        XCTAssertEqual(variance, 1, accuracy: 0.15)
+    }
+}
