@@ -147,7 +147,11 @@ for line in sys.stdin:
     op, reps = line.split()
     with torch.inference_mode():
         if op not in cache:
-            cache[op] = variants(op)
+            try:
+                cache[op] = variants(op)
+            except ImportError as error:
+                print(json.dumps({"ms": {}, "error": f"{error}: pip install guided-diffusion-sdk in the torch venv"}), flush=True)
+                continue
             for f in cache[op].values():
                 f(); f()
         out = {}
@@ -234,6 +238,9 @@ def main():
             if torch_side:
                 time.sleep(args.pause)
                 t = {k: statistics.median(v) for k, v in torch_side.time(op, reps).items()}
+                if not t:
+                    print(f"{op}: PyTorch side skipped ({torch_side.last.get('error')})", file=sys.stderr)
+                    break
                 rss["torch"] = torch_side.last.get("peak_rss_mb")
                 if torch_side.last.get("gflop"):
                     info["gflop"][op] = torch_side.last["gflop"]
@@ -244,7 +251,7 @@ def main():
                 time.sleep(args.pause)
         row = {"op": op, "ms": statistics.median(ours), "gflop": info["gflop"][op], "kernel": info["kernels"][op],
                "pairs": pairs, "reps": reps, "rss": rss}
-        if torch_side:
+        if torch_side and theirs:
             for variant in theirs[0]:
                 row["torch_" + variant] = statistics.median(t[variant] for t in theirs)
             row["ratio"] = statistics.median(ratios)
