@@ -54,9 +54,10 @@ public struct RecordedGaussian: GaussianSource {
 public struct DDNMSampler {
     /// Which of the official code's two samplers, or the paper's corrected equations.
     public enum Variant: String, Sendable {
-        /// `functions/svd_ddnm.py:36-78` (`ddnm_diffusion`, the official default): x̂0 = x0 − A†(A x0 − y),
-        /// x_{t−1} = √ᾱ' x̂0 + √(1−ᾱ')(η z + √(1−η²) ε), plain DDIM noise. σy > 0 there needs the per-singular
-        /// Λ of `ddnm_plus_diffusion`, which is not implemented yet (use `.simplified`).
+        /// `functions/svd_ddnm.py` (the official default): for σy = 0 `ddnm_diffusion` (lines 36-78),
+        /// x̂0 = x0 − A†(A x0 − y), x_{t−1} = √ᾱ' x̂0 + √(1−ᾱ')(η z + √(1−η²) ε); for σy > 0
+        /// `ddnm_plus_diffusion` (lines 97-142) with the per-singular Λ and Λ_noise of `DDNMPlusSpectral`
+        /// (operators with a block SVD: pool, gray, mask, noise).
         case svd
         /// `simplified_ddnm_plus` (guided_diffusion/diffusion.py:346-395), quirks included: σ_t = √(1 − ᾱ'²)
         /// and γ_t multiplying the DDIM noise (diffusion.py:357, 385).
@@ -74,10 +75,10 @@ public struct DDNMSampler {
     public let sigmaY: Float
     public let variant: Variant
 
+    /// Replaces the block SVD an operator reports (tests inject the official LAPACK bases to replay runs).
+    public var adjustSpectralBlocks: ((SpectralBlocks) -> SpectralBlocks)?
+
     public init(schedule: NoiseSchedule = .linear(), timesteps: TimeTravelSchedule, eta: Float = 0.85, sigmaY: Float = 0, variant: Variant = .svd) throws {
-        if variant == .svd, sigmaY > 0 {
-            throw OperatorErrorLike("DDNM+ (σy > 0) on the SVD path needs the per-singular Λ of the official ddnm_plus_diffusion, not implemented yet; use the simplified path (--simplified)")
-        }
         self.schedule = schedule
         self.timesteps = timesteps
         self.eta = eta
@@ -89,6 +90,15 @@ public struct DDNMSampler {
     public func sample(observation y: Tensor, operator a: any DegradationOperator, imageShape: [Int],
                        predictNoise: NoisePredictor, noise: inout some GaussianSource,
                        progress: (Int, Int) -> Void = { _, _ in }) throws -> Tensor {
+        // DDNM+ on the SVD path needs the operator's block SVD.
+        var blocks: SpectralBlocks?
+        if variant == .svd, sigmaY > 0 {
+            guard let spectral = a as? any SpectralOperator else {
+                throw OperatorErrorLike("DDNM+ (σy > 0) on the SVD path supports pool, gray, mask and noise; use --simplified for \(a.spec)")
+            }
+            let own = try spectral.spectralBlocks(imageShape: imageShape)
+            blocks = adjustSpectralBlocks?(own) ?? own
+        }
         var x = try noise.next(shape: imageShape)  // x_T
         var lastX0: Tensor?
         var evaluations = 0
@@ -107,6 +117,19 @@ public struct DDNMSampler {
             // x0|t = (x_t − √(1−ᾱ_t) ε) / √ᾱ_t   (Eq. 12; no clipping, as the official code)
             let x0 = try axpby(1 / aT.squareRoot(), x, -(1 - aT).squareRoot() / aT.squareRoot(), epsilon)
             lastX0 = x0
+            if let blocks {
+                // ddnm_plus_diffusion: x̂0 = x0 − Λ A†(A x0 − y) (Eq. 17), x_{t−1} = √ᾱ' x̂0 + Λ_noise(z, ε) (Eq. 51 of the code).
+                let root = aNext.squareRoot(), sigmaT = (1 - aNext).squareRoot()
+                let correction = try a.pseudoInverse(try subtract(try a.apply(x0), y))
+                let x0Hat = try subtract(x0, try DDNMPlusSpectral.lambda(correction, blocks, a: root, sigmaY: sigmaY, sigmaT: sigmaT, eta: eta))
+                let z = try noise.next(shape: imageShape)
+                let stochastic = try DDNMPlusSpectral.noise(z, epsilon, blocks, a: root, sigmaY: sigmaY, sigmaT: sigmaT, eta: eta,
+                                                            denoising: a is IdentityOperator)
+                x = try axpby(root, x0Hat, 1, stochastic)
+                evaluations += 1
+                progress(evaluations, total)
+                continue
+            }
             let sigmaT = variant == .simplified ? (1 - aNext * aNext).squareRoot() : (1 - aNext).squareRoot()
             let (lambda, gamma): (Float, Float)
             if sigmaT >= aNext * sigmaY {

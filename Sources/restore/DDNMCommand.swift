@@ -20,9 +20,9 @@ struct DDNMCommand: ParsableCommand {
             black = keep; --mask-keep-white reads the official DDNM masks (255 = keep).
             Official-CLI mapping: --deg → --degradation, --sigma_y → --sigma-y (same [0, 1] scale), \
             --eta → --eta, time_travel (T_sampling, travel_length, travel_repeat) → --steps, --travel L,R.
-            Sampling follows the official SVD path (svd_ddnm.py) by default; --simplified runs the official \
-            simplified path (quirks included: σ_t = √(1−ᾱ²), γ on the DDIM noise), which is also the one that \
-            handles σy > 0 for now; --paper runs the simplified path with the paper's σ_t = √(1−ᾱ).
+            Sampling follows the official SVD path (svd_ddnm.py; DDNM+ with per-singular Λ for σy > 0) by \
+            default; --simplified runs the official simplified path (quirks included: σ_t = √(1−ᾱ²), γ on the \
+            DDIM noise); --paper runs the simplified path with the paper's σ_t = √(1−ᾱ).
             Until tiling lands, outputs larger than the prior's native size are refused.
             """
     )
@@ -68,7 +68,7 @@ struct DDNMCommand: ParsableCommand {
     @Flag(help: "Read mask images the official DDNM way: white (255) = keep.")
     var maskKeepWhite = false
 
-    @Flag(help: "Run the official simplified path (needed for --sigma-y > 0 until the SVD path's DDNM+ lands).")
+    @Flag(help: "Run the official simplified path (diffusion.py simplified_ddnm_plus) instead of the SVD path.")
     var simplified = false
 
     @Flag(help: "The simplified path with the paper's σ_t = √(1−ᾱ) instead of the official code's √(1−ᾱ²).")

@@ -89,7 +89,7 @@ final class DDNMCLITests: XCTestCase {
             (["--degradation", "blur:9"], "unknown degradation"),
             (["--degradation", "mask:\(path("missing.png"))"], "missing.png"),
             (["--degradation", "pool:2", "--class", "3"], "class-conditional"),
-            (["--degradation", "noise", "--sigma-y", "0.1"], "--simplified"),
+            (["--degradation", "pool:0"], "between 1 and 64"),
         ]
         for (extra, message) in cases {
             let r = try restore(["ddnm", "-i", lr, "-o", path("out.png"), "--model", model, "--model-config", config, "--steps", "2", "--quiet"] + extra)

@@ -27,9 +27,9 @@ final class DDNMGoldenTests: XCTestCase {
         func json(_ key: String) -> [String: Any] {
             (try? JSONSerialization.jsonObject(with: Data((file.metadata[key] ?? "{}").utf8))) as? [String: Any] ?? [:]
         }
-        if let operators = try? Checkpoint(path: folder.appendingPathComponent("operators.safetensors").path),
-           let mask = try? operators.stateDict()["inpaint.mask"]?.floatTensor(shape: [16, 16]) {
-            tensors["inpaint.mask"] = mask
+        if let operators = try? Checkpoint(path: folder.appendingPathComponent("operators.safetensors").path), let state = try? operators.stateDict() {
+            tensors["inpaint.mask"] = try? state["inpaint.mask"]?.floatTensor(shape: [16, 16])
+            tensors["sr2.V_small"] = try? state["sr2.state.V_small"]?.floatTensor()  // the official LAPACK basis
         }
         return Golden(tensors: tensors, cases: json("cases"), modelConfig: json("model_config"), folder: folder)
     }()
@@ -60,15 +60,19 @@ final class DDNMGoldenTests: XCTestCase {
         let draws = try XCTUnwrap(info["noise_draws"] as? Int)
         let noise = RecordedGaussian(try (0..<draws).map { try Self.nhwc(try tensor(g, "\(name).noise.\($0)")) })
         var y: Tensor
-        if variant == .svd {
+        if variant == .svd, sigmaY > 0 {
+            // y = A(x_gt) + σy·n as the official run drew it: the [1, 3·8·8] channel-major low-resolution vector.
+            y = try SpectralGoldenTests.image(fromCHW: try tensor(g, "\(name).y"), side: 8)
+        } else if variant == .svd {
             // The SVD path's y is the operator's vector; for these operators it is A(x_gt) in our layout.
             y = try a.apply(try Self.nhwc(try tensor(g, "x_gt")))
         } else {
             y = try Self.nhwc(try tensor(g, "\(name).y"))
             if a is GrayscaleOperator { y = try splitChannels(y, sizes: [1, 2])[0] }  // the official y repeats the gray 3 times
         }
-        let sampler = try DDNMSampler(timesteps: try TimeTravelSchedule(samplingSteps: 10, travelLength: travel.0, travelRepeat: travel.1),
-                                  eta: 0.85, sigmaY: sigmaY, variant: variant)
+        var sampler = try DDNMSampler(timesteps: try TimeTravelSchedule(samplingSteps: 10, travelLength: travel.0, travelRepeat: travel.1),
+                                      eta: 0.85, sigmaY: sigmaY, variant: variant)
+        if let v = g.tensors["sr2.V_small"] { sampler.adjustSpectralBlocks = { var b = $0; b.v = v.values; return b } }
         return (sampler, y, noise, try Self.nhwc(try tensor(g, "\(name).x0")), g)
     }
 
@@ -136,6 +140,13 @@ final class DDNMGoldenTests: XCTestCase {
     }
     func testSVDPathTimeTravelMatchesOfficialEndToEnd() throws {
         try checkEndToEnd("svd_sr2_travel", try AveragePoolingOperator(factor: 2), travel: (2, 2), variant: .svd)
+    }
+
+    func testSVDPathDDNMPlusMatchesOfficialWithRecordedEpsilon() throws {
+        try checkWithRecordedEpsilon("svd_sr2_plus", try AveragePoolingOperator(factor: 2), sigmaY: 0.1, variant: .svd)
+    }
+    func testSVDPathDDNMPlusMatchesOfficialEndToEnd() throws {
+        try checkEndToEnd("svd_sr2_plus", try AveragePoolingOperator(factor: 2), sigmaY: 0.1, variant: .svd)
     }
 
     // MARK: Simplified path
