@@ -6,14 +6,21 @@ import Foundation
 /// (`mask:holes.png,gray,pool:2`).
 public enum OperatorSpec {
     /// The spec forms this build understands, for help texts.
-    public static let forms = ["pool:S (average-pooling SR ×S)", "gray (colorization)", "mask:FILE (inpainting; white = hole)",
+    public static let forms = ["pool:S (average-pooling SR ×S)", "bicubic:S (bicubic SR ×S, the official a = −0.5 kernel)",
+                               "gray (colorization)", "mask:FILE (inpainting; white = hole)",
+                               "blur:uni | blur:gauss | blur:aniso (the official deblurring kernels)",
+                               "blur:gauss:K:SIGMA | blur:box:K (K-tap kernels)",
                                "noise (denoising; pair with --sigma-y)", "A,B,… (composition, applied left to right)"]
 
     /// Which official sampler the operators are built for (they differ only in colorization's weights).
     public enum Path: Sendable { case svd, simplified }
 
     /// Builds the operator; `loadMask(path)` returns the keep-mask [H, W] (1 = known) for `mask:` parts.
-    public static func parse(_ text: String, path: Path = .svd, loadMask: (String) throws -> Tensor) throws -> any DegradationOperator {
+    ///
+    /// `referenceExact` reproduces the official operators' quirks where they are not what the operator
+    /// means: the official blur matrices use only k − 1 taps of a k-tap kernel (svd_operators.py:949).
+    public static func parse(_ text: String, path: Path = .svd, referenceExact: Bool = false,
+                             loadMask: (String) throws -> Tensor) throws -> any DegradationOperator {
         let parts = text.split(separator: ",", omittingEmptySubsequences: false).map { String($0).trimmingCharacters(in: .whitespaces) }
         guard !parts.isEmpty, !parts.contains(where: \.isEmpty) else { throw OperatorError("empty degradation spec \(text.debugDescription)") }
         let operators = try parts.map { part -> any DegradationOperator in
@@ -28,6 +35,13 @@ public enum OperatorSpec {
             case "noise", "denoise":
                 guard fields.count == 1 else { throw OperatorError("noise takes no argument (got \(part.debugDescription))") }
                 return IdentityOperator()
+            case "bicubic":
+                guard fields.count == 2, let s = Int(fields[1]), (1...16).contains(s) else {
+                    throw OperatorError("bicubic needs an integer factor 1–16, e.g. bicubic:4 (got \(part.debugDescription))")
+                }
+                return SizedOperator(spec: part, factor: s) { h, w in try SeparableOperator.bicubic(factor: s, height: h, width: w) }
+            case "blur":
+                return try blur(part, fields.count == 2 ? fields[1] : "", referenceExact: referenceExact)
             case "mask":
                 guard fields.count == 2, !fields[1].isEmpty else { throw OperatorError("mask needs a file, e.g. mask:holes.png (got \(part.debugDescription))") }
                 return try MaskOperator(keep: try loadMask(fields[1]), source: fields[1])
@@ -36,5 +50,75 @@ public enum OperatorSpec {
             }
         }
         return operators.count == 1 ? operators[0] : CompositeOperator(operators)
+    }
+
+    /// `blur:uni`, `blur:gauss`, `blur:aniso`: the official kernels (diffusion.py:500-520); `blur:gauss:K:SIGMA`,
+    /// `blur:box:K`: K-tap kernels. All taps are used, unless `referenceExact` asks for the official loop's k − 1.
+    static func blur(_ part: String, _ argument: String, referenceExact: Bool) throws -> any DegradationOperator {
+        let fields = argument.split(separator: ":").map(String.init)
+        let (vertical, horizontal, official): ([Float], [Float], Bool)
+        switch fields.first {
+        case "uni" where fields.count == 1:
+            (vertical, horizontal, official) = ([Float](repeating: 1.0 / 9, count: 9), [Float](repeating: 1.0 / 9, count: 9), referenceExact)
+        case "gauss" where fields.count == 1:
+            let k = SeparableOperator.gaussianTaps(size: 5, sigma: 10)
+            (vertical, horizontal, official) = (k, k, referenceExact)
+        case "aniso" where fields.count == 1:
+            (vertical, horizontal, official) = (SeparableOperator.gaussianTaps(size: 9, sigma: 1), SeparableOperator.gaussianTaps(size: 9, sigma: 20), referenceExact)
+        case "gauss" where fields.count == 3:
+            guard let k = Int(fields[1]), (1...63).contains(k), let sigma = Float(fields[2]), sigma > 0, sigma.isFinite else {
+                throw OperatorError("blur:gauss:K:SIGMA needs K in 1–63 and SIGMA > 0 (got \(part.debugDescription))")
+            }
+            let taps = SeparableOperator.gaussianTaps(size: k, sigma: sigma)
+            (vertical, horizontal, official) = (taps, taps, referenceExact)
+        case "box" where fields.count == 2:
+            guard let k = Int(fields[1]), (1...63).contains(k) else { throw OperatorError("blur:box:K needs K in 1–63 (got \(part.debugDescription))") }
+            (vertical, horizontal, official) = ([Float](repeating: 1, count: k), [Float](repeating: 1, count: k), referenceExact)
+        default:
+            throw OperatorError("unknown blur \(part.debugDescription); use blur:uni, blur:gauss, blur:aniso, blur:gauss:K:SIGMA or blur:box:K")
+        }
+        return SizedOperator(spec: part, factor: 1) { h, w in
+            try SeparableOperator.blur(spec: part, vertical: vertical, horizontal: horizontal, height: h, width: w, officialTaps: official)
+        }
+    }
+}
+
+/// An operator whose matrices depend on the image size (bicubic SR, blur): built for each size on first
+/// use and cached. `factor` is the ratio of image to observation sides.
+public final class SizedOperator: DegradationOperator, @unchecked Sendable {
+    public let spec: String
+    public let factor: Int
+    private let build: (Int, Int) throws -> SeparableOperator
+    private var cache: [[Int]: SeparableOperator] = [:]
+    private let lock = NSLock()
+
+    public init(spec: String, factor: Int, build: @escaping (Int, Int) throws -> SeparableOperator) {
+        self.spec = spec
+        self.factor = factor
+        self.build = build
+    }
+
+    /// The operator for images of `height` × `width`.
+    public func sized(height: Int, width: Int) throws -> SeparableOperator {
+        lock.lock()
+        defer { lock.unlock() }
+        if let op = cache[[height, width]] { return op }
+        let op = try build(height, width)
+        cache[[height, width]] = op
+        return op
+    }
+
+    public func observationShape(for s: [Int]) throws -> [Int] {
+        guard s.count == 4 else { throw OperatorError("\(spec) needs an NHWC image, got \(s)") }
+        return try sized(height: s[1], width: s[2]).observationShape(for: s)
+    }
+    public func imageShape(for s: [Int]) throws -> [Int] {
+        guard s.count == 4 else { throw OperatorError("\(spec) needs an NHWC observation, got \(s)") }
+        return [s[0], s[1] * factor, s[2] * factor, s[3]]
+    }
+    public func apply(_ x: Tensor) throws -> Tensor { try sized(height: x.shape[1], width: x.shape[2]).apply(x) }
+    public func pseudoInverse(_ y: Tensor) throws -> Tensor {
+        let shape = try imageShape(for: y.shape)
+        return try sized(height: shape[1], width: shape[2]).pseudoInverse(y)
     }
 }

@@ -68,6 +68,9 @@ struct DDNMCommand: ParsableCommand {
     @Flag(help: "Read mask images the official DDNM way: white (255) = keep.")
     var maskKeepWhite = false
 
+    @Flag(help: "Reproduce the official operators' quirks: blur matrices with k − 1 of the kernel's k taps.")
+    var referenceExact = false
+
     @Flag(help: "Run the official simplified path (diffusion.py simplified_ddnm_plus) instead of the SVD path.")
     var simplified = false
 
@@ -100,7 +103,7 @@ struct DDNMCommand: ParsableCommand {
             if let modelConfig { forced = try NetworkArchitecture.decode(jsonFile: modelConfig) }
             let jobs = try io.jobs()
             let variant: DDNMSampler.Variant = paper ? .paper : simplified ? .simplified : .svd
-            let a = try OperatorSpec.parse(degradation, path: variant == .svd ? .svd : .simplified) { path in try MaskImage.load(path, keepWhite: maskKeepWhite, maxPixels: io.maxPixels) }
+            let a = try OperatorSpec.parse(degradation, path: variant == .svd ? .svd : .simplified, referenceExact: referenceExact) { path in try MaskImage.load(path, keepWhite: maskKeepWhite, maxPixels: io.maxPixels) }
             let started = Date()
             let loaded = try NetworkLoader.load(path: model, architecture: forced)
             let network = loaded.network

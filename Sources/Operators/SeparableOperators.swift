@@ -1,0 +1,193 @@
+import Engine
+import Foundation
+
+/// A small dense SVD (one-sided Jacobi, Float64): A = U diag(s) Vᵀ for the 1-D matrices of separable
+/// operators (at most a few hundred rows). Singular values come out sorted descending.
+enum SmallSVD {
+    /// Returns (U m×r, s r, V n×r) with r = min(m, n), row-major.
+    static func decompose(_ a: [Double], rows m: Int, columns n: Int) -> (u: [Double], s: [Double], v: [Double]) {
+        // Work on the tall orientation: Jacobi rotations of the columns of B (m×n, m ≥ n) converge to B V.
+        if m < n {
+            let t = transpose(a, m, n)
+            let (u, s, v) = decompose(t, rows: n, columns: m)
+            return (v, s, u)
+        }
+        var b = a
+        var v = [Double](repeating: 0, count: n * n)
+        for i in 0..<n { v[i * n + i] = 1 }
+        for _ in 0..<60 {
+            var rotated = false
+            for p in 0..<(n - 1) {
+                for q in (p + 1)..<n {
+                    var alpha = 0.0, beta = 0.0, gamma = 0.0
+                    for i in 0..<m { let x = b[i * n + p], y = b[i * n + q]; alpha += x * x; beta += y * y; gamma += x * y }
+                    guard abs(gamma) > 1e-15 * (alpha * beta).squareRoot(), gamma != 0 else { continue }
+                    rotated = true
+                    let zeta = (beta - alpha) / (2 * gamma)
+                    let t = (zeta >= 0 ? 1.0 : -1.0) / (abs(zeta) + (1 + zeta * zeta).squareRoot())
+                    let c = 1 / (1 + t * t).squareRoot(), s = c * t
+                    for i in 0..<m { let x = b[i * n + p], y = b[i * n + q]; b[i * n + p] = c * x - s * y; b[i * n + q] = s * x + c * y }
+                    for i in 0..<n { let x = v[i * n + p], y = v[i * n + q]; v[i * n + p] = c * x - s * y; v[i * n + q] = s * x + c * y }
+                }
+            }
+            if !rotated { break }
+        }
+        var singular = (0..<n).map { j in (0..<m).reduce(0.0) { $0 + b[$1 * n + j] * b[$1 * n + j] }.squareRoot() }
+        let order = (0..<n).sorted { singular[$0] > singular[$1] }
+        var u = [Double](repeating: 0, count: m * n), vSorted = [Double](repeating: 0, count: n * n)
+        for (k, j) in order.enumerated() {
+            for i in 0..<m { u[i * n + k] = singular[j] > 0 ? b[i * n + j] / singular[j] : 0 }
+            for i in 0..<n { vSorted[i * n + k] = v[i * n + j] }
+        }
+        singular = order.map { singular[$0] }
+        return (u, singular, vSorted)
+    }
+
+    static func transpose(_ a: [Double], _ m: Int, _ n: Int) -> [Double] {
+        var t = [Double](repeating: 0, count: m * n)
+        for i in 0..<m { for j in 0..<n { t[j * m + i] = a[i * n + j] } }
+        return t
+    }
+}
+
+/// A linear map applied along the rows and the columns of every channel: A X = A_v X A_hᵀ. With the 1-D
+/// matrices' singular values below `threshold` set to zero (the official ZERO = 3e-2), both A and A† are
+/// those of the truncated Ã = Ã_v ⊗ Ã_h, exactly as the official `SRConv` / `Deblurring` /
+/// `Deblurring2D` compute them through their SVDs (functions/svd_operators.py:851-1160).
+public struct SeparableOperator: DegradationOperator {
+    public let spec: String
+    /// The truncated 1-D matrices (rows × columns, row-major) and their pseudo-inverses.
+    let vertical: (a: [Float], pinv: [Float], rows: Int, columns: Int)
+    let horizontal: (a: [Float], pinv: [Float], rows: Int, columns: Int)
+
+    /// - Parameters: `verticalMatrix` acts on columns (rows × height), `horizontalMatrix` on rows (rows × width).
+    public init(spec: String, verticalMatrix: [Float], verticalRows: Int, height: Int,
+                horizontalMatrix: [Float], horizontalRows: Int, width: Int, threshold: Float = 3e-2) {
+        self.spec = spec
+        vertical = Self.truncate(verticalMatrix, verticalRows, height, threshold)
+        horizontal = Self.truncate(horizontalMatrix, horizontalRows, width, threshold)
+    }
+
+    static func truncate(_ a: [Float], _ m: Int, _ n: Int, _ threshold: Float) -> (a: [Float], pinv: [Float], rows: Int, columns: Int) {
+        let (u, s, v) = SmallSVD.decompose(a.map(Double.init), rows: m, columns: n)
+        let r = min(m, n)
+        var truncated = [Float](repeating: 0, count: m * n), pinv = [Float](repeating: 0, count: n * m)
+        for k in 0..<r where s[k] >= Double(threshold) {
+            for i in 0..<m { for j in 0..<n {
+                truncated[i * n + j] += Float(u[i * r + k] * s[k] * v[j * r + k])
+                pinv[j * m + i] += Float(v[j * r + k] / s[k] * u[i * r + k])
+            } }
+        }
+        return (truncated, pinv, m, n)
+    }
+
+    public func observationShape(for s: [Int]) throws -> [Int] {
+        guard s.count == 4, s[1] == vertical.columns, s[2] == horizontal.columns else {
+            throw OperatorError("\(spec) was built for \(horizontal.columns)×\(vertical.columns) images, got \(s.count == 4 ? "\(s[2])×\(s[1])" : "\(s)")")
+        }
+        return [s[0], vertical.rows, horizontal.rows, s[3]]
+    }
+
+    public func imageShape(for s: [Int]) throws -> [Int] {
+        guard s.count == 4, s[1] == vertical.rows, s[2] == horizontal.rows else {
+            throw OperatorError("\(spec) expects a \(horizontal.rows)×\(vertical.rows) observation, got \(s.count == 4 ? "\(s[2])×\(s[1])" : "\(s)")")
+        }
+        return [s[0], vertical.columns, horizontal.columns, s[3]]
+    }
+
+    public func apply(_ x: Tensor) throws -> Tensor {
+        _ = try observationShape(for: x.shape)
+        return try Self.product(x, vertical.a, vertical.rows, horizontal.a, horizontal.rows)
+    }
+
+    public func pseudoInverse(_ y: Tensor) throws -> Tensor {
+        _ = try imageShape(for: y.shape)
+        return try Self.product(y, vertical.pinv, vertical.columns, horizontal.pinv, horizontal.columns)
+    }
+
+    /// Y = M_v · X · M_hᵀ per (batch, channel), on NHWC tensors.
+    static func product(_ x: Tensor, _ mv: [Float], _ outRows: Int, _ mh: [Float], _ outColumns: Int) throws -> Tensor {
+        let (n, h, w, c) = try x.nhwc("separable operator")
+        // Vertical pass: T[b, i, x, c] = Σ_y M_v[i, y] X[b, y, x, c]  (rows of M_v have h entries)
+        let t = try Tensor(shape: [n, outRows, w, c], repeating: 0)
+        for b in 0..<n { for i in 0..<outRows { for y in 0..<h {
+            let m = mv[i * h + y]
+            guard m != 0 else { continue }
+            let source = x.data + (b * h + y) * w * c, destination = t.data + (b * outRows + i) * w * c
+            for k in 0..<(w * c) { destination[k] += m * source[k] }
+        } } }
+        // Horizontal pass: Y[b, i, j, c] = Σ_x M_h[j, x] T[b, i, x, c]
+        let out = try Tensor(shape: [n, outRows, outColumns, c], repeating: 0)
+        for row in 0..<(n * outRows) { for j in 0..<outColumns { for xx in 0..<w {
+            let m = mh[j * w + xx]
+            guard m != 0 else { continue }
+            let source = t.data + (row * w + xx) * c, destination = out.data + (row * outColumns + j) * c
+            for k in 0..<c { destination[k] += m * source[k] }
+        } } }
+        return out
+    }
+
+    // MARK: The official operators
+
+    /// `sr_bicubic` ×s: Keys' cubic with a = −0.5, 4s taps at (i − 2s + 0.5)/s, normalised; reflect padding
+    /// (diffusion.py:484-499, SRConv's matrix at svd_operators.py:859-871).
+    public static func bicubic(factor s: Int, height: Int, width: Int) throws -> SeparableOperator {
+        guard (1...16).contains(s), height % s == 0, width % s == 0 else {
+            throw OperatorError("bicubic:\(s) needs a factor 1–16 dividing the image sides (\(width)×\(height))")
+        }
+        func cubic(_ x: Double, _ a: Double = -0.5) -> Double {
+            let t = abs(x)
+            if t <= 1 { return (a + 2) * t * t * t - (a + 3) * t * t + 1 }
+            if t < 2 { return a * t * t * t - 5 * a * t * t + 8 * a * t - 4 * a }
+            return 0
+        }
+        var kernel = (0..<(4 * s)).map { i in cubic((Double(i) - Double(2 * s) + 0.5) / Double(s)) }
+        let total = kernel.reduce(0, +)
+        kernel = kernel.map { $0 / total }
+        func matrix(_ size: Int) -> [Float] {
+            let small = size / s, k = kernel.count
+            var m = [Float](repeating: 0, count: small * size)
+            for i in stride(from: s / 2, to: size + s / 2, by: s) {
+                for j in (i - k / 2)..<(i + k / 2) {
+                    var e = j
+                    if e < 0 { e = -e - 1 }
+                    if e >= size { e = (size - 1) - (e - size) }
+                    m[(i / s) * size + e] += Float(kernel[j - i + k / 2])
+                }
+            }
+            return m
+        }
+        return SeparableOperator(spec: "bicubic:\(s)", verticalMatrix: matrix(height), verticalRows: height / s, height: height,
+                                 horizontalMatrix: matrix(width), horizontalRows: width / s, width: width)
+    }
+
+    /// A 1-D blur matrix with zero padding. `officialTaps` reproduces the official loop
+    /// `range(i - k//2, i + k//2)`, which uses only k − 1 taps of an odd kernel (svd_operators.py:949).
+    static func blurMatrix(_ kernel: [Float], size: Int, officialTaps: Bool) -> [Float] {
+        let k = kernel.count
+        var m = [Float](repeating: 0, count: size * size)
+        let upper = officialTaps ? k / 2 : k - k / 2
+        for i in 0..<size { for j in (i - k / 2)..<(i + upper) where j >= 0 && j < size { m[i * size + j] = kernel[j - i + k / 2] } }
+        return m
+    }
+
+    /// Deblurring with one kernel along both axes (`deblur_uni`, `deblur_gauss`) or two (`deblur_aniso`:
+    /// kernel1 vertical, kernel2 horizontal), kernels normalised to sum 1.
+    public static func blur(spec: String, vertical: [Float], horizontal: [Float], height: Int, width: Int, officialTaps: Bool) throws -> SeparableOperator {
+        guard !vertical.isEmpty, !horizontal.isEmpty else { throw OperatorError("\(spec): empty blur kernel") }
+        func normalised(_ k: [Float]) throws -> [Float] {
+            let total = k.reduce(0, +)
+            guard total.isFinite, abs(total) > 1e-8 else { throw OperatorError("\(spec): the blur kernel sums to zero and cannot be normalised") }
+            return k.map { $0 / total }
+        }
+        return SeparableOperator(spec: spec, verticalMatrix: blurMatrix(try normalised(vertical), size: height, officialTaps: officialTaps),
+                                 verticalRows: height, height: height,
+                                 horizontalMatrix: blurMatrix(try normalised(horizontal), size: width, officialTaps: officialTaps),
+                                 horizontalRows: width, width: width)
+    }
+
+    /// Gaussian taps exp(−x²/2σ²) at x = −(k−1)/2 … (k−1)/2.
+    public static func gaussianTaps(size k: Int, sigma: Float) -> [Float] {
+        (0..<k).map { i in let x = Float(i) - Float(k - 1) / 2; return Foundation.exp(-0.5 * (x / sigma) * (x / sigma)) }
+    }
+}
