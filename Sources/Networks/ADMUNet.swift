@@ -13,7 +13,8 @@ public struct ADMConfiguration: Codable, Sendable, Equatable {
     public var outChannels: Int
     public var numResBlocks: Int
     public var attentionResolutions: [Int]
-    public var channelMult: [Int]
+    /// Per-level width multipliers; fractional for the 512² model (0.5, 1, 1, 2, 2, 4, 4): width = Int(mult × model_channels).
+    public var channelMult: [Double]
     public var numHeads = 1
     public var numHeadChannels = -1
     public var numHeadsUpsample = -1
@@ -25,7 +26,7 @@ public struct ADMConfiguration: Codable, Sendable, Equatable {
     public var numClasses: Int?
 
     public init(imageSize: Int, inChannels: Int = 3, modelChannels: Int, outChannels: Int, numResBlocks: Int,
-                attentionResolutions: [Int], channelMult: [Int], numHeads: Int = 1, numHeadChannels: Int = -1,
+                attentionResolutions: [Int], channelMult: [Double], numHeads: Int = 1, numHeadChannels: Int = -1,
                 numHeadsUpsample: Int = -1, useScaleShiftNorm: Bool = false, resblockUpdown: Bool = false,
                 useNewAttentionOrder: Bool = false, convResample: Bool = true, numClasses: Int? = nil) {
         self.imageSize = imageSize
@@ -53,10 +54,31 @@ public struct ADMConfiguration: Codable, Sendable, Equatable {
         case useNewAttentionOrder = "use_new_attention_order", convResample = "conv_resample", numClasses = "num_classes"
     }
 
+    /// Decodes the official `UNetModel` keyword arguments; the ones with constructor defaults may be absent.
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        imageSize = try c.decode(Int.self, forKey: .imageSize)
+        inChannels = try c.decodeIfPresent(Int.self, forKey: .inChannels) ?? 3
+        modelChannels = try c.decode(Int.self, forKey: .modelChannels)
+        outChannels = try c.decode(Int.self, forKey: .outChannels)
+        numResBlocks = try c.decode(Int.self, forKey: .numResBlocks)
+        attentionResolutions = try c.decode([Int].self, forKey: .attentionResolutions)
+        channelMult = try c.decodeIfPresent([Double].self, forKey: .channelMult)
+            ?? ADMConfiguration.defaultChannelMult(imageSize: imageSize) ?? [1, 2, 4, 8]
+        numHeads = try c.decodeIfPresent(Int.self, forKey: .numHeads) ?? 1
+        numHeadChannels = try c.decodeIfPresent(Int.self, forKey: .numHeadChannels) ?? -1
+        numHeadsUpsample = try c.decodeIfPresent(Int.self, forKey: .numHeadsUpsample) ?? -1
+        useScaleShiftNorm = try c.decodeIfPresent(Bool.self, forKey: .useScaleShiftNorm) ?? false
+        resblockUpdown = try c.decodeIfPresent(Bool.self, forKey: .resblockUpdown) ?? false
+        useNewAttentionOrder = try c.decodeIfPresent(Bool.self, forKey: .useNewAttentionOrder) ?? false
+        convResample = try c.decodeIfPresent(Bool.self, forKey: .convResample) ?? true
+        numClasses = try c.decodeIfPresent(Int.self, forKey: .numClasses)
+    }
+
     /// `script_util.create_model`'s channel multipliers for an image size.
-    public static func defaultChannelMult(imageSize: Int) -> [Int]? {
+    public static func defaultChannelMult(imageSize: Int) -> [Double]? {
         switch imageSize {
-        case 512: return nil  // (0.5, 1, 1, 2, 2, 4, 4): fractional, not used by the checkpoints we run
+        case 512: return [0.5, 1, 1, 2, 2, 4, 4]
         case 256: return [1, 1, 2, 2, 4, 4]
         case 128: return [1, 1, 2, 3, 4]
         case 64: return [1, 2, 3, 4]
@@ -91,8 +113,8 @@ public final class ADMUNet: DiffusionNetwork {
     public init(_ c: ADMConfiguration, parameters p: ParameterSource) throws {
         configuration = c
         let mc = c.modelChannels, embeddingChannels = 4 * mc
-        guard mc % 32 == 0, !c.channelMult.isEmpty, c.numResBlocks >= 1 else {
-            throw EngineError.invalidArgument(op: "ADMUNet", reason: "model_channels must be a multiple of 32, channel_mult non-empty, num_res_blocks ≥ 1")
+        guard mc % 32 == 0, !c.channelMult.isEmpty, c.channelMult.allSatisfy({ Int($0 * Double(mc)) % 32 == 0 && $0 > 0 }), c.numResBlocks >= 1 else {
+            throw EngineError.invalidArgument(op: "ADMUNet", reason: "model_channels and every level's width must be multiples of 32 (GroupNorm32), channel_mult non-empty, num_res_blocks ≥ 1")
         }
         timeEmbedding0 = try loadLinear(p, "time_embed.0", in: mc, out: embeddingChannels, postOps: [.silu])
         timeEmbedding2 = try loadLinear(p, "time_embed.2", in: embeddingChannels, out: embeddingChannels)
@@ -102,7 +124,8 @@ public final class ADMUNet: DiffusionNetwork {
             if c.numHeadChannels != -1 { return channels / c.numHeadChannels }
             return upsampling && c.numHeadsUpsample != -1 ? c.numHeadsUpsample : c.numHeads
         }
-        var ch = c.modelChannels * c.channelMult[0]
+        func width(_ mult: Double) -> Int { Int(mult * Double(mc)) }  // int(mult * model_channels), as unet.py
+        var ch = width(c.channelMult[0])
         inputConv = try loadConv(p, "input_blocks.0.0", in: c.inChannels, out: ch)
         var chans = [ch]
         var blocks: [[ADMLayer]] = []
@@ -111,8 +134,8 @@ public final class ADMUNet: DiffusionNetwork {
             for _ in 0..<c.numResBlocks {
                 let prefix = "input_blocks.\(blocks.count + 1)"
                 var layers: [ADMLayer] = [.res(try ADMResBlock(p, prefix + ".0", channels: ch, embeddingChannels: embeddingChannels,
-                                                                outChannels: mult * mc, scaleShift: c.useScaleShiftNorm))]
-                ch = mult * mc
+                                                                outChannels: width(mult), scaleShift: c.useScaleShiftNorm))]
+                ch = width(mult)
                 if c.attentionResolutions.contains(ds) {
                     layers.append(.attention(try ADMAttentionBlock(p, prefix + ".1", channels: ch, heads: heads(ch, upsampling: false), newOrder: c.useNewAttentionOrder)))
                 }
@@ -145,8 +168,8 @@ public final class ADMUNet: DiffusionNetwork {
                 let prefix = "output_blocks.\(blocks.count)"
                 let skipChannels = chans.removeLast()
                 var layers: [ADMLayer] = [.res(try ADMResBlock(p, prefix + ".0", channels: ch + skipChannels, embeddingChannels: embeddingChannels,
-                                                                outChannels: mc * mult, scaleShift: c.useScaleShiftNorm))]
-                ch = mc * mult
+                                                                outChannels: width(mult), scaleShift: c.useScaleShiftNorm))]
+                ch = width(mult)
                 if c.attentionResolutions.contains(ds) {
                     layers.append(.attention(try ADMAttentionBlock(p, prefix + ".\(layers.count)", channels: ch, heads: heads(ch, upsampling: true), newOrder: c.useNewAttentionOrder)))
                 }
@@ -165,7 +188,7 @@ public final class ADMUNet: DiffusionNetwork {
         }
         outputBlocks = blocks
         outNorm = try ADMNorm(p, "out.0", channels: ch)
-        outConv = try loadConv(p, "out.2", in: mc * c.channelMult[0], out: c.outChannels)
+        outConv = try loadConv(p, "out.2", in: width(c.channelMult[0]), out: c.outChannels)
     }
 
     /// The parameter names and shapes this configuration has, in the official state-dict order of

@@ -27,6 +27,19 @@ public struct DDPMConfiguration: Codable, Sendable, Equatable {
         self.resampWithConv = resampWithConv
     }
 
+    /// Decodes the DDPM config's model section (plus `resolution`); in/out channels and resampling may be absent.
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        resolution = try c.decode(Int.self, forKey: .resolution)
+        inChannels = try c.decodeIfPresent(Int.self, forKey: .inChannels) ?? 3
+        outChannels = try c.decodeIfPresent(Int.self, forKey: .outChannels) ?? 3
+        ch = try c.decode(Int.self, forKey: .ch)
+        chMult = try c.decode([Int].self, forKey: .chMult)
+        numResBlocks = try c.decode(Int.self, forKey: .numResBlocks)
+        attnResolutions = try c.decode([Int].self, forKey: .attnResolutions)
+        resampWithConv = try c.decodeIfPresent(Bool.self, forKey: .resampWithConv) ?? true
+    }
+
     enum CodingKeys: String, CodingKey {
         case resolution, inChannels = "in_channels", outChannels = "out_ch", ch, chMult = "ch_mult"
         case numResBlocks = "num_res_blocks", attnResolutions = "attn_resolutions", resampWithConv = "resamp_with_conv"

@@ -104,12 +104,13 @@ final class FullSizeKeyTests: XCTestCase {
         }
     }
 
-    func testImageNet512ConfigurationDeclaresTheOfficialKeys() throws {
-        let (keys, config) = try officialKeys("adm-imagenet512-cond")
-        guard let mult = config["channel_mult"] as? [Double], mult.allSatisfy({ $0 == $0.rounded() }) else {
-            throw XCTSkip("the 512 model's channel_mult has a fractional entry (0.5); not supported yet")
+    func testReferenceConfigsBuildTheSameArchitectureAsThePresets() throws {
+        // The key lists also carry the constructor arguments the official create_model passed.
+        for preset in NetworkPreset.all {
+            guard case .adm(let ours) = preset.architecture else { continue }
+            let (_, config) = try officialKeys(preset.name)
+            XCTAssertEqual(try NetworkGoldenTests.admConfiguration(config), ours, preset.name)
         }
-        _ = keys
     }
 }
 
