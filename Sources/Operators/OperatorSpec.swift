@@ -10,6 +10,7 @@ public enum OperatorSpec {
                                "gray (colorization)", "mask:FILE (inpainting; white = hole)",
                                "blur:uni | blur:gauss | blur:aniso (the official deblurring kernels)",
                                "blur:gauss:K:SIGMA | blur:box:K (K-tap kernels)",
+                               "cs-wht:R[:PERMFILE] (Walsh–Hadamard compressed sensing keeping a fraction R; y is a coefficient vector)",
                                "noise (denoising; pair with --sigma-y)", "A,B,… (composition, applied left to right)"]
 
     /// Which official sampler the operators are built for (they differ only in colorization's weights).
@@ -19,7 +20,7 @@ public enum OperatorSpec {
     ///
     /// `referenceExact` reproduces the official operators' quirks where they are not what the operator
     /// means: the official blur matrices use only k − 1 taps of a k-tap kernel (svd_operators.py:949).
-    public static func parse(_ text: String, path: Path = .svd, referenceExact: Bool = false,
+    public static func parse(_ text: String, path: Path = .svd, referenceExact: Bool = false, seed: UInt64 = 1234,
                              loadMask: (String) throws -> Tensor) throws -> any DegradationOperator {
         let parts = text.split(separator: ",", omittingEmptySubsequences: false).map { String($0).trimmingCharacters(in: .whitespaces) }
         guard !parts.isEmpty, !parts.contains(where: \.isEmpty) else { throw OperatorError("empty degradation spec \(text.debugDescription)") }
@@ -42,6 +43,13 @@ public enum OperatorSpec {
                 return SizedOperator(spec: part, factor: s) { h, w in try SeparableOperator.bicubic(factor: s, height: h, width: w) }
             case "blur":
                 return try blur(part, fields.count == 2 ? fields[1] : "", referenceExact: referenceExact)
+            case "cs-wht":
+                let arguments = fields.count == 2 ? fields[1].split(separator: ":", maxSplits: 1).map(String.init) : []
+                guard let first = arguments.first, let fraction = Double(first), fraction > 0, fraction <= 1 else {
+                    throw OperatorError("cs-wht needs the kept fraction, e.g. cs-wht:0.25 (got \(part.debugDescription))")
+                }
+                // compress_by = round(1 / deg_scale), as diffusion.py:455.
+                return DeferredWHTOperator(spec: part, compressBy: Int((1 / fraction).rounded()), permutationFile: arguments.count == 2 ? arguments[1] : nil, seed: seed)
             case "mask":
                 guard fields.count == 2, !fields[1].isEmpty else { throw OperatorError("mask needs a file, e.g. mask:holes.png (got \(part.debugDescription))") }
                 return try MaskOperator(keep: try loadMask(fields[1]), source: fields[1])

@@ -103,7 +103,7 @@ struct DDNMCommand: ParsableCommand {
             if let modelConfig { forced = try NetworkArchitecture.decode(jsonFile: modelConfig) }
             let jobs = try io.jobs()
             let variant: DDNMSampler.Variant = paper ? .paper : simplified ? .simplified : .svd
-            let a = try OperatorSpec.parse(degradation, path: variant == .svd ? .svd : .simplified, referenceExact: referenceExact) { path in try MaskImage.load(path, keepWhite: maskKeepWhite, maxPixels: io.maxPixels) }
+            let a = try OperatorSpec.parse(degradation, path: variant == .svd ? .svd : .simplified, referenceExact: referenceExact, seed: seed) { path in try MaskImage.load(path, keepWhite: maskKeepWhite, maxPixels: io.maxPixels) }
             let started = Date()
             let loaded = try NetworkLoader.load(path: model, architecture: forced)
             let network = loaded.network
@@ -140,6 +140,12 @@ struct DDNMCommand: ParsableCommand {
     private func restoreOne(input: String, output: String, operator a: any DegradationOperator, network: any DiffusionNetwork,
                             sampler: DDNMSampler, seed: UInt64, modelName: String, modelHash: String, nativeSize: Int) throws {
         let start = Date()
+        if (input as NSString).pathExtension.lowercased() == "safetensors" {
+            guard !simulate else { throw CommandFailure("--simulate needs a clean image, not a coefficient file (\(input))") }
+            let y = try Self.coefficients(input)
+            return try restore(observation: y, clean: nil, alpha: nil, bitDepth: 8, input: input, output: output, operator: a, network: network,
+                               sampler: sampler, noise: SeededGaussian(seed: seed), modelName: modelName, modelHash: modelHash, nativeSize: nativeSize, start: start)
+        }
         let image = try ImageReader.read(path: input, maxPixels: io.maxPixels)
         let (color, alpha) = image.splittingAlpha()
         var noise = SeededGaussian(seed: seed)
@@ -153,8 +159,33 @@ struct DDNMCommand: ParsableCommand {
             y = try a.apply(x)
             if sigmaY > 0 { y = try axpby(1, y, 2 * sigmaY, try noise.next(shape: y.shape)) }
         } else {
+            guard !a.spec.contains("cs-") else {
+                throw CommandFailure("compressed-sensing observations are coefficient vectors: pass a .safetensors file with a tensor \"y\" [M, C], or use --simulate with a clean image (\(input))")
+            }
             y = try Self.observation(observed, for: a)
         }
+        return try restore(observation: y, clean: clean, alpha: alpha, bitDepth: image.sourceBitDepth, input: input, output: output, operator: a,
+                           network: network, sampler: sampler, noise: noise, modelName: modelName, modelHash: modelHash, nativeSize: nativeSize, start: start)
+    }
+
+    /// Reads a coefficient vector y from a safetensors file: a tensor named `y` of shape [M, C], [N, M, C]
+    /// or [N, M, 1, C] (compressed sensing).
+    static func coefficients(_ path: String) throws -> Tensor {
+        let file = try Checkpoint(path: path)
+        guard let stored = try file.stateDict()["y"] else { throw CommandFailure("no tensor named \"y\" in the coefficient file (\(path))") }
+        let s = stored.shape
+        switch s.count {
+        case 2: return try stored.floatTensor(shape: [1, s[0], 1, s[1]])
+        case 3: return try stored.floatTensor(shape: [s[0], s[1], 1, s[2]])
+        case 4 where s[2] == 1: return try stored.floatTensor(shape: s)
+        default: throw CommandFailure("the coefficient tensor y must be [M, C], [N, M, C] or [N, M, 1, C], got \(s) (\(path))")
+        }
+    }
+
+    private func restore(observation y: Tensor, clean: Tensor?, alpha: AlphaPlane?, bitDepth: Int, input: String, output: String,
+                         operator a: any DegradationOperator, network: any DiffusionNetwork, sampler: DDNMSampler, noise: SeededGaussian,
+                         modelName: String, modelHash: String, nativeSize: Int, start: Date) throws {
+        var noise = noise
         let shape = try a.imageShape(for: y.shape)
         guard shape[1] <= nativeSize, shape[2] <= nativeSize else {
             throw CommandFailure("the output would be \(shape[2])×\(shape[1]), larger than the prior's native \(nativeSize)²; tiling (USDR) is the next step — crop or downscale the input for now (\(input))")
@@ -185,7 +216,9 @@ struct DDNMCommand: ParsableCommand {
             report["ssim"] = Quality.ssim(clamped, clean)
         }
         report["elapsed_s"] = Date().timeIntervalSince(start)
-        let result = Image.fromSignedRange(clamped.values, width: shape[2], height: shape[1], channels: 3, sourceBitDepth: image.sourceBitDepth)
+        let irreducible = try subtract(try a.apply(try a.pseudoInverse(y)), y)  // ‖(I − ÃÃ†) y‖: what no x can explain
+        report["irreducible_rms"] = (irreducible.values.reduce(0) { $0 + Double($1 * $1) } / Double(max(irreducible.count, 1))).squareRoot() / 2
+        let result = Image.fromSignedRange(clamped.values, width: shape[2], height: shape[1], channels: 3, sourceBitDepth: bitDepth)
         let resizedAlpha = alpha.map { $0.width == shape[2] && $0.height == shape[1] ? $0 : $0.resized(width: shape[2], height: shape[1]) }
         try io.write(result.attachingAlpha(resizedAlpha), to: output, report: report, inputs: [input])
         if !io.quiet {

@@ -138,6 +138,9 @@ final class DDNMGoldenTests: XCTestCase {
     func testSVDPathInpaintingMatchesOfficialEndToEnd() throws {
         try checkEndToEnd("svd_inpaint", try MaskOperator(keep: try tensor(try golden(), "inpaint.mask"), source: "official mask"), variant: .svd)
     }
+    func testSVDPathWalshHadamardCSMatchesOfficialEndToEnd() throws {
+        try checkEndToEnd("svd_wht", try CompressedSensingGoldenTests.officialOperator(), variant: .svd)
+    }
     func testSVDPathTimeTravelMatchesOfficialEndToEnd() throws {
         try checkEndToEnd("svd_sr2_travel", try AveragePoolingOperator(factor: 2), travel: (2, 2), variant: .svd)
     }

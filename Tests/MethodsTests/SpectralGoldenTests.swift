@@ -159,3 +159,35 @@ final class SeparableGoldenTests: XCTestCase {
         } }
     }
 }
+
+/// Walsh–Hadamard compressed sensing against the official `WalshHadamardCS` with its permutation imported.
+final class CompressedSensingGoldenTests: XCTestCase {
+    static func officialOperator() throws -> WalshHadamardCSOperator {
+        guard let f = SpectralGoldenTests.fixture, let perm = f.tensors["wht.perm"] else { throw XCTSkip("fixtures missing") }
+        return try WalshHadamardCSOperator(ratio: 4, side: 16, permutation: perm.values.map { Int($0) }, spec: "cs-wht:0.25")
+    }
+
+    func testAAndPseudoInverseMatchOfficial() throws {
+        let f = try XCTUnwrap(SpectralGoldenTests.fixture)
+        let a = try Self.officialOperator()
+        let x = try SpectralGoldenTests.image(fromCHW: try XCTUnwrap(f.tensors["wht.x"]))
+        let y = try a.apply(x)
+        XCTAssertEqual(y.shape, [1, 64, 1, 3])
+        let expectedY = try XCTUnwrap(f.tensors["wht.A"]).values
+        XCTAssertLessThan(zip(y.values, expectedY).map { abs($0 - $1) }.max() ?? 1, 1e-5 * (expectedY.map(abs).max() ?? 1))
+        let pinv = try a.pseudoInverse(y)
+        let expectedPinv = try SpectralGoldenTests.image(fromCHW: try XCTUnwrap(f.tensors["wht.Apinv"]))
+        XCTAssertLessThan(zip(pinv.values, expectedPinv.values).map { abs($0 - $1) }.max() ?? 1, 1e-5 * (expectedPinv.values.map(abs).max() ?? 1))
+        // A A† = I on the kept coefficients (orthonormal rows).
+        XCTAssertLessThan(zip(try a.apply(pinv).values, y.values).map { abs($0 - $1) }.max() ?? 1, 1e-5)
+    }
+
+    func testSeededPermutationRepeatsAndSpecsParse() throws {
+        XCTAssertEqual(WalshHadamardCSOperator.seededPermutation(count: 64, seed: 3), WalshHadamardCSOperator.seededPermutation(count: 64, seed: 3))
+        XCTAssertEqual(Set(WalshHadamardCSOperator.seededPermutation(count: 64, seed: 3)), Set(0..<64))
+        let a = try OperatorSpec.parse("cs-wht:0.25", loadMask: { _ in throw OperatorError("no mask") })
+        XCTAssertEqual(try a.observationShape(for: [1, 16, 16, 3]), [1, 64, 1, 3])
+        XCTAssertEqual(try a.imageShape(for: [1, 64, 1, 3]), [1, 16, 16, 3])
+        XCTAssertThrowsError(try a.observationShape(for: [1, 12, 12, 3])) { XCTAssertTrue("\($0)".contains("power of two"), "\($0)") }
+    }
+}
