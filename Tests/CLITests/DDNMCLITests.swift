@@ -86,7 +86,8 @@ final class DDNMCLITests: XCTestCase {
         let lr = try photo("in.png", 16, 16)
         let cases: [([String], String)] = [
             (["--degradation", "pool:2"], "larger than the prior's native 16²"),
-            (["--degradation", "blur:9"], "unknown degradation"),
+            (["--degradation", "sharpen:2"], "unknown degradation"),
+            (["--degradation", "blur:9"], "unknown blur"),
             (["--degradation", "mask:\(path("missing.png"))"], "missing.png"),
             (["--degradation", "pool:2", "--class", "3"], "class-conditional"),
             (["--degradation", "pool:0"], "between 1 and 64"),
