@@ -23,6 +23,8 @@ let package = Package(
     targets: [
         // oneDNN 2.6 (Debian's libdnnl-dev), C API: convolutions and matrix products.
         .systemLibrary(name: "CDNNL", path: "Sources/CDNNL"),
+        // FFTW 3 (Debian's libfftw3-dev), single precision: FFT-based blur operators with any kernel.
+        .systemLibrary(name: "CFFTW", path: "Sources/CFFTW"),
         // CPU feature checks and a parallel-for on the OpenMP pool that oneDNN already uses.
         .target(
             name: "CEngineSupport",
@@ -42,7 +44,7 @@ let package = Package(
         // Diffusion networks (ADM and DDPM UNets, …) built from official parameter names; no sampler logic.
         .target(name: "Networks", dependencies: ["Engine", "Checkpoints"]),
         // Degradation operators A with A† (pure functions on tensors; they never touch networks).
-        .target(name: "Operators", dependencies: ["Engine"]),
+        .target(name: "Operators", dependencies: ["Engine", "CFFTW"]),
         // Samplers (DDNM, …): functions of a noise-prediction closure and a schedule; they never know the network.
         .target(name: "Methods", dependencies: ["Engine", "Operators"]),
         .executableTarget(

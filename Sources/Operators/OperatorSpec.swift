@@ -10,6 +10,7 @@ public enum OperatorSpec {
                                "gray (colorization)", "mask:FILE (inpainting; white = hole)",
                                "blur:uni | blur:gauss | blur:aniso (the official deblurring kernels)",
                                "blur:gauss:K:SIGMA | blur:box:K (K-tap kernels)",
+                               "blur:FILE (any kernel: a gray image or a text file of rows; FFT, periodic boundary) | blur:motion:LENGTH:ANGLE",
                                "cs-wht:R[:PERMFILE] (Walsh–Hadamard compressed sensing keeping a fraction R; y is a coefficient vector)",
                                "noise (denoising; pair with --sigma-y)", "A,B,… (composition, applied left to right)"]
 
@@ -21,7 +22,8 @@ public enum OperatorSpec {
     /// `referenceExact` reproduces the official operators' quirks where they are not what the operator
     /// means: the official blur matrices use only k − 1 taps of a k-tap kernel (svd_operators.py:949).
     public static func parse(_ text: String, path: Path = .svd, referenceExact: Bool = false, seed: UInt64 = 1234,
-                             loadMask: (String) throws -> Tensor) throws -> any DegradationOperator {
+                             loadMask: (String) throws -> Tensor,
+                             loadKernelImage: ((String) throws -> (values: [Float], rows: Int, columns: Int))? = nil) throws -> any DegradationOperator {
         let parts = text.split(separator: ",", omittingEmptySubsequences: false).map { String($0).trimmingCharacters(in: .whitespaces) }
         guard !parts.isEmpty, !parts.contains(where: \.isEmpty) else { throw OperatorError("empty degradation spec \(text.debugDescription)") }
         let operators = try parts.map { part -> any DegradationOperator in
@@ -42,7 +44,31 @@ public enum OperatorSpec {
                 }
                 return SizedOperator(spec: part, factor: s) { h, w in try SeparableOperator.bicubic(factor: s, height: h, width: w) }
             case "blur":
-                return try blur(part, fields.count == 2 ? fields[1] : "", referenceExact: referenceExact)
+                let argument = fields.count == 2 ? fields[1] : ""
+                if argument.hasPrefix("motion:") {
+                    let values = argument.split(separator: ":").dropFirst().compactMap { Float($0) }
+                    guard values.count == 2, values[0] >= 1, values[0] <= 255, values[1].isFinite else {
+                        throw OperatorError("blur:motion:LENGTH:ANGLE needs a length 1–255 px and an angle in degrees (got \(part.debugDescription))")
+                    }
+                    let k = FFTBlurOperator.motionKernel(length: values[0], angle: values[1])
+                    return SizedOperator(spec: part, factor: 1) { h, w in
+                        try FFTBlurOperator(spec: part, kernel: k.values, kernelHeight: k.rows, kernelWidth: k.columns, height: h, width: w)
+                    }
+                }
+                let ext = (argument as NSString).pathExtension.lowercased()
+                if ["png", "jpg", "jpeg", "txt", "csv"].contains(ext) {
+                    let k: (values: [Float], rows: Int, columns: Int)
+                    if ext == "txt" || ext == "csv" {
+                        k = try FFTBlurOperator.kernel(text: argument)
+                    } else {
+                        guard let loadKernelImage else { throw OperatorError("image kernels need an image reader (\(argument))") }
+                        k = try loadKernelImage(argument)
+                    }
+                    return SizedOperator(spec: part, factor: 1) { h, w in
+                        try FFTBlurOperator(spec: part, kernel: k.values, kernelHeight: k.rows, kernelWidth: k.columns, height: h, width: w)
+                    }
+                }
+                return try blur(part, argument, referenceExact: referenceExact)
             case "cs-wht":
                 let arguments = fields.count == 2 ? fields[1].split(separator: ":", maxSplits: 1).map(String.init) : []
                 guard let first = arguments.first, let fraction = Double(first), fraction > 0, fraction <= 1 else {
@@ -96,18 +122,18 @@ public enum OperatorSpec {
 public final class SizedOperator: DegradationOperator, @unchecked Sendable {
     public let spec: String
     public let factor: Int
-    private let build: (Int, Int) throws -> SeparableOperator
-    private var cache: [[Int]: SeparableOperator] = [:]
+    private let build: (Int, Int) throws -> any DegradationOperator
+    private var cache: [[Int]: any DegradationOperator] = [:]
     private let lock = NSLock()
 
-    public init(spec: String, factor: Int, build: @escaping (Int, Int) throws -> SeparableOperator) {
+    public init(spec: String, factor: Int, build: @escaping (Int, Int) throws -> any DegradationOperator) {
         self.spec = spec
         self.factor = factor
         self.build = build
     }
 
     /// The operator for images of `height` × `width`.
-    public func sized(height: Int, width: Int) throws -> SeparableOperator {
+    public func sized(height: Int, width: Int) throws -> any DegradationOperator {
         lock.lock()
         defer { lock.unlock() }
         if let op = cache[[height, width]] { return op }

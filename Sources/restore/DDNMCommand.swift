@@ -103,7 +103,9 @@ struct DDNMCommand: ParsableCommand {
             if let modelConfig { forced = try NetworkArchitecture.decode(jsonFile: modelConfig) }
             let jobs = try io.jobs()
             let variant: DDNMSampler.Variant = paper ? .paper : simplified ? .simplified : .svd
-            let a = try OperatorSpec.parse(degradation, path: variant == .svd ? .svd : .simplified, referenceExact: referenceExact, seed: seed) { path in try MaskImage.load(path, keepWhite: maskKeepWhite, maxPixels: io.maxPixels) }
+            let a = try OperatorSpec.parse(degradation, path: variant == .svd ? .svd : .simplified, referenceExact: referenceExact, seed: seed,
+                                           loadMask: { path in try MaskImage.load(path, keepWhite: maskKeepWhite, maxPixels: io.maxPixels) },
+                                           loadKernelImage: { path in try KernelImage.load(path, maxPixels: io.maxPixels) })
             let started = Date()
             let loaded = try NetworkLoader.load(path: model, architecture: forced)
             let network = loaded.network

@@ -25,6 +25,19 @@ enum MaskImage {
     }
 }
 
+/// Blur kernels given as images: the gray level (mean of the colour channels) of each pixel; the operator
+/// normalises the sum to 1. Kernels are small: above 255×255 they are refused.
+enum KernelImage {
+    static func load(_ path: String, maxPixels: Int) throws -> (values: [Float], rows: Int, columns: Int) {
+        let image = try ImageReader.read(path: path, maxPixels: maxPixels)
+        guard image.width <= 255, image.height <= 255 else { throw CommandFailure("a blur kernel image must be at most 255×255, got \(image.width)×\(image.height) (\(path))") }
+        let (color, _) = image.splittingAlpha()
+        let c = color.channels
+        let values = (0..<(color.width * color.height)).map { p in (0..<c).reduce(Float(0)) { $0 + color.pixels[p * c + $1] } / Float(c) }
+        return (values, color.height, color.width)
+    }
+}
+
 /// A one-line progress bar with ETA on stderr (redrawn in place; silent when disabled or not a terminal
 /// and quiet).
 final class ProgressBar {

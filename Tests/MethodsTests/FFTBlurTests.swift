@@ -1,0 +1,82 @@
+import Engine
+import Foundation
+import XCTest
+@testable import Methods
+@testable import Operators
+
+/// Any-kernel deblurring through the FFT: Ã is a circular convolution with the kernel centred, truncated
+/// at |K̂| < τ; the properties the DDNM decomposition relies on hold for Ã.
+final class FFTBlurTests: XCTestCase {
+    private func random(_ shape: [Int], seed: UInt64) throws -> Tensor {
+        var g = SeededGaussian(seed: seed)
+        return try g.next(shape: shape)
+    }
+
+    private func maxDifference(_ a: Tensor, _ b: Tensor) -> Float { zip(a.values, b.values).map { abs($0 - $1) }.max() ?? .infinity }
+
+    func testMatchesDirectCircularConvolutionWhenNothingIsTruncated() throws {
+        // 0.6·δ + 0.4·(a smooth 3×3): |K̂| ≥ 0.2 > τ everywhere, so Ã = A.
+        let smooth: [Float] = [1, 2, 1, 2, 4, 2, 1, 2, 1].map { $0 / 16 }
+        var kernel = smooth.map { 0.4 * $0 }
+        kernel[4] += 0.6
+        let (h, w) = (12, 10)
+        let a = try FFTBlurOperator(spec: "test", kernel: kernel, kernelHeight: 3, kernelWidth: 3, height: h, width: w)
+        XCTAssertEqual(a.droppedFraction, 0)
+        let x = try random([2, h, w, 3], seed: 1)
+        let direct = try Tensor(shape: x.shape, repeating: 0)
+        for b in 0..<2 { for y in 0..<h { for xx in 0..<w { for c in 0..<3 {
+            var sum: Float = 0
+            for r in 0..<3 { for s in 0..<3 {
+                let sy = ((y - (r - 1)) % h + h) % h, sx = ((xx - (s - 1)) % w + w) % w
+                sum += kernel[r * 3 + s] * x.data[((b * h + sy) * w + sx) * 3 + c]
+            } }
+            direct.data[((b * h + y) * w + xx) * 3 + c] = sum
+        } } } }
+        XCTAssertLessThan(maxDifference(try a.apply(x), direct), 1e-5)
+    }
+
+    func testTruncatedPseudoInverseProperties() throws {
+        let g = SeparableOperator.gaussianTaps(size: 9, sigma: 3)
+        let kernel = (0..<81).map { g[$0 / 9] * g[$0 % 9] }
+        let a = try FFTBlurOperator(spec: "gauss", kernel: kernel, kernelHeight: 9, kernelWidth: 9, height: 16, width: 20)
+        XCTAssertGreaterThan(a.droppedFraction, 0.1, "the threshold must bite for this test to mean something")
+        let x = try random([1, 16, 20, 3], seed: 2)
+        let ax = try a.apply(x)
+        XCTAssertLessThan(maxDifference(try a.apply(try a.pseudoInverse(ax)), ax), 1e-4, "Ã Ã† Ã = Ã")
+        let p = try a.pseudoInverse(ax)
+        XCTAssertLessThan(maxDifference(try a.pseudoInverse(try a.apply(p)), p), 1e-3 * (p.values.map(abs).max() ?? 1), "Ã† Ã Ã† = Ã†")
+        // ‖(A − Ã)x‖ ≤ τ‖x‖ against the untruncated operator (threshold 0).
+        let full = try FFTBlurOperator(spec: "gauss", kernel: kernel, kernelHeight: 9, kernelWidth: 9, height: 16, width: 20, threshold: 0)
+        let difference = try subtract(try full.apply(x), ax)
+        let norm = { (t: Tensor) in t.values.reduce(Float(0)) { $0 + $1 * $1 }.squareRoot() }
+        XCTAssertLessThanOrEqual(norm(difference), a.threshold * norm(x) * 1.0001)
+        XCTAssertGreaterThan(norm(difference), 0)
+    }
+
+    func testKernelsFromTextAndMotionAndBadKernelsFailClearly() throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("kernels-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let good = folder.appendingPathComponent("k.txt").path, ragged = folder.appendingPathComponent("r.txt").path
+        let zero = folder.appendingPathComponent("z.txt").path
+        try "0 1 0\n1 4 1\n0 1 0\n".write(toFile: good, atomically: true, encoding: .utf8)
+        try "1 2 3\n4 5\n".write(toFile: ragged, atomically: true, encoding: .utf8)
+        try "1 -1\n-1 1\n".write(toFile: zero, atomically: true, encoding: .utf8)
+        let noMask: (String) throws -> Tensor = { _ in throw OperatorError("no mask") }
+        let a = try OperatorSpec.parse("blur:\(good)", loadMask: noMask)
+        XCTAssertEqual(try a.apply(try random([1, 8, 8, 3], seed: 3)).shape, [1, 8, 8, 3])
+        let motion = FFTBlurOperator.motionKernel(length: 7, angle: 30)
+        XCTAssertEqual(motion.rows, 9)
+        XCTAssertEqual(motion.values.reduce(0, +), 29, accuracy: 1e-3)  // 29 samples of unit weight before normalisation
+        XCTAssertNoThrow(try OperatorSpec.parse("blur:motion:7:30", loadMask: noMask).apply(try random([1, 16, 16, 3], seed: 4)))
+        for (spec, message) in [("blur:\(ragged)", "2-D array"), ("blur:\(zero)", "sums to zero"), ("blur:motion:x:1", "LENGTH")] {
+            XCTAssertThrowsError(try OperatorSpec.parse(spec, loadMask: noMask).apply(try random([1, 8, 8, 3], seed: 5)), spec) {
+                XCTAssertTrue("\($0)".contains(message), "\($0)")
+                XCTAssertFalse("\($0)".contains("\n"))
+            }
+        }
+        XCTAssertThrowsError(try OperatorSpec.parse("blur:\(good)", loadMask: noMask).apply(try random([1, 2, 2, 3], seed: 6))) {
+            XCTAssertTrue("\($0)".contains("larger than"), "\($0)")
+        }
+    }
+}
