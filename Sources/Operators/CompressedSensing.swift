@@ -161,3 +161,115 @@ public final class DeferredWHTOperator: DegradationOperator, @unchecked Sendable
         return try sized(shape[1]).pseudoInverse(y)
     }
 }
+
+/// Block-based compressed sensing (DDNM `cs_blockbased`, `functions/svd_operators.py` class `CS`): each
+/// channel is cut into 32×32 blocks (row-major), each block's 1024 samples (row-major) are projected on the
+/// first M = 1024·fraction rows of an orthonormal matrix, all singular values 1. The official code takes V from
+/// the SVD of an unseeded `torch.randn(1024, 1024)`, so no two runs share it; ours orthonormalises seeded
+/// Gaussian rows (modified Gram–Schmidt in Float64, only the M rows that are kept), or uses a given basis.
+/// y is [N, blocks·M, 1, C]: block-major, then coefficient, channels innermost.
+public struct BlockCSOperator: DegradationOperator {
+    public static let blockSide = 32
+    public let spec: String
+    public let kept: Int
+    /// M × 1024 row-major, orthonormal rows.
+    public let rows: [Float]
+
+    public init(spec: String, fraction: Double, seed: UInt64) throws {
+        let n = Self.blockSide * Self.blockSide
+        let m = Int((Double(n) * fraction).rounded(.down))
+        guard m >= 1, m <= n else { throw OperatorError("\(spec): the kept fraction must leave 1–\(n) of \(n) coefficients per block") }
+        var generator = SplitMixGaussian(seed: seed)
+        var basis = [Double](repeating: 0, count: m * n)
+        for r in 0..<m {
+            for i in 0..<n { basis[r * n + i] = generator.next() }
+            for _ in 0..<2 {  // twice, for orthogonality to working precision
+                for q in 0..<r {
+                    var dot = 0.0
+                    for i in 0..<n { dot += basis[r * n + i] * basis[q * n + i] }
+                    for i in 0..<n { basis[r * n + i] -= dot * basis[q * n + i] }
+                }
+            }
+            let norm = (0..<n).reduce(0.0) { $0 + basis[r * n + $1] * basis[r * n + $1] }.squareRoot()
+            for i in 0..<n { basis[r * n + i] /= norm }
+        }
+        try self.init(spec: spec, rows: basis.map(Float.init), kept: m)
+    }
+
+    /// With given orthonormal rows (M × 1024), e.g. to replay a run of the official code with its V.
+    public init(spec: String, rows: [Float], kept: Int) throws {
+        guard kept >= 1, rows.count == kept * Self.blockSide * Self.blockSide else { throw OperatorError("\(spec): the basis must be \(kept)×1024") }
+        self.spec = spec
+        self.rows = rows
+        self.kept = kept
+    }
+
+    public func observationShape(for s: [Int]) throws -> [Int] {
+        let b = Self.blockSide
+        guard s.count == 4, s[1] % b == 0, s[2] % b == 0, s[1] > 0, s[2] > 0 else {
+            throw OperatorError("\(spec) needs image sides that are multiples of 32, got \(s.count == 4 ? "\(s[2])×\(s[1])" : "\(s)")")
+        }
+        return [s[0], (s[1] / b) * (s[2] / b) * kept, 1, s[3]]
+    }
+
+    /// Square images only, when reading an observation: blocks = M_total / kept must be a square number.
+    public func imageShape(for s: [Int]) throws -> [Int] {
+        guard s.count == 4, s[2] == 1, s[1] % kept == 0 else { throw OperatorError("\(spec) expects [N, blocks·\(kept), 1, C] coefficients, got \(s)") }
+        let blocks = s[1] / kept, perSide = Int(Double(blocks).squareRoot().rounded())
+        guard perSide * perSide == blocks else { throw OperatorError("\(spec): \(blocks) blocks do not form a square image") }
+        return [s[0], perSide * Self.blockSide, perSide * Self.blockSide, s[3]]
+    }
+
+    public func apply(_ x: Tensor) throws -> Tensor {
+        let shape = try observationShape(for: x.shape)
+        let (n, h, w, c) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
+        let b = Self.blockSide, size = b * b, across = w / b
+        let y = try Tensor(uninitializedShape: shape)
+        var patch = [Float](repeating: 0, count: size)
+        for batch in 0..<n { for ch in 0..<c { for block in 0..<((h / b) * across) {
+            let (by, bx) = (block / across, block % across)
+            for r in 0..<b { for q in 0..<b { patch[r * b + q] = x.data[((batch * h + by * b + r) * w + bx * b + q) * c + ch] } }
+            for k in 0..<kept {
+                var sum: Float = 0
+                for i in 0..<size { sum += rows[k * size + i] * patch[i] }
+                y.data[((batch * shape[1]) + block * kept + k) * c + ch] = sum
+            }
+        } } }
+        return y
+    }
+
+    public func pseudoInverse(_ y: Tensor) throws -> Tensor {
+        let shape = try imageShape(for: y.shape)
+        let (n, h, w, c) = (shape[0], shape[1], shape[2], shape[3])
+        let b = Self.blockSide, size = b * b, across = w / b
+        let x = try Tensor(uninitializedShape: shape)
+        var patch = [Float](repeating: 0, count: size)
+        for batch in 0..<n { for ch in 0..<c { for block in 0..<((h / b) * across) {
+            let (by, bx) = (block / across, block % across)
+            for i in 0..<size { patch[i] = 0 }
+            for k in 0..<kept {
+                let v = y.data[((batch * y.shape[1]) + block * kept + k) * c + ch]
+                for i in 0..<size { patch[i] += rows[k * size + i] * v }
+            }
+            for r in 0..<b { for q in 0..<b { x.data[((batch * h + by * b + r) * w + bx * b + q) * c + ch] = patch[r * b + q] } }
+        } } }
+        return x
+    }
+}
+
+/// Seeded standard normals in Float64 (SplitMix64 + Box–Muller), for operators' random bases.
+struct SplitMixGaussian {
+    var state: UInt64
+    init(seed: UInt64) { state = seed &+ 0x1337_5EED }
+    mutating func next() -> Double {
+        func bits() -> UInt64 {
+            state &+= 0x9E37_79B9_7F4A_7C15
+            var z = state
+            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+            return z ^ (z >> 31)
+        }
+        let u1 = Double(bits() >> 11 | 1) / Double(1 << 53), u2 = Double(bits() >> 11) / Double(1 << 53)
+        return (-2 * Foundation.log(u1)).squareRoot() * Foundation.cos(2 * .pi * u2)
+    }
+}

@@ -12,6 +12,7 @@ public enum OperatorSpec {
                                "blur:gauss:K:SIGMA | blur:box:K (K-tap kernels)",
                                "blur:FILE (any kernel: a gray image or a text file of rows; FFT, periodic boundary) | blur:motion:LENGTH:ANGLE",
                                "cs-wht:R[:PERMFILE] (Walsh–Hadamard compressed sensing keeping a fraction R; y is a coefficient vector)",
+                               "cs-block:R (32×32 block compressed sensing, seeded orthonormal rows)",
                                "noise (denoising; pair with --sigma-y)", "A,B,… (composition, applied left to right)"]
 
     /// Which official sampler the operators are built for (they differ only in colorization's weights).
@@ -76,6 +77,11 @@ public enum OperatorSpec {
                 }
                 // compress_by = round(1 / deg_scale), as diffusion.py:455.
                 return DeferredWHTOperator(spec: part, compressBy: Int((1 / fraction).rounded()), permutationFile: arguments.count == 2 ? arguments[1] : nil, seed: seed)
+            case "cs-block":
+                guard fields.count == 2, let fraction = Double(fields[1]), fraction > 0, fraction <= 1 else {
+                    throw OperatorError("cs-block needs the kept fraction, e.g. cs-block:0.25 (got \(part.debugDescription))")
+                }
+                return try BlockCSOperator(spec: part, fraction: fraction, seed: seed)
             case "mask":
                 guard fields.count == 2, !fields[1].isEmpty else { throw OperatorError("mask needs a file, e.g. mask:holes.png (got \(part.debugDescription))") }
                 return try MaskOperator(keep: try loadMask(fields[1]), source: fields[1])

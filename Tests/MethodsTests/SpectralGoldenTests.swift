@@ -191,3 +191,40 @@ final class CompressedSensingGoldenTests: XCTestCase {
         XCTAssertThrowsError(try a.observationShape(for: [1, 12, 12, 3])) { XCTAssertTrue("\($0)".contains("power of two"), "\($0)") }
     }
 }
+
+/// Block-based compressed sensing: the official `CS` with its random V replaced by the orthonormal DCT-II
+/// (the reference's fixture), and our seeded basis's properties.
+final class BlockCSTests: XCTestCase {
+    func testMatchesOfficialCSWithTheDCTBasis() throws {
+        guard let f = SpectralGoldenTests.fixture, let x = f.tensors["csblock.x"], let ax = f.tensors["csblock.A"],
+              let apinv = f.tensors["csblock.Apinv"] else { throw XCTSkip("fixtures missing") }
+        // V_small[i, k] = c_k cos(π (2i + 1) k / 2048): row k of Vᵀ.
+        let n = 1024, m = 256
+        var rows = [Float](repeating: 0, count: m * n)
+        for k in 0..<m { for i in 0..<n {
+            let ck = k == 0 ? (1.0 / Double(n)).squareRoot() : (2.0 / Double(n)).squareRoot()
+            rows[k * n + i] = Float(ck * cos(Double.pi * Double(2 * i + 1) * Double(k) / Double(2 * n)))
+        } }
+        let a = try BlockCSOperator(spec: "cs-block:0.25", rows: rows, kept: m)
+        let image = try SpectralGoldenTests.image(fromCHW: x, side: 32)
+        let y = try a.apply(image)
+        // Official y: channel-major [C][block][k]; ours: [block·k][C].
+        let expected = try Tensor(uninitializedShape: y.shape)
+        for ch in 0..<3 { for k in 0..<m { expected.data[k * 3 + ch] = ax.data[ch * m + k] } }
+        XCTAssertLessThan(zip(y.values, expected.values).map { abs($0 - $1) }.max() ?? 1, 1e-4 * (expected.values.map(abs).max() ?? 1))
+        let back = try a.pseudoInverse(y)
+        let expectedBack = try SpectralGoldenTests.image(fromCHW: apinv, side: 32)
+        XCTAssertLessThan(zip(back.values, expectedBack.values).map { abs($0 - $1) }.max() ?? 1, 1e-4 * (expectedBack.values.map(abs).max() ?? 1))
+    }
+
+    func testSeededBasisIsOrthonormalAndRepeats() throws {
+        let a = try BlockCSOperator(spec: "cs-block:0.05", fraction: 0.05, seed: 9)
+        let b = try BlockCSOperator(spec: "cs-block:0.05", fraction: 0.05, seed: 9)
+        XCTAssertEqual(a.rows, b.rows)
+        var g = SeededGaussian(seed: 1)
+        let y = try a.apply(try g.next(shape: [1, 64, 64, 3]))
+        XCTAssertEqual(y.shape, [1, 4 * a.kept, 1, 3])
+        XCTAssertEqual(try a.observationShape(for: [1, 64, 32, 3]), [1, 2 * a.kept, 1, 3])
+        XCTAssertLessThan(zip(try a.apply(try a.pseudoInverse(y)).values, y.values).map { abs($0 - $1) }.max() ?? 1, 1e-4, "A A† = I")
+    }
+}
