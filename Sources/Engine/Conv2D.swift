@@ -26,8 +26,9 @@ public final class Conv2D: @unchecked Sendable {
     public let groups: Int
     public let padding: ConvPadding
     public let postOps: [PostOp]
-    /// The weights in PyTorch's layout (kept so that new input sizes can be prepared).
-    public let weight: Tensor
+    /// The weights in PyTorch's layout until the first call reorders them into oneDNN's preferred layout;
+    /// then nil: later input sizes reorder from that copy, so a network holds its weights once, not twice.
+    public private(set) var weight: Tensor?
     public let bias: Tensor?
 
     private struct Plan {
@@ -211,8 +212,8 @@ public final class Conv2D: @unchecked Sendable {
         }
         let chosen = primitive.chosenDescriptor(dnnl_query_weights_md)
         // Reuse an earlier reordering when the chosen layout is the same (it usually is).
-        let weights = try plans.values.first(where: { dnnlEqual($0.weights.descriptor, chosen) })?.weights
-            ?? DNNLBuffer(reordering: UnsafeMutableRawPointer(weight.data), from: userWeights, to: chosen)
+        let weights = try weightsInLayout(chosen, existing: plans.values.map(\.weights), original: weight, originalLayout: userWeights, op: "Conv2D")
+        weight = nil  // the reordered copy now serves every input size
         let plan = Plan(primitive: primitive, source: blocked?.plainSource ?? source, destination: blocked?.plainDestination ?? destination,
                         weights: weights, bias: biasDescriptor, outputShape: outShape, blocked: blocked)
         plans[shape] = plan

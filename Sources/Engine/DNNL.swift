@@ -198,6 +198,18 @@ final class DNNLBuffer: @unchecked Sendable {
     deinit { free(pointer) }
 }
 
+/// Weights in the layout `chosen`: an existing copy when one matches, else a reorder from the PyTorch-layout
+/// `original`, or (once that is released) from an earlier reordered copy; oneDNN reorders any layout to any.
+func weightsInLayout(_ chosen: dnnl_memory_desc_t, existing: [DNNLBuffer], original: Tensor?,
+                     originalLayout: dnnl_memory_desc_t, op: String) throws -> DNNLBuffer {
+    if let match = existing.first(where: { dnnlEqual($0.descriptor, chosen) }) { return match }
+    if let original { return try DNNLBuffer(reordering: UnsafeMutableRawPointer(original.data), from: originalLayout, to: chosen) }
+    guard let earlier = existing.first else {
+        throw EngineError.invalidArgument(op: op, reason: "weights released before any plan was made")
+    }
+    return try DNNLBuffer(reordering: earlier.pointer, from: earlier.descriptor, to: chosen)
+}
+
 /// oneDNN facts for reports.
 public enum OneDNN {
     /// The library version, e.g. "2.6.3".

@@ -8,7 +8,8 @@ public final class Linear: @unchecked Sendable {
     public let inFeatures: Int
     public let outFeatures: Int
     public let postOps: [PostOp]
-    public let weight: Tensor
+    /// The weights in PyTorch's layout until the first call reorders them (then nil; see `Conv2D.weight`).
+    public private(set) var weight: Tensor?
     public let bias: Tensor?
 
     private struct Plan {
@@ -86,8 +87,8 @@ public final class Linear: @unchecked Sendable {
             try DNNLPrimitive(operation: UnsafeRawPointer($0), attributes: attributes, name: "matmul")
         }
         let chosen = primitive.chosenDescriptor(dnnl_query_weights_md)
-        let weights = try plans.values.first(where: { dnnlEqual($0.weights.descriptor, chosen) })?.weights
-            ?? DNNLBuffer(reordering: UnsafeMutableRawPointer(weight.data), from: userWeights, to: chosen)
+        let weights = try weightsInLayout(chosen, existing: plans.values.map(\.weights), original: weight, originalLayout: userWeights, op: "Linear")
+        weight = nil  // the reordered copy now serves every input size
         let plan = Plan(primitive: primitive, source: source, destination: destination, weights: weights, bias: biasDescriptor)
         plans[rows] = plan
         return plan

@@ -11,25 +11,17 @@ public protocol GaussianSource {
     mutating func next(shape: [Int]) throws -> Tensor
 }
 
-/// Seeded standard normals (SplitMix64 + Box–Muller): same seed, same sequence.
+/// Seeded standard normals (`SplitMix64` + Box–Muller, filled in pairs): same seed, same sequence.
 public struct SeededGaussian: GaussianSource {
-    var state: UInt64
-    public init(seed: UInt64) { state = seed &+ 0x5DEE_CE66_D1CE_5EED }
-    mutating func nextUInt() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
+    var generator: SplitMix64
+    public init(seed: UInt64) { generator = SplitMix64(seed: seed &+ 0x5DEE_CE66_D1CE_5EED) }
     public mutating func next(shape: [Int]) throws -> Tensor {
         let t = try Tensor(uninitializedShape: shape)
         var i = 0
         while i < t.count {
-            let u1 = Double(nextUInt() >> 11 | 1) / Double(1 << 53), u2 = Double(nextUInt() >> 11) / Double(1 << 53)
-            let r = (-2 * Foundation.log(u1)).squareRoot()
-            t.data[i] = Float(r * Foundation.cos(2 * .pi * u2))
-            if i + 1 < t.count { t.data[i + 1] = Float(r * Foundation.sin(2 * .pi * u2)) }
+            let (a, b) = generator.nextGaussianPair()
+            t.data[i] = Float(a)
+            if i + 1 < t.count { t.data[i + 1] = Float(b) }
             i += 2
         }
         return t
@@ -41,9 +33,9 @@ public struct RecordedGaussian: GaussianSource {
     public private(set) var remaining: [Tensor]
     public init(_ tensors: [Tensor]) { remaining = tensors }
     public mutating func next(shape: [Int]) throws -> Tensor {
-        guard !remaining.isEmpty else { throw OperatorErrorLike("the recorded noise sequence ran out") }
+        guard !remaining.isEmpty else { throw SamplerError("the recorded noise sequence ran out") }
         let t = remaining.removeFirst()
-        guard t.count == shape.reduce(1, *) else { throw OperatorErrorLike("recorded noise has \(t.count) values, the sampler needs \(shape)") }
+        guard t.count == shape.reduce(1, *) else { throw SamplerError("recorded noise has \(t.count) values, the sampler needs \(shape)") }
         return try t.view(as: shape)
     }
 }
@@ -94,7 +86,7 @@ public struct DDNMSampler {
         var blocks: SpectralBlocks?
         if variant == .svd, sigmaY > 0 {
             guard let spectral = a as? any SpectralOperator else {
-                throw OperatorErrorLike("DDNM+ (σy > 0) on the SVD path supports pool, gray, mask and noise; use --simplified for \(a.spec)")
+                throw SamplerError("DDNM+ (σy > 0) on the SVD path supports pool, gray, mask and noise; use --simplified for \(a.spec)")
             }
             let own = try spectral.spectralBlocks(imageShape: imageShape)
             blocks = adjustSpectralBlocks?(own) ?? own
@@ -107,7 +99,7 @@ public struct DDNMSampler {
             let aNext = schedule.alphaBar(next)
             if next > t {
                 // Time-travel: re-noise the last uncorrected x0 to the higher level (diffusion.py:388-393).
-                guard let x0 = lastX0 else { throw OperatorErrorLike("time-travel before the first step") }
+                guard let x0 = lastX0 else { throw SamplerError("time-travel before the first step") }
                 let z = try noise.next(shape: imageShape)
                 x = try axpby(aNext.squareRoot(), x0, (1 - aNext).squareRoot(), z)
                 continue
@@ -155,6 +147,6 @@ public struct DDNMSampler {
 /// The first three channels of an NHWC tensor (ε of a learn_sigma network's 6 outputs), or the tensor itself.
 func firstThreeChannels(_ x: Tensor) throws -> Tensor {
     guard let c = x.shape.last, c != 3 else { return x }
-    guard c > 3 else { throw OperatorErrorLike("the network returned \(c) channels, expected at least 3") }
+    guard c > 3 else { throw SamplerError("the network returned \(c) channels, expected at least 3") }
     return try splitChannels(x, sizes: [3, c - 3])[0]
 }

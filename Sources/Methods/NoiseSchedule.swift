@@ -38,10 +38,10 @@ public struct TimeTravelSchedule: Sendable, Equatable {
 
     public init(trainingSteps: Int = 1000, samplingSteps: Int, travelLength: Int = 1, travelRepeat: Int = 1) throws {
         guard samplingSteps >= 1, samplingSteps <= trainingSteps else {
-            throw OperatorErrorLike("steps must be between 1 and \(trainingSteps), got \(samplingSteps)")
+            throw SamplerError("steps must be between 1 and \(trainingSteps), got \(samplingSteps)")
         }
         guard travelLength >= 1, travelRepeat >= 1, travelLength < max(samplingSteps, 2) else {
-            throw OperatorErrorLike("--travel L,R needs L ≥ 1 (and below the step count) and R ≥ 1")
+            throw SamplerError("--travel L,R needs L ≥ 1 (and below the step count) and R ≥ 1")
         }
         self.samplingSteps = samplingSteps
         self.travelLength = travelLength
@@ -71,8 +71,8 @@ public struct TimeTravelSchedule: Sendable, Equatable {
     public var networkEvaluations: Int { pairs.filter { $0.to < $0.from }.count }
 }
 
-/// A one-line error for schedules and samplers.
-public struct OperatorErrorLike: Error, CustomStringConvertible {
+/// A one-line error of a schedule or sampler (bad step counts, an operator the path cannot run, …).
+public struct SamplerError: Error, CustomStringConvertible {
     public let description: String
     public init(_ description: String) { self.description = description }
 }

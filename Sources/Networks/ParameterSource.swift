@@ -48,30 +48,9 @@ public final class ParameterSource {
             let tensor = try Tensor(uninitializedShape: shape)
             let fanIn = shape.count > 1 ? shape.dropFirst().reduce(1, *) : 0
             let sigma = fanIn > 0 ? scale / Float(fanIn).squareRoot() : 0.1
-            for i in 0..<tensor.count { tensor.data[i] = sigma * generator.nextGaussian() }
+            for i in 0..<tensor.count { tensor.data[i] = sigma * Float(generator.nextGaussian()) }
             mode = .random(generator, scale: scale)
             return tensor
         }
-    }
-}
-
-/// A small, fast, seedable generator (SplitMix64) with Box–Muller Gaussians.
-public struct SplitMix64: RandomNumberGenerator, Sendable {
-    private var state: UInt64
-    public init(seed: UInt64) { state = seed }
-
-    public mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-
-    /// A standard normal sample.
-    public mutating func nextGaussian() -> Float {
-        let u1 = Double(next() >> 11 | 1) / Double(1 << 53)
-        let u2 = Double(next() >> 11) / Double(1 << 53)
-        return Float((-2 * Foundation.log(u1)).squareRoot() * Foundation.cos(2 * Double.pi * u2))
     }
 }

@@ -31,16 +31,9 @@ public struct WalshHadamardCSOperator: DegradationOperator {
 
     /// Our permutation: Fisher–Yates driven by SplitMix64 from `seed`.
     public static func seededPermutation(count: Int, seed: UInt64) -> [Int] {
-        var state = seed &+ 0x243F_6A88_85A3_08D3
-        func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
+        var generator = SplitMix64(seed: seed &+ 0x243F_6A88_85A3_08D3)
         var p = Array(0..<count)
-        for i in stride(from: count - 1, to: 0, by: -1) { p.swapAt(i, Int(next() % UInt64(i + 1))) }
+        for i in stride(from: count - 1, to: 0, by: -1) { p.swapAt(i, Int(generator.next() % UInt64(i + 1))) }
         return p
     }
 
@@ -179,10 +172,10 @@ public struct BlockCSOperator: DegradationOperator {
         let n = Self.blockSide * Self.blockSide
         let m = Int((Double(n) * fraction).rounded(.down))
         guard m >= 1, m <= n else { throw OperatorError("\(spec): the kept fraction must leave 1–\(n) of \(n) coefficients per block") }
-        var generator = SplitMixGaussian(seed: seed)
+        var generator = SplitMix64(seed: seed &+ 0x1337_5EED)
         var basis = [Double](repeating: 0, count: m * n)
         for r in 0..<m {
-            for i in 0..<n { basis[r * n + i] = generator.next() }
+            for i in 0..<n { basis[r * n + i] = generator.nextGaussian() }
             for _ in 0..<2 {  // twice, for orthogonality to working precision
                 for q in 0..<r {
                     var dot = 0.0
@@ -254,22 +247,5 @@ public struct BlockCSOperator: DegradationOperator {
             for r in 0..<b { for q in 0..<b { x.data[((batch * h + by * b + r) * w + bx * b + q) * c + ch] = patch[r * b + q] } }
         } } }
         return x
-    }
-}
-
-/// Seeded standard normals in Float64 (SplitMix64 + Box–Muller), for operators' random bases.
-struct SplitMixGaussian {
-    var state: UInt64
-    init(seed: UInt64) { state = seed &+ 0x1337_5EED }
-    mutating func next() -> Double {
-        func bits() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-        let u1 = Double(bits() >> 11 | 1) / Double(1 << 53), u2 = Double(bits() >> 11) / Double(1 << 53)
-        return (-2 * Foundation.log(u1)).squareRoot() * Foundation.cos(2 * .pi * u2)
     }
 }

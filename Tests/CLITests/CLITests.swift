@@ -4,39 +4,7 @@ import XCTest
 
 /// The `restore` binary, run as a user runs it: bad input gives one line on stderr, a non-zero exit and
 /// no output file; inputs are never written; reports land in the PNG.
-final class CLITests: XCTestCase {
-    private var folder: URL!
-
-    override func setUpWithError() throws {
-        folder = FileManager.default.temporaryDirectory.appendingPathComponent("restore-cli-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
-    }
-
-    override func tearDownWithError() throws {
-        try? FileManager.default.removeItem(at: folder)
-    }
-
-    private struct Result { let status: Int32; let stdout: String; let stderr: String }
-
-    private func restore(_ arguments: [String]) throws -> Result {
-        let binary = URL(fileURLWithPath: try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe"))
-            .deletingLastPathComponent().appendingPathComponent("restore")
-        let process = Process()
-        process.executableURL = binary
-        process.arguments = arguments
-        let out = Pipe(), err = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        try process.run()
-        let stdout = out.fileHandleForReading.readDataToEndOfFile()
-        let stderr = err.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return Result(status: process.terminationStatus, stdout: String(decoding: stdout, as: UTF8.self),
-                      stderr: String(decoding: stderr, as: UTF8.self))
-    }
-
-    private func path(_ name: String) -> String { folder.appendingPathComponent(name).path }
-
+final class CLITests: RestoreTestCase {
     /// A small RGB test card written as PNG.
     private func makePhoto(_ name: String, width: Int = 24, height: Int = 16, channels: Int = 3) throws -> String {
         var pixels: [Float] = []

@@ -5,36 +5,10 @@ import XCTest
 
 /// `restore ddnm` as a user runs it, on the tiny random ADM prior of the DDNM golden fixtures (a random
 /// network restores nothing; these tests check the plumbing: shapes, reports, errors, determinism).
-final class DDNMCLITests: XCTestCase {
-    private var folder: URL!
-
-    override func setUpWithError() throws {
-        folder = FileManager.default.temporaryDirectory.appendingPathComponent("restore-ddnm-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
-    }
-
-    override func tearDownWithError() throws { try? FileManager.default.removeItem(at: folder) }
-
-    private func restore(_ arguments: [String]) throws -> (status: Int32, stdout: String, stderr: String) {
-        let binary = URL(fileURLWithPath: try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe"))
-            .deletingLastPathComponent().appendingPathComponent("restore")
-        let process = Process()
-        process.executableURL = binary
-        process.arguments = arguments
-        let out = Pipe(), err = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        try process.run()
-        let stdout = out.fileHandleForReading.readDataToEndOfFile(), stderr = err.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: stdout, as: UTF8.self), String(decoding: stderr, as: UTF8.self))
-    }
-
-    private func path(_ name: String) -> String { folder.appendingPathComponent(name).path }
-
+final class DDNMCLITests: RestoreTestCase {
     /// The tiny prior (a copy of the MethodsTests fixture, found next to this test bundle) and its config.
     private func prior() throws -> (model: String, config: String) {
-        let build = URL(fileURLWithPath: try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")).deletingLastPathComponent()
+        let build = try buildFolder
         let candidates = try FileManager.default.contentsOfDirectory(atPath: build.path).filter { $0.hasSuffix("MethodsTests.resources") }
         guard let bundle = candidates.first else { throw XCTSkip("MethodsTests resources not built") }
         let fixtures = build.appendingPathComponent(bundle).appendingPathComponent("Fixtures")
