@@ -55,6 +55,36 @@ final class OperatorPropertyTests: XCTestCase {
         }
     }
 
+    /// U diag(s) Vᵀ = A for the block SVDs DDNM+ uses (U = 1 for these operators: each block has one
+    /// observed value, its first component; the singular value carries A's scale).
+    func testBlockSVDReconstructsA() throws {
+        let x = try random([1, 8, 12, 3], seed: 9)
+        let cases: [(any SpectralOperator, (Tensor) throws -> [Float])] = [
+            (try AveragePoolingOperator(factor: 2), { try AveragePoolingOperator(factor: 2).apply($0).values }),
+            (GrayscaleOperator(weights: GrayscaleOperator.svdWeights), { try GrayscaleOperator(weights: GrayscaleOperator.svdWeights).apply($0).values }),
+            (try MaskOperator(keep: try keepMask(8, 12), source: "t"), { try MaskOperator(keep: try self.keepMask(8, 12), source: "t").apply($0).values }),
+        ]
+        for (a, direct) in cases {
+            let blocks = try a.spectralBlocks(imageShape: x.shape)
+            let k = blocks.blockSize
+            // s₀ · (V[:, 0]ᵀ x_b) per block, zero where s₀ = 0; compared as a multiset with A x's values.
+            var reconstructed: [Float] = []
+            for b in 0..<blocks.blockCount where blocks.singular(b, 0) != 0 {
+                var dot: Float = 0
+                for i in 0..<k { dot += blocks.v[i * k] * x.data[blocks.indices[b * k + i]] }
+                reconstructed.append(blocks.singular(b, 0) * dot)
+            }
+            let expected = try direct(x).filter { $0 != 0 }
+            XCTAssertEqual(reconstructed.count, expected.count, a.spec)
+            for (r, e) in zip(reconstructed.sorted(), expected.sorted()) { XCTAssertEqual(r, e, accuracy: 1e-5, a.spec) }
+            // V is orthonormal.
+            for i in 0..<k { for j in 0..<k {
+                let dot = (0..<k).reduce(Float(0)) { $0 + blocks.v[$1 * k + i] * blocks.v[$1 * k + j] }
+                XCTAssertEqual(dot, i == j ? 1 : 0, accuracy: 1e-5, a.spec)
+            } }
+        }
+    }
+
     func testSpecsParseAndReportShapes() throws {
         let noMask: (String) throws -> Tensor = { _ in XCTFail("no mask expected"); return try Tensor(shape: [1, 1]) }
         XCTAssertEqual(try OperatorSpec.parse("pool:4", loadMask: noMask).observationShape(for: [1, 256, 256, 3]), [1, 64, 64, 3])
