@@ -20,7 +20,7 @@ TEST_FLAGS := -c release $(SPEED_FLAGS) -Xswiftc -enable-testing
 BIN := .build/release
 PYTHON ?= $(shell for p in "$$TORCH_PYTHON" /work/venv/bin/python venv/bin/python; do [ -x "$$p" ] && echo "$$p" && break; done)
 
-.PHONY: help deps build demo test bench fuzz clean
+.PHONY: help deps build demo test bench fuzz clean train-prior
 
 FUZZ_SECONDS ?= 600
 FUZZ_FIXTURES := Tests/CheckpointsTests/Fixtures
@@ -62,8 +62,22 @@ fuzz: deps
 	swift build -c release --scratch-path .build/fuzz --product checkpoint-fuzz -Xswiftc -sanitize=fuzzer,address -Xswiftc -DFUZZING -Xcc -fsanitize=address
 	@mkdir -p .build/fuzz-corpus .build/fuzz-artifacts $(FUZZ_FIXTURES)/fuzz-crashes
 	.build/fuzz/release/checkpoint-fuzz .build/fuzz-corpus $(FUZZ_FIXTURES)/fuzz-seeds -max_total_time=$(FUZZ_SECONDS) \
-	  -max_len=65536 -rss_limit_mb=4096 -timeout=10 -print_final_stats=1 -artifact_prefix=.build/fuzz-artifacts/ ; \
+	  -max_len=262144 -rss_limit_mb=4096 -timeout=10 -print_final_stats=1 -artifact_prefix=.build/fuzz-artifacts/ ; \
 	status=$$?; for f in .build/fuzz-artifacts/*; do [ -e "$$f" ] && cp "$$f" $(FUZZ_FIXTURES)/fuzz-crashes/; done; exit $$status
 
 clean:
 	rm -rf .build demo-out
+
+# make train-prior: train the unconditional ADM ε-prior from ../shared/data/train (Tools/train/README.md),
+# seeds fixed; resumes from .cache/train-prior/last.pt; exports Models/adm64-prior.{safetensors,json} and the
+# loss curve. Pass flags through TRAIN_ARGS, e.g. make train-prior TRAIN_ARGS="--minutes 60".
+TRAIN_ARGS ?=
+train-prior:
+	@py="$(PYTHON)"; \
+	if [ -z "$$py" ] || ! "$$py" -c 'import torch, numpy, PIL, safetensors, guided_diffusion.unet' >/dev/null 2>&1; then \
+	  echo "train-prior needs a Python with torch, numpy, pillow, safetensors and guided-diffusion-sdk (matplotlib for the plot):" >&2; \
+	  echo "  python3 -m venv venv && venv/bin/pip install torch numpy pillow safetensors guided-diffusion-sdk matplotlib" >&2; \
+	  echo "  (or point TORCH_PYTHON at such a Python; looked at: \$$TORCH_PYTHON, /work/venv/bin/python, venv/bin/python)" >&2; \
+	  exit 1; \
+	fi; \
+	"$$py" Tools/train/train_prior.py $(TRAIN_ARGS)

@@ -63,7 +63,7 @@ public final class Checkpoint: @unchecked Sendable {
             throw CheckpointError.unknownFormat(path: path)
         }
         if let unknown = pickle?.unknownGlobals, !unknown.isEmpty {
-            warnings = ["ignored \(unknown.count) unknown class\(unknown.count == 1 ? "" : "es") outside the weights (kept as inert placeholders, never called): \(unknown.joined(separator: ", "))"]
+            warnings = [CheckpointError.printable("ignored \(unknown.count) unknown class\(unknown.count == 1 ? "" : "es") outside the weights (kept as inert placeholders, never called): \(unknown.joined(separator: ", "))")]
         } else {
             warnings = []
         }

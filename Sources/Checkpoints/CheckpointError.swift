@@ -23,7 +23,31 @@ public enum CheckpointError: Error, CustomStringConvertible, Equatable {
     /// The checkpoint does not fit the network's declared parameters.
     case bindingFailed(problems: [BindingProblem])
 
+    /// One line per problem, whatever a hostile file put in its names: control characters are escaped
+    /// and each line is cut at 400 characters.
     public var description: String {
+        if case .bindingFailed(let problems) = self {  // a summary line, then one line per problem
+            let summary = rawDescription.prefix { $0 != "\n" }
+            return ([String(summary)] + problems.map { "  " + CheckpointError.printable($0.description) }).joined(separator: "\n")
+        }
+        return CheckpointError.printable(rawDescription)
+    }
+
+    /// `text` with control characters escaped and at most 400 characters.
+    public static func printable(_ text: String) -> String {
+        var out = ""
+        for scalar in text.unicodeScalars {
+            if out.count >= 400 { out += "…"; break }
+            if scalar.value < 0x20 || scalar.value == 0x7F || (0x80..<0xA0).contains(scalar.value) {
+                out += String(format: "\\u{%02x}", scalar.value)
+            } else {
+                out.unicodeScalars.append(scalar)
+            }
+        }
+        return out
+    }
+
+    var rawDescription: String {
         switch self {
         case .io(let path, let reason): return "\(reason) (\(path))"
         case .unknownFormat(let path):

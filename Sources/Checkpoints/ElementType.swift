@@ -77,10 +77,13 @@ public struct TensorLayout: Sendable, Equatable {
 
     /// True when the elements are contiguous in row-major order.
     public var isContiguous: Bool {
+        if shape.contains(0) { return true }
         var expected = 1
         for (extent, stride) in zip(shape, strides).reversed() where extent != 1 {
             if stride != expected { return false }
-            expected *= extent
+            let (next, overflow) = expected.multipliedReportingOverflow(by: extent)
+            if overflow { return false }
+            expected = next
         }
         return true
     }
@@ -108,7 +111,8 @@ public struct TensorLayout: Sendable, Equatable {
         var step = 1
         for dimension in shape.indices.reversed() {
             strides[dimension] = step
-            step *= max(shape[dimension], 1)
+            let (next, overflow) = step.multipliedReportingOverflow(by: max(shape[dimension], 1))
+            step = overflow ? Int.max : next  // an overflowing shape fails its elementCount check anyway
         }
         return TensorLayout(shape: shape, strides: strides, storageOffset: 0)
     }

@@ -16,7 +16,8 @@ public final class MappedBytes: @unchecked Sendable {
 
     /// Maps the file at `path` read-only.
     public init(mapping path: String) throws {
-        let descriptor = open(path, O_RDONLY)
+        // O_NONBLOCK: opening a FIFO must not wait for a writer (it is then refused as not a regular file).
+        let descriptor = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)
         guard descriptor >= 0 else { throw CheckpointError.io(path: path, reason: "cannot open the file: \(String(cString: strerror(errno)))") }
         defer { close(descriptor) }
         var info = stat()
@@ -47,8 +48,14 @@ public final class MappedBytes: @unchecked Sendable {
     }
 
     /// A private copy of `bytes`.
-    public convenience init(copying bytes: [UInt8]) {
-        self.init(copying: bytes.withUnsafeBytes { $0 })
+    public init(copying bytes: [UInt8]) {
+        let buffer = UnsafeMutableRawPointer.allocate(byteCount: max(bytes.count, 1), alignment: 64)
+        bytes.withUnsafeBytes { raw in
+            if let source = raw.baseAddress, raw.count > 0 { buffer.copyMemory(from: source, byteCount: raw.count) }
+        }
+        base = UnsafeRawPointer(buffer)
+        count = bytes.count
+        isMapped = false
     }
 
     deinit {

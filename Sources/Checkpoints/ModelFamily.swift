@@ -24,7 +24,7 @@ public struct ModelFamily: Sendable, Equatable, CustomStringConvertible {
             var details: [String] = []
             if let input = shape("input_blocks.0.0.weight"), input.count == 4 { details.append("model_channels \(input[0]), in_channels \(input[1])") }
             if let output = shape("out.2.weight"), let first = output.first { details.append("out_channels \(first)\(first == 6 ? " (learn_sigma)" : "")") }
-            if let labels = shape("label_emb.weight") { details.append("class-conditional, \(labels[0]) classes") }
+            if let classes = shape("label_emb.weight")?.first { details.append("class-conditional, \(classes) classes") }
             let swin = anyKey { $0.contains("relative_position_bias_table") }
             return ModelFamily(name: swin ? "swin-unet" : "adm-unet", details: details)
         }
@@ -35,7 +35,7 @@ public struct ModelFamily: Sendable, Equatable, CustomStringConvertible {
         }
         if has("encoder.conv_in.weight"), has("decoder.conv_out.weight") {
             if let codebook = shape("quantize.embedding.weight") {
-                return ModelFamily(name: "vq-autoencoder", details: ["codebook \(codebook[0])×\(codebook.count > 1 ? codebook[1] : 0)"])
+                return ModelFamily(name: "vq-autoencoder", details: ["codebook \(codebook.map(String.init).joined(separator: "×"))"])
             }
             return ModelFamily(name: "kl-autoencoder", details: [])
         }

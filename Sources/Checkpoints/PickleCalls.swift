@@ -20,7 +20,7 @@ extension MachineState {
             return dict
         case .set:
             let items = arguments.first.flatMap { heap.sequence($0) } ?? []
-            return try allocate(.set(items), children: items)
+            return try allocate(.set(PickleList(items)), children: items)
         case .tuple:
             let items = arguments.first.flatMap { heap.sequence($0) } ?? []
             return try allocate(.tuple(items), children: items)

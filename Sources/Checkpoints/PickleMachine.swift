@@ -135,20 +135,8 @@ struct MachineState {
     mutating func append(_ items: [PickleValue], to target: PickleValue) throws {
         guard case .reference(let index) = target else { throw PickleFailure("APPEND to a non-container") }
         try deepen(index, with: items)
-        switch heap.objects[index] {
-        case .list(var list):
-            heap.objects[index] = .list([])
-            list.append(contentsOf: items)
-            heap.objects[index] = .list(list)
-        case .set(var set):
-            heap.objects[index] = .set([])
-            set.append(contentsOf: items)
-            heap.objects[index] = .set(set)
-        case .instance(var instance):
-            instance.elements.append(contentsOf: items)
-            heap.objects[index] = .instance(instance)
-        default: throw PickleFailure("APPEND to a value that is not a list")
-        }
+        // Mutated in place through the array's modify access, so a growing container is never copied.
+        guard heap.objects[index].appendElements(items) else { throw PickleFailure("APPEND to a value that is not a list") }
     }
 
     /// Sets key/value pairs on the dict (or inert object) that `target` refers to.
@@ -156,31 +144,47 @@ struct MachineState {
         guard pairs.count % 2 == 0 else { throw PickleFailure("SETITEMS with an odd number of values") }
         guard case .reference(let index) = target else { throw PickleFailure("SETITEM on a non-container") }
         try deepen(index, with: pairs)
-        switch heap.objects[index] {
-        case .dict(var dict):
-            heap.objects[index] = .dict(PickleDict())  // keep the dict uniquely referenced while it grows
-            for pair in stride(from: 0, to: pairs.count, by: 2) { try dict.insert(pairs[pair], pairs[pair + 1]) }
-            heap.objects[index] = .dict(dict)
-        case .instance(var instance):
-            for pair in stride(from: 0, to: pairs.count, by: 2) { try instance.items.insert(pairs[pair], pairs[pair + 1]) }
-            heap.objects[index] = .instance(instance)
-        default: throw PickleFailure("SETITEM on a value that is not a dict")
-        }
+        guard try heap.objects[index].insertItems(pairs) else { throw PickleFailure("SETITEM on a value that is not a dict") }
     }
 
     /// BUILD: state for an inert object is recorded; for dicts, tensors and others it is ignored.
     mutating func build(_ target: PickleValue, state: PickleValue) throws {
         guard case .reference(let index) = target else { throw PickleFailure("BUILD on a non-object") }
-        if case .instance(var instance) = heap.objects[index] {
-            try deepen(index, with: [state])
-            instance.state = state
-            heap.objects[index] = .instance(instance)
-        }
+        guard case .instance = heap.objects[index] else { return }
+        try deepen(index, with: [state])
+        heap.objects[index].setState(state)
     }
 
     mutating func global(module: String, name: String) throws -> PickleValue {
         let kind = try PickleGlobals.resolve(module: module, name: name)
         if kind == .unknownInert { unknownGlobals.insert(module + "." + name) }
         return try allocate(.global(module: module, name: name, kind: kind))
+    }
+}
+
+/// Mutation of heap containers: their payloads are classes, so they grow in place (never copied).
+extension PickleObject {
+    func appendElements(_ items: [PickleValue]) -> Bool {
+        switch self {
+        case .list(let list), .set(let list): list.items.append(contentsOf: items)
+        case .instance(let instance): instance.elements.append(contentsOf: items)
+        default: return false
+        }
+        return true
+    }
+
+    func insertItems(_ pairs: [PickleValue]) throws -> Bool {
+        let target: PickleDict
+        switch self {
+        case .dict(let dict): target = dict
+        case .instance(let instance): target = instance.items
+        default: return false
+        }
+        for pair in stride(from: 0, to: pairs.count, by: 2) { try target.insert(pairs[pair], pairs[pair + 1]) }
+        return true
+    }
+
+    func setState(_ state: PickleValue) {
+        if case .instance(let instance) = self { instance.state = state }
     }
 }

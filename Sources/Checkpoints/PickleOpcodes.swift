@@ -49,9 +49,9 @@ extension MachineState {
 
         // MARK: Containers
         case 0x7D: try push(try allocate(.dict(PickleDict())))  // EMPTY_DICT
-        case 0x5D: try push(try allocate(.list([])))  // EMPTY_LIST
+        case 0x5D: try push(try allocate(.list(PickleList([]))))  // EMPTY_LIST
         case 0x29: try push(try allocate(.tuple([])))  // EMPTY_TUPLE
-        case 0x8F: try push(try allocate(.set([])))  // EMPTY_SET
+        case 0x8F: try push(try allocate(.set(PickleList([]))))  // EMPTY_SET
         case 0x85, 0x86, 0x87:  // TUPLE1..3
             let n = Int(opcode - 0x84)
             guard stack.count >= n, (marks.last ?? 0) <= stack.count - n else { throw PickleFailure("stack underflow") }
@@ -63,10 +63,10 @@ extension MachineState {
             try push(try allocate(.tuple(items), children: items))
         case 0x6C:  // LIST
             let items = try popToMark()
-            try push(try allocate(.list(items), children: items))
+            try push(try allocate(.list(PickleList(items)), children: items))
         case 0x91:  // FROZENSET
             let items = try popToMark()
-            try push(try allocate(.set(items), children: items))
+            try push(try allocate(.set(PickleList(items)), children: items))
         case 0x64:  // DICT
             let items = try popToMark()
             let dict = try allocate(.dict(PickleDict()))

@@ -25,8 +25,10 @@ public enum PickleValue: Sendable, Equatable {
     }
 }
 
-/// A dict as the pickle built it: insertion-ordered, string keys indexed.
-public struct PickleDict: Sendable {
+/// A dict as the pickle built it: insertion-ordered, string keys indexed. A class, so that SETITEMS grows
+/// it in place (a hostile file may add millions of items); read-only once the load has finished.
+public final class PickleDict: @unchecked Sendable {
+    public init() {}
     public private(set) var keys: [PickleValue] = []
     public private(set) var values: [PickleValue] = []
     private var stringKeyIndex: [String: Int] = [:]
@@ -39,7 +41,7 @@ public struct PickleDict: Sendable {
 
     /// Adds an entry; a repeated string key throws (Python would silently keep the last one, so two
     /// readers could disagree on which tensor a key names; no real writer produces it).
-    mutating func insert(_ key: PickleValue, _ value: PickleValue) throws {
+    func insert(_ key: PickleValue, _ value: PickleValue) throws {
         if case .string(let name) = key {
             guard stringKeyIndex[name] == nil else { throw PickleFailure("duplicate dict key \(name.debugDescription)") }
             stringKeyIndex[name] = keys.count
@@ -73,11 +75,17 @@ public struct TensorReference: Sendable, Equatable {
 
 /// A container or object in the heap. Nothing here is ever called: globals are names, and objects are
 /// the recorded (callable, arguments, state) of a call that never happened.
+/// A list or set's items, in a class so that APPEND grows them in place.
+public final class PickleList: @unchecked Sendable {
+    public internal(set) var items: [PickleValue]
+    init(_ items: [PickleValue]) { self.items = items }
+}
+
 public enum PickleObject: Sendable {
-    case list([PickleValue])
+    case list(PickleList)
     case tuple([PickleValue])
     case dict(PickleDict)
-    case set([PickleValue])
+    case set(PickleList)
     /// A resolved global: its name and what the reader took it to be.
     case global(module: String, name: String, kind: PickleGlobalKind)
     /// An inert stand-in for an object of a class outside the allow-list (or a harmless one such as
@@ -87,14 +95,20 @@ public enum PickleObject: Sendable {
     case tensor(TensorReference)
 }
 
-/// An object that was never constructed: what the pickle would have built it from.
-public struct PickleInstance: Sendable {
+/// An object that was never constructed: what the pickle would have built it from. A class, grown in
+/// place by APPEND / SETITEM / BUILD.
+public final class PickleInstance: @unchecked Sendable {
     /// The class or callable (a `.global` reference, usually).
     public var type: PickleValue
     public var arguments: [PickleValue]
     public var state: PickleValue?
     public var items = PickleDict()
     public var elements: [PickleValue] = []
+
+    init(type: PickleValue, arguments: [PickleValue]) {
+        self.type = type
+        self.arguments = arguments
+    }
 }
 
 /// All containers and objects one pickle built, indexed by `PickleValue.reference`.
@@ -118,7 +132,8 @@ public struct PickleHeap: Sendable {
     /// The items of a list or tuple.
     public func sequence(_ value: PickleValue) -> [PickleValue]? {
         switch object(value) {
-        case .list(let items)?, .tuple(let items)?: return items
+        case .list(let list)?: return list.items
+        case .tuple(let items)?: return items
         default: return nil
         }
     }

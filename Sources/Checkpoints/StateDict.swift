@@ -128,13 +128,22 @@ extension Checkpoint {
     /// cannot overflow Swift's.
     func tensorDicts() -> [(path: String, tensors: [(String, StoredTensor)], valueCount: Int)] {
         guard let pickle else { return [] }
+        // Paths are built only for dicts that hold tensors, from (parent, key) links, so hostile nesting costs
+        // linear time; containers deeper than `maximumDepth` are not searched for state dicts.
+        let maximumDepth = 64
+        var links: [(parent: Int, key: String)] = [(-1, "")]
+        func path(_ link: Int) -> String {
+            var parts: [String] = []
+            var current = link
+            while current > 0 { parts.append(links[current].key); current = links[current].parent }
+            return parts.reversed().joined(separator: ".")
+        }
         var found: [(path: String, tensors: [(String, StoredTensor)], valueCount: Int)] = []
-        var pending: [(PickleValue, String)] = [(pickle.root, "")]
+        var pending: [(index: Int, link: Int, depth: Int)] = []
         var visited = Set<Int>()
-        while let (value, path) = pending.popLast() {
-            guard case .reference(let index) = value, visited.insert(index).inserted else { continue }
-            var children: [(PickleValue, String)] = []
-            func join(_ key: String) -> String { path.isEmpty ? key : path + "." + key }
+        if case .reference(let root) = pickle.root { pending.append((root, 0, 0)); visited.insert(root) }
+        while let (index, link, depth) = pending.popLast() {
+            var children: [(Int, String)] = []
             switch pickle.heap.objects[index] {
             case .dict(let dict):
                 var tensors: [(String, StoredTensor)] = []
@@ -145,15 +154,22 @@ extension Checkpoint {
                     case .int(let i): name = String(i)
                     default: continue
                     }
-                    if let tensor = pickle.tensor(item) { tensors.append((name, tensor)) } else { children.append((item, join(name))) }
+                    if let tensor = pickle.tensor(item) { tensors.append((name, tensor)) }
+                    else if case .reference(let child) = item { children.append((child, name)) }
                 }
-                if !tensors.isEmpty { found.append((path, tensors, dict.count)) }
-            case .list(let items), .tuple(let items):
-                for (i, item) in items.enumerated() { children.append((item, join(String(i)))) }
+                if !tensors.isEmpty { found.append((path(link), tensors, dict.count)) }
+            case .list(let list):
+                for (i, item) in list.items.enumerated() { if case .reference(let child) = item { children.append((child, String(i))) } }
+            case .tuple(let items):
+                for (i, item) in items.enumerated() { if case .reference(let child) = item { children.append((child, String(i))) } }
             default:
                 break
             }
-            pending.append(contentsOf: children.reversed())
+            guard depth < maximumDepth else { continue }
+            for (child, key) in children.reversed() where visited.insert(child).inserted {
+                links.append((link, key))
+                pending.append((child, links.count - 1, depth + 1))
+            }
         }
         return found
     }

@@ -1,3 +1,5 @@
+import Engine
+
 /// A tensor inside a checkpoint file: its element type, its layout over a storage, and where that
 /// storage's bytes are in the (memory-mapped) file. Nothing is converted until it is bound.
 public struct StoredTensor: Sendable {
@@ -16,7 +18,7 @@ public struct StoredTensor: Sendable {
         guard storageRange.lowerBound >= 0, storageRange.upperBound <= file.count else {
             throw CheckpointError.invalidTensor(key: key, reason: "storage bytes \(storageRange) lie outside the file of \(file.count) bytes")
         }
-        guard layout.elementCount != nil, let extent = layout.storageExtent else {
+        guard let count = layout.elementCount, count <= Tensor.maximumElementCount, let extent = layout.storageExtent else {
             throw CheckpointError.invalidTensor(key: key, reason: "shape \(layout.shape), strides \(layout.strides) and offset \(layout.storageOffset) are invalid")
         }
         let available = storageRange.count / elementType.byteCount

@@ -54,8 +54,10 @@ public struct DDNMSampler {
         /// `simplified_ddnm_plus` (guided_diffusion/diffusion.py:346-395), quirks included: σ_t = √(1 − ᾱ'²)
         /// and γ_t multiplying the DDIM noise (diffusion.py:357, 385).
         case simplified
-        /// The simplified path with the paper's σ_t = √(1 − ᾱ') (Eq. 19's intent) and γ_t/σ_t scaling the
-        /// DDIM noise, so that σy = 0 is exactly the SVD path's DDIM step.
+        /// The simplified path with σ_t = √(1 − ᾱ') in place of the code's √(1 − ᾱ'²), and γ_t/σ_t scaling
+        /// the DDIM noise, so that σy = 0 is exactly the SVD path's DDIM step. The threshold and γ still
+        /// compare σ_t with ᾱ'·σy as the code does (the paper's Eq. 19 writes a_t σy with a_t = √ᾱ'); this
+        /// variant corrects the σ_t quirk only.
         case paper
     }
 

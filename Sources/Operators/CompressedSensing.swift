@@ -199,8 +199,9 @@ public struct BlockCSOperator: DegradationOperator {
 
     public func observationShape(for s: [Int]) throws -> [Int] {
         let b = Self.blockSide
-        guard s.count == 4, s[1] % b == 0, s[2] % b == 0, s[1] > 0, s[2] > 0 else {
-            throw OperatorError("\(spec) needs image sides that are multiples of 32, got \(s.count == 4 ? "\(s[2])×\(s[1])" : "\(s)")")
+        // Square only: y alone must determine the image (A† and the output size are derived from it).
+        guard s.count == 4, s[1] == s[2], s[1] % b == 0, s[1] > 0 else {
+            throw OperatorError("\(spec) needs a square image whose side is a multiple of 32, got \(s.count == 4 ? "\(s[2])×\(s[1])" : "\(s)")")
         }
         return [s[0], (s[1] / b) * (s[2] / b) * kept, 1, s[3]]
     }

@@ -42,6 +42,8 @@ public final class FFTBlurOperator: DegradationOperator, @unchecked Sendable {
         self.width = width
         self.threshold = threshold
         let columns = width / 2 + 1
+        FFTBlurOperator.plannerLock.lock()  // FFTW's planner is not thread-safe
+        defer { FFTBlurOperator.plannerLock.unlock() }
         real = fftwf_alloc_real(height * width)!
         spectrum = UnsafeMutableRawPointer(fftwf_alloc_complex(height * columns)!)
         let complex = spectrum.assumingMemoryBound(to: fftwf_complex.self)
@@ -71,7 +73,12 @@ public final class FFTBlurOperator: DegradationOperator, @unchecked Sendable {
         droppedFraction = Double(dropped) / Double(height * columns)
     }
 
+    /// Serialises FFTW plan creation and destruction (its planner is not thread-safe; execution is).
+    static let plannerLock = NSLock()
+
     deinit {
+        FFTBlurOperator.plannerLock.lock()
+        defer { FFTBlurOperator.plannerLock.unlock() }
         fftwf_destroy_plan(forward)
         fftwf_destroy_plan(backward)
         fftwf_free(real)

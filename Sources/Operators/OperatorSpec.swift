@@ -72,14 +72,14 @@ public enum OperatorSpec {
                 return try blur(part, argument, referenceExact: referenceExact)
             case "cs-wht":
                 let arguments = fields.count == 2 ? fields[1].split(separator: ":", maxSplits: 1).map(String.init) : []
-                guard let first = arguments.first, let fraction = Double(first), fraction > 0, fraction <= 1 else {
-                    throw OperatorError("cs-wht needs the kept fraction, e.g. cs-wht:0.25 (got \(part.debugDescription))")
+                guard let first = arguments.first, let fraction = Double(first), fraction.isFinite, fraction >= 1.0 / Double(1 << 24), fraction <= 1 else {
+                    throw OperatorError("cs-wht needs the kept fraction in (0, 1], e.g. cs-wht:0.25 (got \(part.debugDescription))")
                 }
                 // compress_by = round(1 / deg_scale), as diffusion.py:455.
                 return DeferredWHTOperator(spec: part, compressBy: Int((1 / fraction).rounded()), permutationFile: arguments.count == 2 ? arguments[1] : nil, seed: seed)
             case "cs-block":
-                guard fields.count == 2, let fraction = Double(fields[1]), fraction > 0, fraction <= 1 else {
-                    throw OperatorError("cs-block needs the kept fraction, e.g. cs-block:0.25 (got \(part.debugDescription))")
+                guard fields.count == 2, let fraction = Double(fields[1]), fraction.isFinite, fraction > 0, fraction <= 1 else {
+                    throw OperatorError("cs-block needs the kept fraction in (0, 1], e.g. cs-block:0.25 (got \(part.debugDescription))")
                 }
                 return try BlockCSOperator(spec: part, fraction: fraction, seed: seed)
             case "mask":

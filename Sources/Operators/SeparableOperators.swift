@@ -149,9 +149,8 @@ public struct SeparableOperator: DegradationOperator {
             var m = [Float](repeating: 0, count: small * size)
             for i in stride(from: s / 2, to: size + s / 2, by: s) {
                 for j in (i - k / 2)..<(i + k / 2) {
-                    var e = j
-                    if e < 0 { e = -e - 1 }
-                    if e >= size { e = (size - 1) - (e - size) }
+                    var e = j  // reflect (…, 1, 0 | 0, 1, …) until inside, however small the image
+                    while e < 0 || e >= size { e = e < 0 ? -e - 1 : 2 * size - 1 - e }
                     m[(i / s) * size + e] += Float(kernel[j - i + k / 2])
                 }
             }

@@ -161,13 +161,19 @@ struct DDNMCommand: ParsableCommand {
             y = try a.apply(x)
             if sigmaY > 0 { y = try axpby(1, y, 2 * sigmaY, try noise.next(shape: y.shape)) }
         } else {
-            guard !a.spec.contains("cs-") else {
+            guard !Self.observesCoefficients(a) else {
                 throw CommandFailure("compressed-sensing observations are coefficient vectors: pass a .safetensors file with a tensor \"y\" [M, C], or use --simulate with a clean image (\(input))")
             }
             y = try Self.observation(observed, for: a)
         }
         return try restore(observation: y, clean: clean, alpha: alpha, bitDepth: image.sourceBitDepth, input: input, output: output, operator: a,
                            network: network, sampler: sampler, noise: noise, modelName: modelName, modelHash: modelHash, nativeSize: nativeSize, start: start)
+    }
+
+    /// True when y is a coefficient vector rather than an image (compressed sensing, alone or in a composition).
+    static func observesCoefficients(_ a: any DegradationOperator) -> Bool {
+        if let composite = a as? CompositeOperator { return composite.parts.contains { observesCoefficients($0) } }
+        return a is DeferredWHTOperator || a is WalshHadamardCSOperator || a is BlockCSOperator
     }
 
     /// Reads a coefficient vector y from a safetensors file: a tensor named `y` of shape [M, C], [N, M, C]
@@ -213,19 +219,22 @@ struct DDNMCommand: ParsableCommand {
             "version": BuildInfo.version,
         ]
         if let classID { report["class"] = classID }
-        if let clean {
+        if let clean, clean.shape == clamped.shape {
             report["psnr_db"] = Quality.psnr(clamped, clean)
-            report["ssim"] = Quality.ssim(clamped, clean)
+            let ssim = Quality.ssim(clamped, clean)
+            if ssim.isFinite { report["ssim"] = ssim }  // undefined below 11×11 (the Gaussian window)
         }
         report["elapsed_s"] = Date().timeIntervalSince(start)
         let irreducible = try subtract(try a.apply(try a.pseudoInverse(y)), y)  // ‖(I − ÃÃ†) y‖: what no x can explain
         report["irreducible_rms"] = (irreducible.values.reduce(0) { $0 + Double($1 * $1) } / Double(max(irreducible.count, 1))).squareRoot() / 2
+        for (key, value) in report { if let number = value as? Double, !number.isFinite { report[key] = nil } }  // JSON has no NaN
         let result = Image.fromSignedRange(clamped.values, width: shape[2], height: shape[1], channels: 3, sourceBitDepth: bitDepth)
         let resizedAlpha = alpha.map { $0.width == shape[2] && $0.height == shape[1] ? $0 : $0.resized(width: shape[2], height: shape[1]) }
         try io.write(result.attachingAlpha(resizedAlpha), to: output, report: report, inputs: [input])
         if !io.quiet {
             var line = String(format: "ddnm: %@ → %@ (%d×%d, ‖Ax̂−y‖ %.4f", input, output, shape[2], shape[1], rms)
-            if let p = report["psnr_db"] as? Double, let s = report["ssim"] as? Double { line += String(format: ", PSNR %.2f dB, SSIM %.4f", p, s) }
+            if let p = report["psnr_db"] as? Double { line += String(format: ", PSNR %.2f dB", p) }
+            if let s = report["ssim"] as? Double { line += String(format: ", SSIM %.4f", s) }
             line += String(format: ", %.1f s)\n", Date().timeIntervalSince(start))
             FileHandle.standardError.write(Data(line.utf8))
         }

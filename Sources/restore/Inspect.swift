@@ -42,12 +42,14 @@ struct Inspect: ParsableCommand {
             }
             let outside = checkpoint.tensorCount - state.tensors.count
             if outside > 0 { print("other tensors: \(outside) outside the state dict (--all lists them)") }
-            if !checkpoint.topLevelKeys.isEmpty { print("top-level keys: \(checkpoint.topLevelKeys.prefix(20).joined(separator: ", "))") }
+            if !checkpoint.topLevelKeys.isEmpty { print("top-level keys: " + CheckpointError.printable(checkpoint.topLevelKeys.prefix(20).joined(separator: ", "))) }
             if !checkpoint.metadata.isEmpty {
-                print("metadata: " + checkpoint.metadata.keys.sorted().map { "\($0)=\(checkpoint.metadata[$0]!.prefix(80))" }.joined(separator: "; "))
+                print("metadata: " + CheckpointError.printable(checkpoint.metadata.keys.sorted().map { "\($0)=\(checkpoint.metadata[$0]!.prefix(80))" }.joined(separator: "; ")))
             }
             guard !summary else { return }
-            let rows = all ? checkpoint.allTensors().map { ($0.path, $0.tensor) } : state.tensors.map { ($0.name, $0.tensor) }
+            // Names come from the file: control characters are escaped so they cannot drive the terminal.
+            let rows = (all ? checkpoint.allTensors().map { ($0.path, $0.tensor) } : state.tensors.map { ($0.name, $0.tensor) })
+                .map { (CheckpointError.printable($0.0), $0.1) }
             let width = min(90, max(4, rows.map(\.0.count).max() ?? 4))
             print("")
             print("name".padding(toLength: width, withPad: " ", startingAt: 0) + "  dtype     shape                 bytes")

@@ -10,7 +10,7 @@ final class DDNMCLITests: RestoreTestCase {
     private func prior() throws -> (model: String, config: String) {
         let build = try buildFolder
         let candidates = try FileManager.default.contentsOfDirectory(atPath: build.path).filter { $0.hasSuffix("MethodsTests.resources") }
-        guard let bundle = candidates.first else { throw XCTSkip("MethodsTests resources not built") }
+        guard let bundle = candidates.first else { throw FixtureMissing("MethodsTests resources not built") }
         let fixtures = build.appendingPathComponent(bundle).appendingPathComponent("Fixtures")
         let trajectories = try Checkpoint(path: fixtures.appendingPathComponent("trajectories.safetensors").path)
         let config = path("tiny.json")

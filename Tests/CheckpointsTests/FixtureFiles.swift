@@ -7,7 +7,7 @@ enum FixtureFiles {
     static var root: URL {
         get throws {
             guard let url = Bundle.module.url(forResource: "Fixtures", withExtension: nil) else {
-                throw XCTSkip("fixtures missing: run Tools/reference/make_checkpoint_fixtures.py")
+                throw FixtureMissing("fixtures missing: run Tools/reference/make_checkpoint_fixtures.py")
             }
             return url
         }
@@ -36,7 +36,7 @@ struct ExpectedTensors {
             values[name] = try tensor.floatValues()
         }
         func decode<T: Decodable>(_ key: String, as: T.Type) throws -> T {
-            guard let text = checkpoint.metadata[key] else { throw XCTSkip("\(url.lastPathComponent) lacks metadata \(key)") }
+            guard let text = checkpoint.metadata[key] else { throw FixtureMissing("\(url.lastPathComponent) lacks metadata \(key)") }
             return try JSONDecoder().decode(T.self, from: Data(text.utf8))
         }
         self.values = values

@@ -74,6 +74,33 @@ final class HostileFileTests: XCTestCase {
         }
     }
 
+    /// Nesting built top-down (each new list appended to the previous one, which is then dropped from the
+    /// stack) escapes a bottom-up depth count; the state-dict search must still take linear time.
+    func testTopDownNestingStaysLinear() throws {
+        let step: [UInt8] = [0x5D, 0x71, 0x00, 0x61, 0x30, 0x68, 0x00]  // ] BINPUT 0, APPEND, POP, BINGET 0
+        let main: [UInt8] = [0x80, 0x02, 0x5D] + Array([[UInt8]](repeating: step, count: 200_000).joined()) + [0x2E]
+        let file = TorchCheckpointReader.legacyMagic + [0x80, 0x02, 0x4D, 0xE9, 0x03, 0x2E] + [0x80, 0x02, 0x7D, 0x2E] + main + [0x80, 0x02, 0x5D, 0x2E]
+        let start = Date()
+        let checkpoint = try Checkpoint(file: MappedBytes(copying: file), path: "deep.pt")
+        XCTAssertEqual(checkpoint.allTensors().count, 0)
+        XCTAssertThrowsError(try checkpoint.stateDict())
+        XCTAssertLessThan(Date().timeIntervalSince(start), 10, "hostile nesting must not be quadratic")
+    }
+
+    func testManyItemsOnAnUnknownObjectStayLinear() throws {
+        // mylib.X() then 200 000 APPENDs of None: each must not copy the object's growing list.
+        let bytes: [UInt8] = [0x80, 0x02] + Array("cmylib\nX\n".utf8) + [0x29, 0x81] + Array([[UInt8]](repeating: [0x4E, 0x61], count: 200_000).joined()) + [0x2E]
+        let start = Date()
+        _ = try bytes.withUnsafeBytes { try PickleMachine($0).load() }
+        XCTAssertLessThan(Date().timeIntervalSince(start), 10)
+    }
+
+    func testControlCharactersInNamesCannotBreakTheOneLineError() {
+        let error = CheckpointError.invalidZip(reason: "missing entry evil\nname\u{1b}[31m")
+        XCTAssertFalse(error.description.contains("\n"))
+        XCTAssertFalse(error.description.contains("\u{1b}"))
+    }
+
     func testMalformedSafetensorsHeadersAreRefused() throws {
         let cases: [(String, [UInt8])] = [
             ("past the data section", safetensorsBytes(header: #"{"a":{"dtype":"F32","shape":[4],"data_offsets":[0,16]}}"#, data: [0, 0, 0, 0])),
@@ -82,6 +109,7 @@ final class HostileFileTests: XCTestCase {
             ("overlaps", safetensorsBytes(header: #"{"a":{"dtype":"U8","shape":[4],"data_offsets":[0,4]},"b":{"dtype":"U8","shape":[2],"data_offsets":[2,4]}}"#, data: [0, 0, 0, 0])),
             ("shape", safetensorsBytes(header: #"{"a":{"dtype":"U8","shape":[-4],"data_offsets":[0,4]}}"#, data: [0, 0, 0, 0])),
             ("header length", [0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x7F, 0x7B, 0x7D]),
+            ("shape", safetensorsBytes(header: #"{"a":{"dtype":"U8","shape":[4294967296,4294967296],"data_offsets":[0,0]}}"#)),
         ]
         for (expected, bytes) in cases {
             XCTAssertThrowsError(try bytes.withUnsafeBytes { try Safetensors.parseHeader($0, fileSize: $0.count) }, expected) { error in

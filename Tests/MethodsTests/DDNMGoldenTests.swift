@@ -35,7 +35,7 @@ final class DDNMGoldenTests: XCTestCase {
     }()
 
     private func golden() throws -> Golden {
-        guard let g = Self.golden else { throw XCTSkip("fixtures missing: run Tools/reference/make_ddnm_fixtures.py") }
+        guard let g = Self.golden else { throw FixtureMissing("Fixtures/trajectories.safetensors is missing or does not load (Tools/reference/make_ddnm_fixtures.py)") }
         return g
     }
 
@@ -48,7 +48,7 @@ final class DDNMGoldenTests: XCTestCase {
     }
 
     private func tensor(_ g: Golden, _ key: String) throws -> Tensor {
-        guard let t = g.tensors[key] else { throw XCTSkip("fixture has no \(key)") }
+        guard let t = g.tensors[key] else { throw FixtureMissing("fixture has no \(key)") }
         return t
     }
 

@@ -12,7 +12,7 @@ final class NetworkGoldenTests: XCTestCase {
     static let tolerance: Float = 1e-4
 
     private func fixture(_ name: String) throws -> (URL, [String: Tensor], [String: Any]) {
-        guard let folder = Bundle.module.url(forResource: "Fixtures", withExtension: nil) else { throw XCTSkip("no fixtures") }
+        guard let folder = Bundle.module.url(forResource: "Fixtures", withExtension: nil) else { throw FixtureMissing("no fixtures") }
         let io = try Checkpoint(path: folder.appendingPathComponent("\(name).io.safetensors").path)
         var tensors: [String: Tensor] = [:]
         for (key, stored) in try io.stateDict().tensors { tensors[key] = try stored.floatTensor() }
@@ -86,7 +86,7 @@ final class NetworkGoldenTests: XCTestCase {
 /// reference's JSON lists), so the released checkpoints bind without renaming.
 final class FullSizeKeyTests: XCTestCase {
     private func officialKeys(_ preset: String) throws -> (keys: [(String, [Int])], config: [String: Any]) {
-        guard let url = Bundle.module.url(forResource: "Fixtures/full-size-keys/\(preset)", withExtension: "json") else { throw XCTSkip("no key list for \(preset)") }
+        guard let url = Bundle.module.url(forResource: "Fixtures/full-size-keys/\(preset)", withExtension: "json") else { throw FixtureMissing("no key list for \(preset)") }
         let json = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(contentsOf: url)) as? [String: Any])
         let keys = try XCTUnwrap(json["keys"] as? [[Any]]).map { ($0[0] as! String, $0[1] as! [Int]) }
         return (keys, json["config"] as? [String: Any] ?? [:])

@@ -17,10 +17,11 @@ What it trains
 Default architecture (flags change it) and why
   image_size 64, model_channels 64, channel_mult (1, 2, 2, 4), num_res_blocks 2, attention at 16 and 8 px
   (attention_resolutions = downsample factors (4, 8)), num_heads 4, use_scale_shift_norm, resblock_updown,
-  dropout 0, learn_sigma False; 18.5 M parameters (37 MB in fp16, under the 50 MB file limit).
+  dropout 0, learn_sigma False; 21.1 M parameters (42 MB in fp16, under the 50 MB file limit).
   - 64² is the smallest size at which the ADM layout keeps its two attention levels (16 and 8 px) and
     four resolution levels; restoration runs the prior on overlapping 64² windows, and 64² training is
-    what 2 CPU cores afford (≈ 1600 steps/hour at batch 16, Shared research/training-budget.md).
+    what 2 CPU cores afford (../shared/research/training-budget.md: ≈ 1600 steps/hour at batch 16 on an
+    idle Zen 5 pair of cores; 0.15 step/s ≈ 540 steps/hour measured here on a shared 2-core EPYC).
   - model_channels 64 with (1, 2, 2, 4) instead of the official 64² ImageNet preset (192, (1, 2, 3, 4),
     ≈ 300 M) keeps both training and inference (paid at every sampling step of every window) cheap; the
     third level at 2× rather than 3× trims parameters where 16² attention already adds cost.
@@ -83,6 +84,8 @@ except ImportError:  # pragma: no cover - message for people without PyTorch
 
 def import_unet(pack_dir: Path | None):
     """guided-diffusion's UNetModel; falls back to the copy that --pack puts next to the crops."""
+    import warnings
+    warnings.filterwarnings("ignore", message=r"`torch\.cuda\.amp\.custom_(fwd|bwd)", category=FutureWarning)
     try:
         from guided_diffusion.unet import UNetModel  # noqa: WPS433
         return UNetModel
@@ -513,6 +516,16 @@ def fmt_time(s: float) -> str:
     return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
 
 
+def cpu_name() -> str:
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def pick_device(name: str):
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
@@ -661,7 +674,7 @@ def main(argv=None):
 
     start_step, t_start = step, time.time()
     seg = {"start_step": step, "device": torch.cuda.get_device_name(device) if device.type == "cuda"
-           else f"cpu {platform.processor() or platform.machine()} x{torch.get_num_threads()} threads",
+           else f"CPU {cpu_name()}, {os.cpu_count()} cores, {torch.get_num_threads()} threads",
            "torch": torch.__version__, "batch": args.batch,
            "started": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
     holdout_sha = sha256_lines(held)
