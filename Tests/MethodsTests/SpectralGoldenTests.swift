@@ -228,3 +228,69 @@ final class BlockCSTests: XCTestCase {
         XCTAssertLessThan(zip(try a.apply(try a.pseudoInverse(y)).values, y.values).map { abs($0 - $1) }.max() ?? 1, 1e-4, "A A† = I")
     }
 }
+
+/// The SVD forms (V, Vᵀ, U, Uᵀ, singulars) in the official layouts, against functions/svd_operators.py with
+/// the official LAPACK bases injected.
+final class SVDFormGoldenTests: XCTestCase {
+    private func check(_ prefix: String, _ svd: any SVDForm, file: StaticString = #filePath, line: UInt = #line) throws {
+        guard let f = SpectralGoldenTests.fixture else { throw FixtureMissing("operators.safetensors does not load") }
+        func t(_ key: String) throws -> [Float] {
+            guard let value = f.tensors["\(prefix).\(key)"] else { throw FixtureMissing("no \(prefix).\(key)") }
+            return value.values
+        }
+        let x = try t("x")
+        let cases: [(String, [Float], [Float])] = [
+            ("singulars", svd.singulars(), try t("singulars")),
+            ("Vt", svd.vt(x), try t("Vt")),
+            ("V", svd.v(x), try t("V")),
+            ("Ut", svd.ut(try t("A")), try t("Ut")),
+            ("U", svd.u(try t("r")), try t("U")),
+        ]
+        for (name, got, want) in cases {
+            XCTAssertEqual(got.count, want.count, "\(prefix) \(name) length", file: file, line: line)
+            let maxRef = want.map(abs).max() ?? 0, maxDiff = zip(got, want).map { abs($0 - $1) }.max() ?? .infinity
+            XCTAssertGreaterThan(maxRef, 0, "\(prefix) \(name)", file: file, line: line)
+            XCTAssertLessThanOrEqual(maxDiff, 1e-5 * max(maxRef, 1), "\(prefix) \(name): max|Δ| \(maxDiff)", file: file, line: line)
+        }
+    }
+
+    private func official(_ key: String) throws -> [Float] {
+        guard let v = SpectralGoldenTests.fixture?.tensors[key] else { throw FixtureMissing("no \(key)") }
+        return v.values
+    }
+
+    func testPoolingSVDMatchesOfficial() throws {
+        for (prefix, s) in [("sr2", 2), ("sr4", 4)] {
+            try check(prefix, PoolingSVD(channels: 3, side: 16, factor: s, vSmall: try official("\(prefix).state.V_small"),
+                                         uSign: try official("\(prefix).state.U_small")[0]))
+        }
+    }
+
+    func testColorizationSVDMatchesOfficial() throws {
+        try check("color", ColorizationSVD(pixels: 256, vSmall: try official("color.state.V_small"), uSign: try official("color.state.U_small")[0]))
+    }
+
+    func testInpaintingSVDMatchesOfficial() throws {
+        try check("inpaint", InpaintingSVD(keep: try official("inpaint.mask"), channels: 3))
+    }
+
+    func testDenoisingSVDMatchesOfficial() throws { try check("denoise", IdentitySVD(count: 768)) }
+
+    func testWalshHadamardSVDMatchesOfficial() throws {
+        try check("wht", WalshHadamardSVD(try CompressedSensingGoldenTests.officialOperator()))
+    }
+
+    /// U diag(s) Vᵀ x = A x with our own bases (no official matrices injected).
+    func testOwnBasesReconstructA() throws {
+        var g = SeededGaussian(seed: 4)
+        let image = try g.next(shape: [1, 16, 16, 3])
+        var chw = [Float](repeating: 0, count: image.count)
+        for c in 0..<3 { for p in 0..<256 { chw[c * 256 + p] = image.data[p * 3 + c] } }
+        let pool = PoolingSVD(channels: 3, side: 16, factor: 4)
+        let spectral = pool.vt(chw), s = pool.singulars()
+        let y = pool.u((0..<s.count).map { s[$0] * spectral[$0] })
+        let direct = try AveragePoolingOperator(factor: 4).apply(image)
+        for c in 0..<3 { for p in 0..<16 { XCTAssertEqual(y[c * 16 + p], direct.data[p * 3 + c], accuracy: 1e-5) } }
+        XCTAssertEqual(pool.v(spectral).enumerated().map { abs($0.element - chw[$0.offset]) }.max() ?? 1, 0, accuracy: 1e-5, "V Vᵀ = I")
+    }
+}

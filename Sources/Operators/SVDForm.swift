@@ -1,0 +1,215 @@
+import Engine
+import Foundation
+
+/// The singular value decomposition A = U Σ Vᵀ of an operator, in the official code's layouts
+/// (functions/svd_operators.py, the `A_functions` interface: V, Vt, U, Ut, singulars): image vectors are
+/// channel-major (C·H·W), spectral vectors list the components with the official ordering (those with
+/// non-zero singular values first, in each class's order). Used to check our operators against the
+/// official ones component by component, and by samplers that work in the spectral domain.
+public protocol SVDForm {
+    /// The singular values, in spectral order (length = the observation's size).
+    func singulars() -> [Float]
+    /// Vᵀ x for a channel-major image vector.
+    func vt(_ x: [Float]) -> [Float]
+    /// V s for a spectral vector (length = the image's size).
+    func v(_ s: [Float]) -> [Float]
+    /// Uᵀ y for an observation vector in the official layout.
+    func ut(_ y: [Float]) -> [Float]
+    /// U s for a spectral vector of the observation's length.
+    func u(_ s: [Float]) -> [Float]
+}
+
+/// `SuperResolution` (average pooling ×s) on C×n×n images: per channel and s×s patch (row-major patches),
+/// the patch (row-major) rotated by V_smallᵀ; spectral order: every patch's component 0 first ([c][patch]),
+/// then the other s² − 1 components interleaved patch by patch. U = ±1 (the sign LAPACK gave).
+public struct PoolingSVD: SVDForm {
+    public let channels: Int, side: Int, factor: Int
+    /// V_small, s²×s² row-major (column 0 ∝ ones); `uSign` = U_small[0, 0].
+    public let vSmall: [Float]
+    public let uSign: Float
+
+    public init(channels: Int, side: Int, factor: Int, vSmall: [Float]? = nil, uSign: Float = 1) {
+        self.channels = channels
+        self.side = side
+        self.factor = factor
+        let k = factor * factor
+        self.vSmall = vSmall ?? SpectralBlocks.basis(withFirstColumn: [Float](repeating: 1 / Float(factor), count: k))
+        self.uSign = uSign
+    }
+
+    var patches: Int { (side / factor) * (side / factor) }
+
+    /// The channel-major index of component j of patch p in channel c.
+    func pixel(_ c: Int, _ p: Int, _ j: Int) -> Int {
+        let perRow = side / factor
+        let (py, px) = (p / perRow, p % perRow), (dy, dx) = (j / factor, j % factor)
+        return c * side * side + (py * factor + dy) * side + px * factor + dx
+    }
+
+    /// The spectral position of component j of patch p in channel c.
+    func spectral(_ c: Int, _ p: Int, _ j: Int) -> Int {
+        let k = factor * factor, m = c * patches + p
+        return j == 0 ? m : channels * patches + m * (k - 1) + (j - 1)
+    }
+
+    public func singulars() -> [Float] { [Float](repeating: 1 / Float(factor), count: channels * patches) }
+
+    public func vt(_ x: [Float]) -> [Float] {
+        let k = factor * factor
+        var out = [Float](repeating: 0, count: x.count)
+        for c in 0..<channels { for p in 0..<patches { for j in 0..<k {
+            var sum: Float = 0
+            for i in 0..<k { sum += vSmall[i * k + j] * x[pixel(c, p, i)] }
+            out[spectral(c, p, j)] = sum
+        } } }
+        return out
+    }
+
+    public func v(_ s: [Float]) -> [Float] {
+        let k = factor * factor
+        var out = [Float](repeating: 0, count: s.count)
+        for c in 0..<channels { for p in 0..<patches { for i in 0..<k {
+            var sum: Float = 0
+            for j in 0..<k { sum += vSmall[i * k + j] * s[spectral(c, p, j)] }
+            out[pixel(c, p, i)] = sum
+        } } }
+        return out
+    }
+
+    public func ut(_ y: [Float]) -> [Float] { y.map { uSign * $0 } }
+    public func u(_ s: [Float]) -> [Float] { s.map { uSign * $0 } }
+}
+
+/// `Colorization`: per pixel, the (R, G, B) needle rotated by V_smallᵀ; spectral order component-major
+/// ([component][pixel]), so the first H·W entries are the observed ones. U = ±1.
+public struct ColorizationSVD: SVDForm {
+    public let pixels: Int
+    public let vSmall: [Float]
+    public let uSign: Float
+    public let weights: (Float, Float, Float)
+
+    public init(pixels: Int, weights: (Float, Float, Float) = GrayscaleOperator.svdWeights, vSmall: [Float]? = nil, uSign: Float = 1) {
+        self.pixels = pixels
+        self.weights = weights
+        let norm = (weights.0 * weights.0 + weights.1 * weights.1 + weights.2 * weights.2).squareRoot()
+        self.vSmall = vSmall ?? SpectralBlocks.basis(withFirstColumn: [weights.0 / norm, weights.1 / norm, weights.2 / norm])
+        self.uSign = uSign
+    }
+
+    public func singulars() -> [Float] {
+        [Float](repeating: (weights.0 * weights.0 + weights.1 * weights.1 + weights.2 * weights.2).squareRoot(), count: pixels)
+    }
+
+    public func vt(_ x: [Float]) -> [Float] {
+        var out = [Float](repeating: 0, count: x.count)
+        for p in 0..<pixels { for j in 0..<3 {
+            out[j * pixels + p] = (0..<3).reduce(Float(0)) { $0 + vSmall[$1 * 3 + j] * x[$1 * pixels + p] }
+        } }
+        return out
+    }
+
+    public func v(_ s: [Float]) -> [Float] {
+        var out = [Float](repeating: 0, count: s.count)
+        for p in 0..<pixels { for i in 0..<3 {
+            out[i * pixels + p] = (0..<3).reduce(Float(0)) { $0 + vSmall[i * 3 + $1] * s[$1 * pixels + p] }
+        } }
+        return out
+    }
+
+    public func ut(_ y: [Float]) -> [Float] { y.map { uSign * $0 } }
+    public func u(_ s: [Float]) -> [Float] { s.map { uSign * $0 } }
+}
+
+/// `Inpainting`: V is a permutation of the pixel-major, channel-interleaved vector: the known samples
+/// first (in index order), then the missing ones — all holes' red samples, then green, then blue, as
+/// diffusion.py:467-470 concatenates them. U = I, singulars 1.
+public struct InpaintingSVD: SVDForm {
+    public let channels: Int, pixels: Int
+    /// Interleaved indices (pixel·C + channel) of known and missing samples.
+    public let kept: [Int], missing: [Int]
+
+    /// `keep` is the [H·W] mask, 1 = known.
+    public init(keep: [Float], channels: Int) {
+        self.channels = channels
+        pixels = keep.count
+        let holes = (0..<keep.count).filter { keep[$0] < 0.5 }
+        missing = (0..<channels).flatMap { c in holes.map { $0 * channels + c } }
+        let known = Set(holes)
+        kept = (0..<(keep.count * channels)).filter { !known.contains($0 / channels) }
+    }
+
+    /// Channel-major → pixel-major interleaved.
+    func interleaved(_ x: [Float]) -> [Float] {
+        var out = [Float](repeating: 0, count: x.count)
+        for c in 0..<channels { for p in 0..<pixels { out[p * channels + c] = x[c * pixels + p] } }
+        return out
+    }
+
+    public func singulars() -> [Float] { [Float](repeating: 1, count: kept.count) }
+
+    public func vt(_ x: [Float]) -> [Float] {
+        let t = interleaved(x)
+        return kept.map { t[$0] } + missing.map { t[$0] }
+    }
+
+    public func v(_ s: [Float]) -> [Float] {
+        var t = [Float](repeating: 0, count: s.count)
+        for (i, index) in (kept + missing).enumerated() { t[index] = s[i] }
+        var out = [Float](repeating: 0, count: s.count)
+        for c in 0..<channels { for p in 0..<pixels { out[c * pixels + p] = t[p * channels + c] } }
+        return out
+    }
+
+    public func ut(_ y: [Float]) -> [Float] { y }
+    public func u(_ s: [Float]) -> [Float] { s }
+}
+
+/// `WalshHadamardCS`: Vᵀ x = the per-channel orthonormal WHT, permuted, pixel-major with channels
+/// interleaved (position k·C + c for coefficient perm[k]); U = I, singulars 1 for the kept H·W/ratio.
+public struct WalshHadamardSVD: SVDForm {
+    public let channels: Int, operatorValue: WalshHadamardCSOperator
+
+    public init(_ op: WalshHadamardCSOperator, channels: Int = 3) {
+        operatorValue = op
+        self.channels = channels
+    }
+
+    var count: Int { operatorValue.side * operatorValue.side }
+
+    public func singulars() -> [Float] { [Float](repeating: 1, count: channels * operatorValue.kept) }
+
+    public func vt(_ x: [Float]) -> [Float] {
+        var out = [Float](repeating: 0, count: x.count)
+        for c in 0..<channels {
+            var plane = Array(x[(c * count)..<((c + 1) * count)])
+            WalshHadamardCSOperator.transform(&plane)
+            for k in 0..<count { out[k * channels + c] = plane[operatorValue.permutation[k]] }
+        }
+        return out
+    }
+
+    public func v(_ s: [Float]) -> [Float] {
+        var out = [Float](repeating: 0, count: s.count)
+        for c in 0..<channels {
+            var plane = [Float](repeating: 0, count: count)
+            for k in 0..<count { plane[operatorValue.permutation[k]] = s[k * channels + c] }
+            WalshHadamardCSOperator.transform(&plane)
+            for p in 0..<count { out[c * count + p] = plane[p] }
+        }
+        return out
+    }
+
+    public func ut(_ y: [Float]) -> [Float] { y }
+    public func u(_ s: [Float]) -> [Float] { s }
+}
+
+/// `Denoising`: A = I, every factor the identity, singulars 1.
+public struct IdentitySVD: SVDForm {
+    public let count: Int
+    public init(count: Int) { self.count = count }
+    public func singulars() -> [Float] { [Float](repeating: 1, count: count) }
+    public func vt(_ x: [Float]) -> [Float] { x }
+    public func v(_ s: [Float]) -> [Float] { s }
+    public func ut(_ y: [Float]) -> [Float] { y }
+    public func u(_ s: [Float]) -> [Float] { s }
+}
