@@ -213,3 +213,83 @@ public struct IdentitySVD: SVDForm {
     public func ut(_ y: [Float]) -> [Float] { y }
     public func u(_ s: [Float]) -> [Float] { s }
 }
+
+/// The separable operators' SVD (`SRConv`, `Deblurring`, `Deblurring2D`): per channel, Vᵀ x = V_vᵀ X V_h and
+/// Uᵀ y = U_vᵀ Y U_h, flattened row-major, reordered by the official permutation (sorted singular products;
+/// for SRConv only the V side, over its first rows), then pixel-major with channels interleaved.
+/// `singulars()` repeats each value once per channel, as SRConv does. The official `Deblurring` and
+/// `Deblurring2D` tile the list instead (`repeat(1, 3)`), misaligning it with this layout; that is the
+/// official bug noted in the README, not reproduced here.
+public struct KroneckerSVD: SVDForm {
+    public let channels: Int
+    /// Image side n and observation side m.
+    public let n: Int, m: Int
+    /// U_v, U_h (m×m) and V_v, V_h (n×n), row-major.
+    public let uVertical: [Float], uHorizontal: [Float], vVertical: [Float], vHorizontal: [Float]
+    /// Spectral position k takes flattened entry vPermutation[k] (identity past its length).
+    public let vPermutation: [Int]
+    /// The same for the U side (nil: identity).
+    public let uPermutation: [Int]?
+    /// Singular values per spectral position (before the per-channel repetition).
+    public let sortedSingulars: [Float]
+
+    public init(channels: Int, n: Int, m: Int, uVertical: [Float], uHorizontal: [Float], vVertical: [Float], vHorizontal: [Float],
+                vPermutation: [Int], uPermutation: [Int]?, sortedSingulars: [Float]) {
+        self.channels = channels
+        self.n = n
+        self.m = m
+        self.uVertical = uVertical
+        self.uHorizontal = uHorizontal
+        self.vVertical = vVertical
+        self.vHorizontal = vHorizontal
+        self.vPermutation = vPermutation
+        self.uPermutation = uPermutation
+        self.sortedSingulars = sortedSingulars
+    }
+
+    /// Aᵀ-style sandwich: out = Lᵀ X R (transposeLeft) or L X Rᵀ, all size×size row-major.
+    static func sandwich(_ x: ArraySlice<Float>, _ left: [Float], _ right: [Float], size: Int, transposed: Bool) -> [Float] {
+        let base = x.startIndex
+        var t = [Float](repeating: 0, count: size * size)
+        for i in 0..<size { for j in 0..<size {
+            var sum: Float = 0
+            for k in 0..<size { sum += (transposed ? left[k * size + i] : left[i * size + k]) * x[base + k * size + j] }
+            t[i * size + j] = sum
+        } }
+        var out = [Float](repeating: 0, count: size * size)
+        for i in 0..<size { for j in 0..<size {
+            var sum: Float = 0
+            for k in 0..<size { sum += t[i * size + k] * (transposed ? right[k * size + j] : right[j * size + k]) }
+            out[i * size + j] = sum
+        } }
+        return out
+    }
+
+    static func forward(_ x: [Float], channels: Int, size: Int, left: [Float], right: [Float], permutation: [Int]?) -> [Float] {
+        let count = size * size
+        var out = [Float](repeating: 0, count: x.count)
+        for c in 0..<channels {
+            let t = sandwich(x[(c * count)..<((c + 1) * count)], left, right, size: size, transposed: true)
+            for k in 0..<count { out[k * channels + c] = t[permutation.map { k < $0.count ? $0[k] : k } ?? k] }
+        }
+        return out
+    }
+
+    static func backward(_ s: [Float], channels: Int, size: Int, left: [Float], right: [Float], permutation: [Int]?) -> [Float] {
+        let count = size * size
+        var out = [Float](repeating: 0, count: s.count)
+        for c in 0..<channels {
+            var t = [Float](repeating: 0, count: count)
+            for k in 0..<count { t[permutation.map { k < $0.count ? $0[k] : k } ?? k] = s[k * channels + c] }
+            let x = sandwich(t[...], left, right, size: size, transposed: false)
+            for p in 0..<count { out[c * count + p] = x[p] }
+        }
+        return out
+    }
+
+    public func singulars() -> [Float] { sortedSingulars.flatMap { [Float](repeating: $0, count: channels) } }
+    public func vt(_ x: [Float]) -> [Float] { Self.forward(x, channels: channels, size: n, left: vVertical, right: vHorizontal, permutation: vPermutation) }
+    public func v(_ s: [Float]) -> [Float] { Self.backward(s, channels: channels, size: n, left: vVertical, right: vHorizontal, permutation: vPermutation) }
+    public func ut(_ y: [Float]) -> [Float] { Self.forward(y, channels: channels, size: m, left: uVertical, right: uHorizontal, permutation: uPermutation) }
+    public func u(_ s: [Float]) -> [Float] { Self.backward(s, channels: channels, size: m, left: uVertical, right: uHorizontal, permutation: uPermutation) }
+}

@@ -294,3 +294,37 @@ final class SVDFormGoldenTests: XCTestCase {
         XCTAssertEqual(pool.v(spectral).enumerated().map { abs($0.element - chw[$0.offset]) }.max() ?? 1, 0, accuracy: 1e-5, "V Vᵀ = I")
     }
 }
+
+extension SVDFormGoldenTests {
+    private func kronecker(_ prefix: String, m: Int, twoKernels: Bool, bicubic: Bool) throws -> KroneckerSVD {
+        func f(_ key: String) throws -> [Float] { try official("\(prefix).state.\(key)") }
+        let (u1, u2) = twoKernels ? (try f("U_small1"), try f("U_small2")) : (try f("U_small"), try f("U_small"))
+        let (v1, v2) = twoKernels ? (try f("V_small1"), try f("V_small2")) : (try f("V_small"), try f("V_small"))
+        let perm = try f("_perm").map { Int($0) }
+        return KroneckerSVD(channels: 3, n: 16, m: m, uVertical: u1, uHorizontal: u2, vVertical: v1, vHorizontal: v2,
+                            vPermutation: perm, uPermutation: bicubic ? nil : perm, sortedSingulars: try f("_singulars"))
+    }
+
+    func testBicubicSVDMatchesOfficialSRConv() throws {
+        try check("bicubic2", try kronecker("bicubic2", m: 8, twoKernels: false, bicubic: true))
+    }
+
+    /// V, Vᵀ, U, Uᵀ match the official Deblurring; its singulars() is the tiled (misaligned) list, ours the
+    /// interleaved one — the official bug this project documents.
+    func testDeblurSVDMatchesOfficialExceptTheTiledSingulars() throws {
+        for (prefix, two) in [("deblur_gauss", false), ("deblur_uni", false), ("deblur_aniso", true)] {
+            let svd = try kronecker(prefix, m: 16, twoKernels: two, bicubic: false)
+            let f = try XCTUnwrap(SpectralGoldenTests.fixture)
+            let x = try official("\(prefix).x")
+            for (name, got, want) in [("Vt", svd.vt(x), try official("\(prefix).Vt")), ("V", svd.v(x), try official("\(prefix).V")),
+                                      ("Ut", svd.ut(try official("\(prefix).A")), try official("\(prefix).Ut")),
+                                      ("U", svd.u(try official("\(prefix).r")), try official("\(prefix).U"))] {
+                let maxRef = want.map(abs).max() ?? 0, maxDiff = zip(got, want).map { abs($0 - $1) }.max() ?? .infinity
+                XCTAssertLessThanOrEqual(maxDiff, 1e-5 * max(maxRef, 1), "\(prefix) \(name): max|Δ| \(maxDiff)")
+            }
+            let sorted = try official("\(prefix).state._singulars")
+            XCTAssertEqual(f.tensors["\(prefix).singulars"]?.values, sorted + sorted + sorted, "\(prefix): the official list is tiled")
+            XCTAssertEqual(svd.singulars(), sorted.flatMap { [$0, $0, $0] })
+        }
+    }
+}
