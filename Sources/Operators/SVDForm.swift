@@ -22,7 +22,7 @@ public protocol SVDForm {
 /// `SuperResolution` (average pooling ×s) on C×n×n images: per channel and s×s patch (row-major patches),
 /// the patch (row-major) rotated by V_smallᵀ; spectral order: every patch's component 0 first ([c][patch]),
 /// then the other s² − 1 components interleaved patch by patch. U = ±1 (the sign LAPACK gave).
-public struct PoolingSVD: SVDForm {
+public struct PoolingSVD: SVDForm, Sendable {
     public let channels: Int, side: Int, factor: Int
     /// V_small, s²×s² row-major (column 0 ∝ ones); `uSign` = U_small[0, 0].
     public let vSmall: [Float]
@@ -82,7 +82,7 @@ public struct PoolingSVD: SVDForm {
 
 /// `Colorization`: per pixel, the (R, G, B) needle rotated by V_smallᵀ; spectral order component-major
 /// ([component][pixel]), so the first H·W entries are the observed ones. U = ±1.
-public struct ColorizationSVD: SVDForm {
+public struct ColorizationSVD: SVDForm, Sendable {
     public let pixels: Int
     public let vSmall: [Float]
     public let uSign: Float
@@ -123,7 +123,7 @@ public struct ColorizationSVD: SVDForm {
 /// `Inpainting`: V is a permutation of the pixel-major, channel-interleaved vector: the known samples
 /// first (in index order), then the missing ones — all holes' red samples, then green, then blue, as
 /// diffusion.py:467-470 concatenates them. U = I, singulars 1.
-public struct InpaintingSVD: SVDForm {
+public struct InpaintingSVD: SVDForm, Sendable {
     public let channels: Int, pixels: Int
     /// Interleaved indices (pixel·C + channel) of known and missing samples.
     public let kept: [Int], missing: [Int]
@@ -166,7 +166,7 @@ public struct InpaintingSVD: SVDForm {
 
 /// `WalshHadamardCS`: Vᵀ x = the per-channel orthonormal WHT, permuted, pixel-major with channels
 /// interleaved (position k·C + c for coefficient perm[k]); U = I, singulars 1 for the kept H·W/ratio.
-public struct WalshHadamardSVD: SVDForm {
+public struct WalshHadamardSVD: SVDForm, Sendable {
     public let channels: Int, operatorValue: WalshHadamardCSOperator
 
     public init(_ op: WalshHadamardCSOperator, channels: Int = 3) {
@@ -204,7 +204,7 @@ public struct WalshHadamardSVD: SVDForm {
 }
 
 /// `Denoising`: A = I, every factor the identity, singulars 1.
-public struct IdentitySVD: SVDForm {
+public struct IdentitySVD: SVDForm, Sendable {
     public let count: Int
     public init(count: Int) { self.count = count }
     public func singulars() -> [Float] { [Float](repeating: 1, count: count) }
@@ -220,7 +220,7 @@ public struct IdentitySVD: SVDForm {
 /// `singulars()` repeats each value once per channel, as SRConv does. The official `Deblurring` and
 /// `Deblurring2D` tile the list instead (`repeat(1, 3)`), misaligning it with this layout; that is the
 /// official bug noted in the README, not reproduced here.
-public struct KroneckerSVD: SVDForm {
+public struct KroneckerSVD: SVDForm, Sendable {
     public let channels: Int
     /// Image side n and observation side m.
     public let n: Int, m: Int
@@ -292,4 +292,58 @@ public struct KroneckerSVD: SVDForm {
     public func v(_ s: [Float]) -> [Float] { Self.backward(s, channels: channels, size: n, left: vVertical, right: vHorizontal, permutation: vPermutation) }
     public func ut(_ y: [Float]) -> [Float] { Self.forward(y, channels: channels, size: m, left: uVertical, right: uHorizontal, permutation: uPermutation) }
     public func u(_ s: [Float]) -> [Float] { Self.backward(s, channels: channels, size: m, left: uVertical, right: uHorizontal, permutation: uPermutation) }
+}
+
+/// An operator defined by an SVD form, A = U Σ Vᵀ and A† = V Σ⁺ Uᵀ (zero singulars dropped), exactly as the
+/// official `A_functions.A` / `A_pinv` compute them (svd_operators.py:46-70) — including, when `singulars`
+/// is given in the official order, an operator's quirks (e.g. `Deblurring`'s tiled list, for replaying
+/// official runs). Images are NHWC tensors; observations use the SVD form's own layout as [N, M, 1, 1].
+public struct SVDOperator: DegradationOperator {
+    public let spec: String
+    public let form: any SVDForm & Sendable
+    public let imageShape: [Int]
+    /// Σ in spectral order (the first `count` spectral entries); defaults to `form.singulars()`.
+    public let singularValues: [Float]
+
+    public init(spec: String, form: any SVDForm & Sendable, imageShape: [Int], singulars: [Float]? = nil) {
+        self.spec = spec
+        self.form = form
+        self.imageShape = imageShape
+        singularValues = singulars ?? form.singulars()
+    }
+
+    public func observationShape(for s: [Int]) throws -> [Int] {
+        guard s == imageShape else { throw OperatorError("\(spec) was built for images of shape \(imageShape), got \(s)") }
+        return [s[0], singularValues.count, 1, 1]
+    }
+    public func imageShape(for s: [Int]) throws -> [Int] {
+        guard s.count == 4, s[1] == singularValues.count else { throw OperatorError("\(spec) expects \(singularValues.count) coefficients, got \(s)") }
+        return imageShape
+    }
+
+    func chw(_ x: Tensor) -> [Float] {
+        let (h, w, c) = (x.shape[1], x.shape[2], x.shape[3])
+        var v = [Float](repeating: 0, count: h * w * c)
+        for ch in 0..<c { for p in 0..<(h * w) { v[ch * h * w + p] = x.data[p * c + ch] } }
+        return v
+    }
+
+    public func apply(_ x: Tensor) throws -> Tensor {
+        let shape = try observationShape(for: x.shape)
+        let spectral = form.vt(chw(x))
+        let scaled = (0..<singularValues.count).map { singularValues[$0] * spectral[$0] }
+        return try Tensor(shape: shape, values: form.u(scaled))
+    }
+
+    public func pseudoInverse(_ y: Tensor) throws -> Tensor {
+        let shape = try imageShape(for: y.shape)
+        let rotated = form.ut(y.values)
+        var spectral = [Float](repeating: 0, count: shape[1] * shape[2] * shape[3])
+        for k in 0..<singularValues.count where singularValues[k] != 0 { spectral[k] = rotated[k] / singularValues[k] }
+        let v = form.v(spectral)
+        let (h, w, c) = (shape[1], shape[2], shape[3])
+        let x = try Tensor(uninitializedShape: shape)
+        for ch in 0..<c { for p in 0..<(h * w) { x.data[p * c + ch] = v[ch * h * w + p] } }
+        return x
+    }
 }

@@ -138,6 +138,15 @@ final class DDNMGoldenTests: XCTestCase {
     func testSVDPathInpaintingMatchesOfficialEndToEnd() throws {
         try checkEndToEnd("svd_inpaint", try MaskOperator(keep: try tensor(try golden(), "inpaint.mask"), source: "official mask"), variant: .svd)
     }
+    /// The official Gaussian deblur, replayed exactly: its SVD form with the official bases and its tiled
+    /// singular list (the official A is not the blur; see the README), so the run matches the official one.
+    func testSVDPathOfficialGaussianDeblurReplaysExactly() throws {
+        let svd = try SVDFormGoldenTests.officialKronecker("deblur_gauss")
+        let sorted = try XCTUnwrap(SpectralGoldenTests.fixture?.tensors["deblur_gauss.state._singulars"]).values
+        let a = SVDOperator(spec: "official deblur_gauss", form: svd, imageShape: [1, 16, 16, 3], singulars: sorted + sorted + sorted)
+        try checkEndToEnd("svd_deblur_gauss", a, variant: .svd)
+    }
+
     func testSVDPathWalshHadamardCSMatchesOfficialEndToEnd() throws {
         try checkEndToEnd("svd_wht", try CompressedSensingGoldenTests.officialOperator(), variant: .svd)
     }

@@ -254,7 +254,7 @@ final class SVDFormGoldenTests: XCTestCase {
         }
     }
 
-    private func official(_ key: String) throws -> [Float] {
+    fileprivate func official(_ key: String) throws -> [Float] {
         guard let v = SpectralGoldenTests.fixture?.tensors[key] else { throw FixtureMissing("no \(key)") }
         return v.values
     }
@@ -296,8 +296,20 @@ final class SVDFormGoldenTests: XCTestCase {
 }
 
 extension SVDFormGoldenTests {
-    private func kronecker(_ prefix: String, m: Int, twoKernels: Bool, bicubic: Bool) throws -> KroneckerSVD {
-        func f(_ key: String) throws -> [Float] { try official("\(prefix).state.\(key)") }
+    /// The official `Deblurring` / `SRConv` SVD with the fixture's LAPACK bases and permutation.
+    static func officialKronecker(_ prefix: String) throws -> KroneckerSVD {
+        try kronecker(prefix, m: 16, twoKernels: false, bicubic: false)
+    }
+
+    fileprivate func kronecker(_ prefix: String, m: Int, twoKernels: Bool, bicubic: Bool) throws -> KroneckerSVD {
+        try Self.kronecker(prefix, m: m, twoKernels: twoKernels, bicubic: bicubic)
+    }
+
+    fileprivate static func kronecker(_ prefix: String, m: Int, twoKernels: Bool, bicubic: Bool) throws -> KroneckerSVD {
+        func f(_ key: String) throws -> [Float] {
+            guard let v = SpectralGoldenTests.fixture?.tensors["\(prefix).state.\(key)"] else { throw FixtureMissing("no \(prefix).state.\(key)") }
+            return v.values
+        }
         let (u1, u2) = twoKernels ? (try f("U_small1"), try f("U_small2")) : (try f("U_small"), try f("U_small"))
         let (v1, v2) = twoKernels ? (try f("V_small1"), try f("V_small2")) : (try f("V_small"), try f("V_small"))
         let perm = try f("_perm").map { Int($0) }
