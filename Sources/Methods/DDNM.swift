@@ -86,12 +86,16 @@ public struct DDNMSampler {
                        progress: (Int, Int) -> Void = { _, _ in }) throws -> Tensor {
         // DDNM+ on the SVD path needs the operator's block SVD.
         var blocks: SpectralBlocks?
+        var svd: (form: any SVDForm, raw: ([Float]) -> [Float])?
         if variant == .svd, sigmaY > 0 {
-            guard let spectral = a as? any SpectralOperator else {
-                throw SamplerError("DDNM+ (σy > 0) on the SVD path supports pool, gray, mask and noise; use --simplified for \(a.spec)")
+            if let spectral = a as? any SpectralOperator {
+                let own = try spectral.spectralBlocks(imageShape: imageShape)
+                blocks = adjustSpectralBlocks?(own) ?? own
+            } else if let providing = a as? any SVDFormProviding {
+                svd = try providing.svdForm(imageShape: imageShape)
+            } else {
+                throw SamplerError("DDNM+ (σy > 0) on the SVD path supports pool, gray, mask, noise and cs-wht (the official operators with a Λ); use --simplified for \(a.spec)")
             }
-            let own = try spectral.spectralBlocks(imageShape: imageShape)
-            blocks = adjustSpectralBlocks?(own) ?? own
         }
         var x = try noise.next(shape: imageShape)  // x_T
         var lastX0: Tensor?
@@ -111,6 +115,24 @@ public struct DDNMSampler {
             // x0|t = (x_t − √(1−ᾱ_t) ε) / √ᾱ_t   (Eq. 12; no clipping, as the official code)
             let x0 = try axpby(1 / aT.squareRoot(), x, -(1 - aT).squareRoot() / aT.squareRoot(), epsilon)
             lastX0 = x0
+            if let svd {
+                // The same step on an SVD form (Walsh–Hadamard CS), sample by sample in the official layout.
+                let root = aNext.squareRoot(), sigmaT = (1 - aNext).squareRoot()
+                let correction = try a.pseudoInverse(try subtract(try a.apply(x0), y))
+                let z = try noise.next(shape: imageShape)
+                let next = try Tensor(uninitializedShape: imageShape)
+                for b in 0..<imageShape[0] {
+                    let lambda = DDNMPlusSVD.lambda(correction.channelMajor(batch: b), svd.form, a: root, sigmaY: sigmaY, sigmaT: sigmaT, eta: eta)
+                    let stochastic = DDNMPlusSVD.noise(z.channelMajor(batch: b), epsilon.channelMajor(batch: b), svd.form, raw: svd.raw,
+                                                       a: root, sigmaY: sigmaY, sigmaT: sigmaT, eta: eta)
+                    let x0b = x0.channelMajor(batch: b)
+                    next.setChannelMajor((0..<x0b.count).map { root * (x0b[$0] - lambda[$0]) + stochastic[$0] }, batch: b)
+                }
+                x = next
+                evaluations += 1
+                progress(evaluations, total)
+                continue
+            }
             if let blocks {
                 // ddnm_plus_diffusion: x̂0 = x0 − Λ A†(A x0 − y) (Eq. 17), x_{t−1} = √ᾱ' x̂0 + Λ_noise(z, ε) (Eq. 51 of the code).
                 let root = aNext.squareRoot(), sigmaT = (1 - aNext).squareRoot()

@@ -347,3 +347,86 @@ public struct SVDOperator: DegradationOperator {
         return x
     }
 }
+
+/// DDNM+'s Λ and Λ_noise on an SVD form (the per-singular rules of `DDNMPlusSpectral`, in the spectral layout),
+/// for operators whose SVD is not block-local (Walsh–Hadamard CS). `raw` is the official Λ_noise's gather of
+/// z and ε into the spectral layout without the Vᵀ rotation (the quirk kept by `DDNMPlusSpectral.noise`).
+public enum DDNMPlusSVD {
+    static func rules(_ s: Float, a: Float, sigmaY: Float, sigmaT: Float, eta: Float) -> (lambda: Float, d1: Float, d2: Float) {
+        let root = (1 - eta * eta).squareRoot()
+        guard a != 0, sigmaY != 0 else { return (1, sigmaT * eta, sigmaT * root) }
+        let inverse: Float = s == 0 ? 0 : 1 / s
+        let lambda: Float = sigmaT < a * sigmaY * inverse ? s * sigmaT * root / a / sigmaY : 1
+        var (d1, d2) = (sigmaT * eta, sigmaT * root)
+        if sigmaT < a * sigmaY * inverse { d2 = 0 }
+        if sigmaT > a * sigmaY * inverse { d1 = max(0, sigmaT * sigmaT - a * a * sigmaY * sigmaY * inverse * inverse).squareRoot(); d2 = 0 }
+        if s == 0 { (d1, d2) = (sigmaT * eta, sigmaT * root) }
+        return (lambda, d1, d2)
+    }
+
+    /// Λ v = V diag(λ) Vᵀ v (channel-major vectors).
+    public static func lambda(_ v: [Float], _ form: any SVDForm, a: Float, sigmaY: Float, sigmaT: Float, eta: Float) -> [Float] {
+        let s = form.singulars()
+        var spectral = form.vt(v)
+        for k in 0..<spectral.count { spectral[k] *= rules(k < s.count ? s[k] : 0, a: a, sigmaY: sigmaY, sigmaT: sigmaT, eta: eta).lambda }
+        return form.v(spectral)
+    }
+
+    /// Λ_noise(z, ε) = V(d₁ ⊙ raw(z) + d₂ ⊙ raw(ε)).
+    public static func noise(_ z: [Float], _ epsilon: [Float], _ form: any SVDForm, raw: ([Float]) -> [Float],
+                             a: Float, sigmaY: Float, sigmaT: Float, eta: Float) -> [Float] {
+        let s = form.singulars()
+        let rz = raw(z), re = raw(epsilon)
+        var spectral = [Float](repeating: 0, count: rz.count)
+        for k in 0..<spectral.count {
+            let r = rules(k < s.count ? s[k] : 0, a: a, sigmaY: sigmaY, sigmaT: sigmaT, eta: eta)
+            spectral[k] = r.d1 * rz[k] + r.d2 * re[k]
+        }
+        return form.v(spectral)
+    }
+}
+
+extension WalshHadamardSVD {
+    /// The official Λ_noise's raw gather: sample perm[k] of each channel to position k·C + c, no transform.
+    public func raw(_ x: [Float]) -> [Float] {
+        var out = [Float](repeating: 0, count: x.count)
+        for c in 0..<channels { for k in 0..<count { out[k * channels + c] = x[c * count + operatorValue.permutation[k]] } }
+        return out
+    }
+}
+
+/// An operator that offers its SVD form (and the official Λ_noise gather) for DDNM+ on the SVD path.
+public protocol SVDFormProviding {
+    func svdForm(imageShape: [Int]) throws -> (form: any SVDForm, raw: ([Float]) -> [Float])
+}
+
+extension WalshHadamardCSOperator: SVDFormProviding {
+    public func svdForm(imageShape: [Int]) throws -> (form: any SVDForm, raw: ([Float]) -> [Float]) {
+        _ = try observationShape(for: imageShape)
+        let svd = WalshHadamardSVD(self, channels: imageShape[3])
+        return (svd, svd.raw)
+    }
+}
+
+extension DeferredWHTOperator: SVDFormProviding {
+    public func svdForm(imageShape: [Int]) throws -> (form: any SVDForm, raw: ([Float]) -> [Float]) {
+        _ = try observationShape(for: imageShape)
+        return try sized(imageShape[1]).svdForm(imageShape: imageShape)
+    }
+}
+
+extension Tensor {
+    /// Sample `b` of an NHWC tensor as a channel-major vector (the official layout).
+    public func channelMajor(batch b: Int) -> [Float] {
+        let (h, w, c) = (shape[1], shape[2], shape[3])
+        var v = [Float](repeating: 0, count: h * w * c)
+        for ch in 0..<c { for p in 0..<(h * w) { v[ch * h * w + p] = data[(b * h * w + p) * c + ch] } }
+        return v
+    }
+
+    /// Writes a channel-major vector into sample `b` of this NHWC tensor.
+    public func setChannelMajor(_ v: [Float], batch b: Int) {
+        let (h, w, c) = (shape[1], shape[2], shape[3])
+        for ch in 0..<c { for p in 0..<(h * w) { data[(b * h * w + p) * c + ch] = v[ch * h * w + p] } }
+    }
+}

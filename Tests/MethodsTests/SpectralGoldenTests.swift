@@ -24,7 +24,7 @@ final class SpectralGoldenTests: XCTestCase {
         return Fixture(tensors: tensors, operators: operators)
     }()
 
-    private func fixture() throws -> Fixture {
+    fileprivate func fixture() throws -> Fixture {
         guard let f = Self.fixture else { throw FixtureMissing("fixtures missing: run Tools/reference/make_ddnm_fixtures.py") }
         return f
     }
@@ -36,7 +36,7 @@ final class SpectralGoldenTests: XCTestCase {
         return out
     }
 
-    private func t(_ f: Fixture, _ key: String) throws -> Tensor {
+    fileprivate func t(_ f: Fixture, _ key: String) throws -> Tensor {
         guard let value = f.tensors[key] else { throw FixtureMissing("fixture has no \(key)") }
         return value
     }
@@ -337,6 +337,25 @@ extension SVDFormGoldenTests {
             let sorted = try official("\(prefix).state._singulars")
             XCTAssertEqual(f.tensors["\(prefix).singulars"]?.values, sorted + sorted + sorted, "\(prefix): the official list is tiled")
             XCTAssertEqual(svd.singulars(), sorted.flatMap { [$0, $0, $0] })
+        }
+    }
+}
+
+extension SpectralGoldenTests {
+    func testWalshHadamardLambdaMatchesOfficial() throws {
+        let f = try fixture()
+        let svd = WalshHadamardSVD(try CompressedSensingGoldenTests.officialOperator())
+        let vec = try t(f, "lambda_inputs.vec").values, z = try t(f, "lambda_inputs.z").values, eps = try t(f, "lambda_inputs.eps").values
+        for k in 0..<3 {
+            let args = try t(f, "wht.lambda.\(k).args").values
+            let lambda = DDNMPlusSVD.lambda(vec, svd, a: args[0], sigmaY: args[1], sigmaT: args[2], eta: args[3])
+            let noise = DDNMPlusSVD.noise(z, eps, svd, raw: svd.raw, a: args[0], sigmaY: args[1], sigmaT: args[2], eta: args[3])
+            for (name, got, key) in [("Λ", lambda, "wht.lambda.\(k).out"), ("Λ_noise", noise, "wht.lambda_noise.\(k).out")] {
+                let want = try t(f, key).values
+                let maxRef = want.map(abs).max() ?? 0, maxDiff = zip(got, want).map { abs($0 - $1) }.max() ?? .infinity
+                XCTAssertGreaterThan(maxRef, 0.05)
+                XCTAssertLessThanOrEqual(maxDiff, 1e-5 * max(maxRef, 1), "wht \(name) \(k): max|Δ| \(maxDiff)")
+            }
         }
     }
 }
