@@ -430,3 +430,55 @@ extension Tensor {
         for ch in 0..<c { for p in 0..<(h * w) { data[(b * h * w + p) * c + ch] = v[ch * h * w + p] } }
     }
 }
+
+/// `CS` (block compressed sensing): per channel and 32×32 block (row-major blocks, row-major samples), the
+/// block rotated by V_smallᵀ; spectral order: every block's first M components ([c][block][k < M]), then the
+/// rest ([c][block][k ≥ M]). U = I, singulars 1. `vSmall` is the full orthonormal 1024×1024 matrix.
+public struct BlockCSSVD: SVDForm, Sendable {
+    public let channels: Int, side: Int, kept: Int
+    public let vSmall: [Float]
+
+    public init(channels: Int, side: Int, kept: Int, vSmall: [Float]) {
+        self.channels = channels
+        self.side = side
+        self.kept = kept
+        self.vSmall = vSmall
+    }
+
+    var blocks: Int { (side / 32) * (side / 32) }
+
+    func pixel(_ c: Int, _ block: Int, _ i: Int) -> Int {
+        let across = side / 32, (by, bx) = (block / across, block % across), (r, q) = (i / 32, i % 32)
+        return c * side * side + (by * 32 + r) * side + bx * 32 + q
+    }
+
+    func spectral(_ c: Int, _ block: Int, _ k: Int) -> Int {
+        let m = c * blocks + block
+        return k < kept ? m * kept + k : channels * blocks * kept + m * (1024 - kept) + (k - kept)
+    }
+
+    public func singulars() -> [Float] { [Float](repeating: 1, count: channels * blocks * kept) }
+
+    public func vt(_ x: [Float]) -> [Float] {
+        var out = [Float](repeating: 0, count: x.count)
+        for c in 0..<channels { for b in 0..<blocks { for k in 0..<1024 {
+            var sum: Float = 0
+            for i in 0..<1024 { sum += vSmall[i * 1024 + k] * x[pixel(c, b, i)] }
+            out[spectral(c, b, k)] = sum
+        } } }
+        return out
+    }
+
+    public func v(_ s: [Float]) -> [Float] {
+        var out = [Float](repeating: 0, count: s.count)
+        for c in 0..<channels { for b in 0..<blocks { for i in 0..<1024 {
+            var sum: Float = 0
+            for k in 0..<1024 { sum += vSmall[i * 1024 + k] * s[spectral(c, b, k)] }
+            out[pixel(c, b, i)] = sum
+        } } }
+        return out
+    }
+
+    public func ut(_ y: [Float]) -> [Float] { y }
+    public func u(_ s: [Float]) -> [Float] { s }
+}

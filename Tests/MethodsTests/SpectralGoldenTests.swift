@@ -359,3 +359,15 @@ extension SpectralGoldenTests {
         }
     }
 }
+
+extension SVDFormGoldenTests {
+    func testBlockCSSVDMatchesOfficialWithTheDCTBasis() throws {
+        let n = 1024
+        var v = [Float](repeating: 0, count: n * n)  // V_small[i, k] = c_k cos(π (2i + 1) k / 2048)
+        for i in 0..<n { for k in 0..<n {
+            let ck = k == 0 ? (1.0 / Double(n)).squareRoot() : (2.0 / Double(n)).squareRoot()
+            v[i * n + k] = Float(ck * cos(Double.pi * Double(2 * i + 1) * Double(k) / Double(2 * n)))
+        } }
+        try check("csblock", BlockCSSVD(channels: 3, side: 32, kept: 256, vSmall: v))
+    }
+}
