@@ -321,16 +321,9 @@ public struct SVDOperator: DegradationOperator {
         return imageShape
     }
 
-    func chw(_ x: Tensor) -> [Float] {
-        let (h, w, c) = (x.shape[1], x.shape[2], x.shape[3])
-        var v = [Float](repeating: 0, count: h * w * c)
-        for ch in 0..<c { for p in 0..<(h * w) { v[ch * h * w + p] = x.data[p * c + ch] } }
-        return v
-    }
-
     public func apply(_ x: Tensor) throws -> Tensor {
         let shape = try observationShape(for: x.shape)
-        let spectral = form.vt(chw(x))
+        let spectral = form.vt(x.channelMajor(batch: 0))
         let scaled = (0..<singularValues.count).map { singularValues[$0] * spectral[$0] }
         return try Tensor(shape: shape, values: form.u(scaled))
     }
@@ -340,10 +333,8 @@ public struct SVDOperator: DegradationOperator {
         let rotated = form.ut(y.values)
         var spectral = [Float](repeating: 0, count: shape[1] * shape[2] * shape[3])
         for k in 0..<singularValues.count where singularValues[k] != 0 { spectral[k] = rotated[k] / singularValues[k] }
-        let v = form.v(spectral)
-        let (h, w, c) = (shape[1], shape[2], shape[3])
         let x = try Tensor(uninitializedShape: shape)
-        for ch in 0..<c { for p in 0..<(h * w) { x.data[p * c + ch] = v[ch * h * w + p] } }
+        x.setChannelMajor(form.v(spectral), batch: 0)
         return x
     }
 }

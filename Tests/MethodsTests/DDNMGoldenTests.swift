@@ -27,10 +27,9 @@ final class DDNMGoldenTests: XCTestCase {
         func json(_ key: String) -> [String: Any] {
             (try? JSONSerialization.jsonObject(with: Data((file.metadata[key] ?? "{}").utf8))) as? [String: Any] ?? [:]
         }
-        if let operators = try? Checkpoint(path: folder.appendingPathComponent("operators.safetensors").path), let state = try? operators.stateDict() {
-            tensors["inpaint.mask"] = try? state["inpaint.mask"]?.floatTensor(shape: [16, 16])
-            tensors["sr2.V_small"] = try? state["sr2.state.V_small"]?.floatTensor()  // the official LAPACK basis
-        }
+        // From the operators fixture, already loaded by SpectralGoldenTests.
+        tensors["inpaint.mask"] = try? SpectralGoldenTests.fixture?.tensors["inpaint.mask"]?.view(as: [16, 16])
+        tensors["sr2.V_small"] = SpectralGoldenTests.fixture?.tensors["sr2.state.V_small"]  // the official LAPACK basis
         return Golden(tensors: tensors, cases: json("cases"), modelConfig: json("model_config"), folder: folder)
     }()
 
@@ -41,10 +40,8 @@ final class DDNMGoldenTests: XCTestCase {
 
     /// NCHW [1, C, H, W] → NHWC.
     static func nhwc(_ t: Tensor) throws -> Tensor {
-        let (c, h, w) = (t.shape[1], t.shape[2], t.shape[3])
-        let out = try Tensor(uninitializedShape: [1, h, w, c])
-        for k in 0..<c { for p in 0..<(h * w) { out.data[p * c + k] = t.data[k * h * w + p] } }
-        return out
+        guard t.shape.count == 4, t.shape[2] == t.shape[3] else { throw FixtureMissing("expected a square NCHW fixture, got \(t.shape)") }
+        return try TestSupport.image(fromCHW: t, channels: t.shape[1], side: t.shape[2])
     }
 
     private func tensor(_ g: Golden, _ key: String) throws -> Tensor {

@@ -7,12 +7,8 @@ import XCTest
 /// Any-kernel deblurring through the FFT: Ã is a circular convolution with the kernel centred, truncated
 /// at |K̂| < τ; the properties the DDNM decomposition relies on hold for Ã.
 final class FFTBlurTests: XCTestCase {
-    private func random(_ shape: [Int], seed: UInt64) throws -> Tensor {
-        var g = SeededGaussian(seed: seed)
-        return try g.next(shape: shape)
-    }
-
-    private func maxDifference(_ a: Tensor, _ b: Tensor) -> Float { zip(a.values, b.values).map { abs($0 - $1) }.max() ?? .infinity }
+    private func random(_ shape: [Int], seed: UInt64) throws -> Tensor { try TestSupport.random(shape, seed: seed) }
+    private func maxDifference(_ a: Tensor, _ b: Tensor) -> Float { TestSupport.maxDifference(a, b) }
 
     func testMatchesDirectCircularConvolutionWhenNothingIsTruncated() throws {
         // 0.6·δ + 0.4·(a smooth 3×3): |K̂| ≥ 0.2 > τ everywhere, so Ã = A.

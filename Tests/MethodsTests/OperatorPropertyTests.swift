@@ -6,14 +6,11 @@ import XCTest
 /// Property tests of the degradation operators on random tensors: A A† A = A, A† A A† = A†, and the
 /// shapes each spec produces.
 final class OperatorPropertyTests: XCTestCase {
-    private func random(_ shape: [Int], seed: UInt64) throws -> Tensor {
-        var g = SeededGaussian(seed: seed)
-        return try g.next(shape: shape)
-    }
+    private func random(_ shape: [Int], seed: UInt64) throws -> Tensor { try TestSupport.random(shape, seed: seed) }
 
     private func maxAbsDifference(_ a: Tensor, _ b: Tensor) -> Float {
         XCTAssertEqual(a.shape, b.shape)
-        return zip(a.values, b.values).map { abs($0 - $1) }.max() ?? .infinity
+        return TestSupport.maxDifference(a, b)
     }
 
     private func keepMask(_ h: Int, _ w: Int) throws -> Tensor {

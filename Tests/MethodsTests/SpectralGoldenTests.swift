@@ -31,9 +31,7 @@ final class SpectralGoldenTests: XCTestCase {
 
     /// A channel-major [1, C·H·W] vector (the official layout) as an NHWC [1, H, W, C] tensor.
     static func image(fromCHW v: Tensor, channels c: Int = 3, side: Int = 16) throws -> Tensor {
-        let out = try Tensor(uninitializedShape: [1, side, side, c])
-        for k in 0..<c { for p in 0..<(side * side) { out.data[p * c + k] = v.data[k * side * side + p] } }
-        return out
+        try TestSupport.image(fromCHW: v, channels: c, side: side)
     }
 
     fileprivate func t(_ f: Fixture, _ key: String) throws -> Tensor {
