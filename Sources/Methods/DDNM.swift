@@ -87,14 +87,17 @@ public struct DDNMSampler {
         // DDNM+ on the SVD path needs the operator's block SVD.
         var blocks: SpectralBlocks?
         var svd: (form: any SVDForm, raw: ([Float]) -> [Float])?
+        var plus: (any DDNMPlusProviding)?
         if variant == .svd, sigmaY > 0 {
             if let spectral = a as? any SpectralOperator {
                 let own = try spectral.spectralBlocks(imageShape: imageShape)
                 blocks = adjustSpectralBlocks?(own) ?? own
             } else if let providing = a as? any SVDFormProviding {
                 svd = try providing.svdForm(imageShape: imageShape)
+            } else if let own = a as? any DDNMPlusProviding, own.ddnmPlusAvailable(imageShape: imageShape) {
+                plus = own
             } else {
-                throw SamplerError("DDNM+ (σy > 0) on the SVD path supports pool, gray, mask, noise and cs-wht (the official operators with a Λ); use --simplified for \(a.spec)")
+                throw SamplerError("DDNM+ (σy > 0) on the SVD path supports pool, gray, mask, noise, cs-wht, bicubic and the separable blurs; use --simplified for \(a.spec)")
             }
         }
         var x = try noise.next(shape: imageShape)  // x_T
@@ -129,6 +132,18 @@ public struct DDNMSampler {
                     next.setChannelMajor((0..<x0b.count).map { root * (x0b[$0] - lambda[$0]) + stochastic[$0] }, batch: b)
                 }
                 x = next
+                evaluations += 1
+                progress(evaluations, total)
+                continue
+            }
+            if let plus {
+                // The same step with the operator's own Λ / Λ_noise (separable blurs and bicubic).
+                let root = aNext.squareRoot(), sigmaT = (1 - aNext).squareRoot()
+                let correction = try a.pseudoInverse(try subtract(try a.apply(x0), y))
+                let x0Hat = try subtract(x0, try plus.ddnmPlusLambda(correction, a: root, sigmaY: sigmaY, sigmaT: sigmaT, eta: eta))
+                let z = try noise.next(shape: imageShape)
+                let stochastic = try plus.ddnmPlusNoise(z, epsilon, a: root, sigmaY: sigmaY, sigmaT: sigmaT, eta: eta)
+                x = try axpby(root, x0Hat, 1, stochastic)
                 evaluations += 1
                 progress(evaluations, total)
                 continue

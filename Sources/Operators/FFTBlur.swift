@@ -11,13 +11,16 @@ import Foundation
 /// Boundary: **periodic** — the image is treated as wrapping around, so a blurred photo whose edges do not
 /// match the wrap sees Ã explain its border rows less well (visible in the consistency report near the
 /// edges). The kernel's centre (index ⌊k/2⌋ in each axis) is the output pixel, as a "same" convolution.
-public final class FFTBlurOperator: DegradationOperator, @unchecked Sendable {
+public final class FFTBlurOperator: DDNMPlusProviding, @unchecked Sendable {
     public let spec: String
     public let height: Int, width: Int
     public let threshold: Float
     /// The kernel's transform, kept frequencies only (H × (W/2 + 1) complex, interleaved re/im).
     private let filter: [Float]
     private let inverseFilter: [Float]
+    /// |K̂| per frequency bin, untruncated (DDNM+'s Λ works on these, as the official Deblurring's on its
+    /// untruncated singulars).
+    private let magnitudes: [Float]
     private let real: UnsafeMutablePointer<Float>
     private let spectrum: UnsafeMutableRawPointer
     private let forward: OpaquePointer
@@ -59,8 +62,10 @@ public final class FFTBlurOperator: DegradationOperator, @unchecked Sendable {
         let values = spectrum.assumingMemoryBound(to: Float.self)
         var filter = [Float](repeating: 0, count: 2 * height * columns), inverse = filter
         var dropped = 0
+        var magnitudes = [Float](repeating: 0, count: height * columns)
         for i in 0..<(height * columns) {
             let re = values[2 * i], im = values[2 * i + 1], magnitude2 = re * re + im * im
+            magnitudes[i] = magnitude2.squareRoot()
             if magnitude2.squareRoot() >= threshold {
                 filter[2 * i] = re; filter[2 * i + 1] = im
                 inverse[2 * i] = re / magnitude2; inverse[2 * i + 1] = -im / magnitude2
@@ -70,6 +75,7 @@ public final class FFTBlurOperator: DegradationOperator, @unchecked Sendable {
         }
         self.filter = filter
         inverseFilter = inverse
+        self.magnitudes = magnitudes
         droppedFraction = Double(dropped) / Double(height * columns)
     }
 
@@ -94,6 +100,29 @@ public final class FFTBlurOperator: DegradationOperator, @unchecked Sendable {
     public func imageShape(for s: [Int]) throws -> [Int] { try observationShape(for: s) }
     public func apply(_ x: Tensor) throws -> Tensor { try filtered(x, filter) }
     public func pseudoInverse(_ y: Tensor) throws -> Tensor { try filtered(y, inverseFilter) }
+
+    /// F⁻¹ diag(f(|K̂|)) F: a real, conjugate-symmetric filter, so the result is real.
+    private func magnitudeFilter(_ f: (Float) -> Float) -> [Float] {
+        var g = [Float](repeating: 0, count: 2 * magnitudes.count)
+        for i in 0..<magnitudes.count { g[2 * i] = f(magnitudes[i]) }
+        return g
+    }
+
+    /// DDNM+ with any kernel: the SVD of the circular convolution is the Fourier basis with singulars |K̂|
+    /// (V = F⁻¹ up to normalisation), so Λ = F⁻¹ diag(λ(|K̂|)) F with the per-singular rules of the official
+    /// operators. There is no official FFT operator; Λ_noise here rotates z and ε (the paper's form, not
+    /// the official unrotated-noise quirk, which has no meaning without an official basis).
+    public func ddnmPlusLambda(_ vector: Tensor, a: Float, sigmaY: Float, sigmaT: Float, eta: Float) throws -> Tensor {
+        try filtered(vector, magnitudeFilter { DDNMPlusSVD.rules($0, a: a, sigmaY: sigmaY, sigmaT: sigmaT, eta: eta).lambda })
+    }
+
+    public func ddnmPlusNoise(_ z: Tensor, _ epsilon: Tensor, a: Float, sigmaY: Float, sigmaT: Float, eta: Float) throws -> Tensor {
+        let first = try filtered(z, magnitudeFilter { DDNMPlusSVD.rules($0, a: a, sigmaY: sigmaY, sigmaT: sigmaT, eta: eta).d1 })
+        let second = try filtered(epsilon, magnitudeFilter { DDNMPlusSVD.rules($0, a: a, sigmaY: sigmaY, sigmaT: sigmaT, eta: eta).d2 })
+        return try axpby(1, first, 1, second)
+    }
+
+    public func ddnmPlusAvailable(imageShape: [Int]) -> Bool { (try? observationShape(for: imageShape)) != nil }
 
     /// F⁻¹(G ⊙ F(plane)) for every (batch, channel) plane.
     private func filtered(_ x: Tensor, _ g: [Float]) throws -> Tensor {

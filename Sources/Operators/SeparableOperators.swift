@@ -43,6 +43,28 @@ enum SmallSVD {
         return (u, singular, vSorted)
     }
 
+    /// An orthonormal n×n basis whose first `columns` columns are those of `q` (n×columns, orthonormal):
+    /// the rest by Gram–Schmidt on the unit vectors, taken in order (deterministic).
+    static func completedBasis(_ q: [Double], rows n: Int, columns r: Int) -> [Double] {
+        var basis = [[Double]]()
+        for k in 0..<r { basis.append((0..<n).map { q[$0 * r + k] }) }
+        var unit = 0
+        while basis.count < n, unit < n {
+            var e = [Double](repeating: 0, count: n)
+            e[unit] = 1
+            unit += 1
+            for _ in 0..<2 { for b in basis {
+                let dot = zip(b, e).reduce(0) { $0 + $1.0 * $1.1 }
+                for i in 0..<n { e[i] -= dot * b[i] }
+            } }
+            let norm = e.reduce(0) { $0 + $1 * $1 }.squareRoot()
+            if norm > 1e-6 { basis.append(e.map { $0 / norm }) }
+        }
+        var out = [Double](repeating: 0, count: n * n)
+        for (k, b) in basis.enumerated() { for i in 0..<n { out[i * n + k] = b[i] } }
+        return out
+    }
+
     static func transpose(_ a: [Double], _ m: Int, _ n: Int) -> [Double] {
         var t = [Double](repeating: 0, count: m * n)
         for i in 0..<m { for j in 0..<n { t[j * m + i] = a[i * n + j] } }
@@ -59,18 +81,25 @@ public struct SeparableOperator: DegradationOperator {
     /// The truncated 1-D matrices (rows × columns, row-major) and their pseudo-inverses.
     let vertical: (a: [Float], pinv: [Float], rows: Int, columns: Int)
     let horizontal: (a: [Float], pinv: [Float], rows: Int, columns: Int)
+    /// The untruncated right-singular bases of the 1-D matrices (DDNM+'s Λ works in them).
+    public internal(set) var spectrum: SeparableSpectrum
 
     /// - Parameters: `verticalMatrix` acts on columns (rows × height), `horizontalMatrix` on rows (rows × width).
     public init(spec: String, verticalMatrix: [Float], verticalRows: Int, height: Int,
                 horizontalMatrix: [Float], horizontalRows: Int, width: Int, threshold: Float = 3e-2) {
         self.spec = spec
-        vertical = Self.truncate(verticalMatrix, verticalRows, height, threshold)
-        horizontal = Self.truncate(horizontalMatrix, horizontalRows, width, threshold)
+        let (v, vBasis) = Self.truncate(verticalMatrix, verticalRows, height, threshold)
+        let (h, hBasis) = Self.truncate(horizontalMatrix, horizontalRows, width, threshold)
+        (vertical, horizontal) = (v, h)
+        spectrum = SeparableSpectrum(vertical: vBasis, horizontal: hBasis)
     }
 
-    static func truncate(_ a: [Float], _ m: Int, _ n: Int, _ threshold: Float) -> (a: [Float], pinv: [Float], rows: Int, columns: Int) {
+    static func truncate(_ a: [Float], _ m: Int, _ n: Int, _ threshold: Float)
+        -> ((a: [Float], pinv: [Float], rows: Int, columns: Int), SeparableSpectrum.Axis) {
         let (u, s, v) = SmallSVD.decompose(a.map(Double.init), rows: m, columns: n)
         let r = min(m, n)
+        let axis = SeparableSpectrum.Axis(size: n, v: SmallSVD.completedBasis(v, rows: n, columns: r).map(Float.init),
+                                          singulars: (0..<n).map { $0 < r ? Float(s[$0]) : 0 })
         var truncated = [Float](repeating: 0, count: m * n), pinv = [Float](repeating: 0, count: n * m)
         for k in 0..<r where s[k] >= Double(threshold) {
             for i in 0..<m { for j in 0..<n {
@@ -78,7 +107,7 @@ public struct SeparableOperator: DegradationOperator {
                 pinv[j * m + i] += Float(v[j * r + k] / s[k] * u[i * r + k])
             } }
         }
-        return (truncated, pinv, m, n)
+        return ((truncated, pinv, m, n), axis)
     }
 
     public func observationShape(for s: [Int]) throws -> [Int] {

@@ -161,4 +161,32 @@ final class SVDPathDDNMPlusTests: XCTestCase {
         }
         XCTAssertGreaterThan(zip(results[0], results[1]).map { abs($0 - $1) }.max() ?? 0, 1e-3)
     }
+
+    /// The same for the separable blurs, bicubic and the FFT kernel path (their own Λ / Λ_noise); a
+    /// composite without a Λ is refused with one line.
+    func testSeparableAndFFTDDNMPlusRunAndDependOnSigmaY() throws {
+        for spec in ["blur:gauss", "bicubic:2", "blur:motion:5:30"] {
+            let a = try OperatorSpec.parse(spec, loadMask: { _ in throw OperatorError("no mask") })
+            var source = SeededGaussian(seed: 5)
+            let clean = try scale(try source.next(shape: [1, 16, 16, 3]), by: 0.5)
+            let y = try a.apply(clean)
+            var results: [[Float]] = []
+            for sigmaY: Float in [0, 0.2] {
+                var noise = SeededGaussian(seed: 11)
+                let sampler = try DDNMSampler(timesteps: try TimeTravelSchedule(samplingSteps: 5), sigmaY: sigmaY)
+                let x = try sampler.sample(observation: y, operator: a, imageShape: [1, 16, 16, 3],
+                                           predictNoise: { x, _ in try scale(x, by: 0.1) }, noise: &noise)
+                XCTAssertTrue(x.values.allSatisfy(\.isFinite), spec)
+                results.append(x.values)
+            }
+            XCTAssertGreaterThan(zip(results[0], results[1]).map { abs($0 - $1) }.max() ?? 0, 1e-3, spec)
+        }
+        let composite = try OperatorSpec.parse("gray,pool:2", loadMask: { _ in throw OperatorError("no mask") })
+        let sampler = try DDNMSampler(timesteps: try TimeTravelSchedule(samplingSteps: 2), sigmaY: 0.2)
+        var noise = SeededGaussian(seed: 1)
+        XCTAssertThrowsError(try sampler.sample(observation: try Tensor(shape: [1, 8, 8, 1], repeating: 0), operator: composite,
+                                                imageShape: [1, 16, 16, 3], predictNoise: { x, _ in x }, noise: &noise)) {
+            XCTAssertTrue("\($0)".contains("--simplified"))
+        }
+    }
 }

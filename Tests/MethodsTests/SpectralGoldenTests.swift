@@ -146,6 +146,66 @@ final class SeparableGoldenTests: XCTestCase {
     func testGaussianDeblurMatchesOfficialMatrices() throws { try compareBlur("deblur_gauss", "blur:gauss") }
     func testAnisotropicDeblurMatchesOfficialMatrices() throws { try compareBlur("deblur_aniso", "blur:aniso", twoKernels: true) }
 
+    /// DDNM+ on the official Deblurring (uniform, Gaussian): Λ with our own (Jacobi) bases — Λ does not depend
+    /// on the basis — and Λ_noise with the official LAPACK V_small injected (it does, through the raw noise).
+    private func checkSeparableLambda(_ prefix: String, _ spec: String) throws {
+        let f = try XCTUnwrap(SpectralGoldenTests.fixture)
+        func t(_ f: SpectralGoldenTests.Fixture, _ key: String) throws -> Tensor {
+            guard let value = f.tensors[key] else { throw FixtureMissing("fixture has no \(key)") }
+            return value
+        }
+        guard let sized = try OperatorSpec.parse(spec, referenceExact: true, loadMask: { _ in throw OperatorError("no mask") }) as? SizedOperator,
+              let a = try sized.sized(height: 16, width: 16) as? SeparableOperator else { return XCTFail("\(spec) is not separable") }
+        let officialV = try t(f, "\(prefix).state.V_small").values
+        var injected = a.spectrum
+        injected.vertical.v = officialV
+        injected.horizontal.v = officialV
+        // Our untruncated 1-D singulars equal the official `singulars_small_orig`.
+        let officialS = try t(f, "\(prefix).state.singulars_small_orig").values
+        XCTAssertLessThan(zip(a.spectrum.vertical.singulars, officialS).map { abs($0 - $1) }.max() ?? 1, 1e-5)
+        let vec = try SpectralGoldenTests.image(fromCHW: try t(f, "lambda_inputs.vec"))
+        let z = try SpectralGoldenTests.image(fromCHW: try t(f, "lambda_inputs.z")), eps = try SpectralGoldenTests.image(fromCHW: try t(f, "lambda_inputs.eps"))
+        for k in 0..<3 {
+            let args = try t(f, "\(prefix).lambda.\(k).args").values  // a, σy, σt, η
+            let lambda = try a.ddnmPlusLambda(vec, a: args[0], sigmaY: args[1], sigmaT: args[2], eta: args[3])
+            let noise = try injected.noise(z, eps, a: args[0], sigmaY: args[1], sigmaT: args[2], eta: args[3])
+            for (name, got, key) in [("Λ", lambda, "\(prefix).lambda.\(k).out"), ("Λ_noise", noise, "\(prefix).lambda_noise.\(k).out")] {
+                let expected = try SpectralGoldenTests.image(fromCHW: try t(f, key))
+                let maxRef = expected.values.map(abs).max() ?? 0
+                let maxDiff = zip(got.values, expected.values).map { abs($0 - $1) }.max() ?? .infinity
+                XCTAssertGreaterThan(maxRef, 0.05, "\(prefix) \(name) \(k)")
+                XCTAssertLessThanOrEqual(maxDiff, 1e-4 * max(maxRef, 1), "\(prefix) \(name) call \(k): max|Δ| \(maxDiff)")
+            }
+            if k == 0 {  // the mixed-branch call really changes the vector
+                XCTAssertGreaterThan(zip(lambda.values, vec.values).map { abs($0 - $1) }.max() ?? 0, 1e-2, "\(prefix): Λ ≠ I")
+            }
+        }
+    }
+
+    func testUniformDeblurLambdaMatchesOfficial() throws { try checkSeparableLambda("deblur_uni", "blur:uni") }
+    func testGaussianDeblurLambdaMatchesOfficial() throws { try checkSeparableLambda("deblur_gauss", "blur:gauss") }
+
+    /// Properties of the separable Λ on every separable operator (bicubic too, whose V is completed):
+    /// λ = 1 everywhere when σy = 0; Λ is symmetric (⟨Λu, w⟩ = ⟨u, Λw⟩); Λ_noise with η = 0 and σy = 0 is
+    /// σ_t·(V_v ⊗ V_h) ε, whose norm is σ_t‖ε‖ (V orthonormal).
+    func testSeparableLambdaProperties() throws {
+        for spec in ["blur:gauss", "blur:aniso", "bicubic:2", "blur:box:5", "blur:motion:5:30"] {
+            let a = try XCTUnwrap(try OperatorSpec.parse(spec, loadMask: { _ in throw OperatorError("no mask") }) as? SizedOperator, spec)
+            XCTAssertTrue(a.ddnmPlusAvailable(imageShape: [1, 16, 16, 3]), spec)
+            let u = try TestSupport.random([1, 16, 16, 3], seed: 11), w = try TestSupport.random([1, 16, 16, 3], seed: 12)
+            let identity = try a.ddnmPlusLambda(u, a: 0.7, sigmaY: 0, sigmaT: 0.5, eta: 0.85)
+            XCTAssertLessThan(zip(identity.values, u.values).map { abs($0 - $1) }.max() ?? 1, 1e-4, "\(spec): Λ = I at σy = 0")
+            let lu = try a.ddnmPlusLambda(u, a: 0.95, sigmaY: 0.5, sigmaT: 0.31, eta: 0.85), lw = try a.ddnmPlusLambda(w, a: 0.95, sigmaY: 0.5, sigmaT: 0.31, eta: 0.85)
+            let left = zip(lu.values, w.values).reduce(Float(0)) { $0 + $1.0 * $1.1 }, right = zip(u.values, lw.values).reduce(Float(0)) { $0 + $1.0 * $1.1 }
+            XCTAssertEqual(left, right, accuracy: 1e-3 * abs(left) + 1e-3, "\(spec): Λ symmetric")
+            XCTAssertGreaterThan(zip(lu.values, u.values).map { abs($0 - $1) }.max() ?? 0, 1e-2, "\(spec): Λ ≠ I at σy > 0")
+            let zeros = try Tensor(shape: [1, 16, 16, 3], repeating: 0)
+            let n = try a.ddnmPlusNoise(zeros, w, a: 0.7, sigmaY: 0, sigmaT: 0.5, eta: 0)
+            let norm = { (t: Tensor) in t.values.reduce(Float(0)) { $0 + $1 * $1 }.squareRoot() }
+            XCTAssertEqual(norm(n), 0.5 * norm(w), accuracy: 1e-3 * norm(w), "\(spec): ‖Λ_noise‖ = σ_t‖ε‖")
+        }
+    }
+
     func testSmallSVDReconstructsTheMatrix() {
         let m = 5, n = 9
         let a = (0..<(m * n)).map { Double(($0 * 37) % 11) - 5 }
