@@ -28,6 +28,11 @@ public enum NetworkArchitecture: Sendable, Equatable {
     /// may say which. Unknown keys are ignored.
     public static func decode(jsonFile path: String) throws -> NetworkArchitecture {
         guard let data = FileManager.default.contents(atPath: path) else { throw CheckpointError.io(path: path, reason: "cannot read the model config") }
+        return try decode(json: data, origin: path)
+    }
+
+    /// The same from JSON bytes; `origin` names where they came from in errors.
+    public static func decode(json data: Data, origin path: String) throws -> NetworkArchitecture {
         guard let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
             throw CheckpointError.io(path: path, reason: "the model config is not a JSON object")
         }
@@ -123,7 +128,20 @@ public enum NetworkLoader {
         let checkpoint = try Checkpoint(path: path)
         let state = try checkpoint.stateDict(selection)
         let preset = try NetworkPreset.detect(state)
-        guard let chosen = architecture ?? preset?.architecture else {
+        // Our own exports carry their constructor arguments: the safetensors metadata key "unet"
+        // (Tools/train/train_prior.py), or a sidecar <name>.json next to the weights.
+        var described: NetworkArchitecture?
+        if architecture == nil, preset == nil {
+            if let unet = checkpoint.metadata["unet"] {
+                var object = (try? JSONSerialization.jsonObject(with: Data(unet.utf8))) as? [String: Any] ?? [:]
+                if object["family"] == nil, let family = checkpoint.metadata["family"] { object["family"] = family }
+                described = try NetworkArchitecture.decode(json: try JSONSerialization.data(withJSONObject: object), origin: "\(path) metadata")
+            } else {
+                let sidecar = (path as NSString).deletingPathExtension + ".json"
+                if FileManager.default.fileExists(atPath: sidecar) { described = try NetworkArchitecture.decode(jsonFile: sidecar) }
+            }
+        }
+        guard let chosen = architecture ?? preset?.architecture ?? described else {
             let family = ModelFamily.recognise(state).map { " (looks like \($0))" } ?? ""
             throw CheckpointError.stateDictNotFound(reason: "the weights match none of the presets\(family); known: \(NetworkPreset.all.map(\.name).joined(separator: ", ")) (\(path))")
         }

@@ -32,7 +32,7 @@ struct DDNMCommand: ParsableCommand {
     @Option(help: "The degradation operator A, e.g. pool:4, gray, mask:holes.png, noise, or mask:m.png,gray,pool:2.")
     var degradation: String
 
-    @Option(help: "A diffusion prior: an official checkpoint (.pt/.ckpt) or a converted .safetensors.")
+    @Option(help: "A diffusion prior: an official checkpoint (.pt/.ckpt) or a converted .safetensors (default: the bundled Models/adm64-prior.safetensors, 64² natural-photo patches).")
     var model: String?
 
     @Option(help: "Force the architecture of --model: \(NetworkPreset.all.map(\.name).joined(separator: ", ")) (default: detected).")
@@ -65,6 +65,12 @@ struct DDNMCommand: ParsableCommand {
     @Flag(help: "The input is a clean image: degrade it, restore, and report PSNR/SSIM against it.")
     var simulate = false
 
+    @Option(help: "Also write a side-by-side PNG: degraded (A†y at the output size) | restored | original (with --simulate).")
+    var sideBySide: String?
+
+    @Option(help: "Also write the observation y as an image (with --simulate: the degraded input the restoration saw).")
+    var saveObservation: String?
+
     @Flag(help: "Read mask images the official DDNM way: white (255) = keep.")
     var maskKeepWhite = false
 
@@ -93,15 +99,16 @@ struct DDNMCommand: ParsableCommand {
 
     func run() throws {
         try failingCleanly {
-            guard let model else {
-                throw CommandFailure("no bundled prior yet: pass --model FILE (e.g. 256x256_diffusion_uncond.pt or celeba_hq.ckpt)")
-            }
+            let model = try self.model ?? BundledModels.locate(BundledModels.defaultPrior)
             var forced = try preset.map { name -> NetworkArchitecture in
                 guard let p = NetworkPreset.named(name) else { throw CommandFailure("unknown preset \(name); known: \(NetworkPreset.all.map(\.name).joined(separator: ", "))") }
                 return p.architecture
             }
             if let modelConfig { forced = try NetworkArchitecture.decode(jsonFile: modelConfig) }
             let jobs = try io.jobs()
+            if jobs.count > 1, sideBySide != nil || saveObservation != nil {
+                throw CommandFailure("--side-by-side and --save-observation take one input image, not a folder")
+            }
             let variant: DDNMSampler.Variant = paper ? .paper : simplified ? .simplified : .svd
             let a = try OperatorSpec.parse(degradation, path: variant == .svd ? .svd : .simplified, referenceExact: referenceExact, seed: seed,
                                            loadMask: { path in try MaskImage.load(path, keepWhite: maskKeepWhite, maxPixels: io.maxPixels) },
@@ -126,7 +133,9 @@ struct DDNMCommand: ParsableCommand {
             for job in jobs {
                 for sample in 0..<samples {
                     let output = samples == 1 ? job.output : Self.suffixed(job.output, sample + 1)
-                    try restoreOne(input: job.input, output: output, operator: a, network: network, sampler: sampler,
+                    let extras = (observation: saveObservation.map { samples == 1 ? $0 : Self.suffixed($0, sample + 1) },
+                                  sideBySide: sideBySide.map { samples == 1 ? $0 : Self.suffixed($0, sample + 1) })
+                    try restoreOne(input: job.input, output: output, extras: extras, operator: a, network: network, sampler: sampler,
                                    seed: seed &+ UInt64(sample), modelName: (model as NSString).lastPathComponent, modelHash: modelHash,
                                    nativeSize: loaded.architecture.nativeSize)
                 }
@@ -139,13 +148,13 @@ struct DDNMCommand: ParsableCommand {
         return (path as NSString).deletingPathExtension + "-\(index)" + (ext.isEmpty ? "" : "." + ext)
     }
 
-    private func restoreOne(input: String, output: String, operator a: any DegradationOperator, network: any DiffusionNetwork,
+    private func restoreOne(input: String, output: String, extras: Extras, operator a: any DegradationOperator, network: any DiffusionNetwork,
                             sampler: DDNMSampler, seed: UInt64, modelName: String, modelHash: String, nativeSize: Int) throws {
         let start = Date()
         if (input as NSString).pathExtension.lowercased() == "safetensors" {
             guard !simulate else { throw CommandFailure("--simulate needs a clean image, not a coefficient file (\(input))") }
             let y = try Self.coefficients(input)
-            return try restore(observation: y, clean: nil, alpha: nil, bitDepth: 8, input: input, output: output, operator: a, network: network,
+            return try restore(observation: y, clean: nil, alpha: nil, bitDepth: 8, input: input, output: output, extras: extras, operator: a, network: network,
                                sampler: sampler, noise: SeededGaussian(seed: seed), modelName: modelName, modelHash: modelHash, nativeSize: nativeSize, start: start)
         }
         let image = try ImageReader.read(path: input, maxPixels: io.maxPixels)
@@ -166,7 +175,7 @@ struct DDNMCommand: ParsableCommand {
             }
             y = try Self.observation(observed, for: a)
         }
-        return try restore(observation: y, clean: clean, alpha: alpha, bitDepth: image.sourceBitDepth, input: input, output: output, operator: a,
+        return try restore(observation: y, clean: clean, alpha: alpha, bitDepth: image.sourceBitDepth, input: input, output: output, extras: extras, operator: a,
                            network: network, sampler: sampler, noise: noise, modelName: modelName, modelHash: modelHash, nativeSize: nativeSize, start: start)
     }
 
@@ -190,7 +199,9 @@ struct DDNMCommand: ParsableCommand {
         }
     }
 
-    private func restore(observation y: Tensor, clean: Tensor?, alpha: AlphaPlane?, bitDepth: Int, input: String, output: String,
+    typealias Extras = (observation: String?, sideBySide: String?)
+
+    private func restore(observation y: Tensor, clean: Tensor?, alpha: AlphaPlane?, bitDepth: Int, input: String, output: String, extras: Extras,
                          operator a: any DegradationOperator, network: any DiffusionNetwork, sampler: DDNMSampler, noise: SeededGaussian,
                          modelName: String, modelHash: String, nativeSize: Int, start: Date) throws {
         var noise = noise
@@ -225,19 +236,47 @@ struct DDNMCommand: ParsableCommand {
             if ssim.isFinite { report["ssim"] = ssim }  // undefined below 11×11 (the Gaussian window)
         }
         report["elapsed_s"] = Date().timeIntervalSince(start)
+        report["seconds_per_step"] = Date().timeIntervalSince(start) / Double(max(sampler.timesteps.networkEvaluations, 1))
         let irreducible = try subtract(try a.apply(try a.pseudoInverse(y)), y)  // ‖(I − ÃÃ†) y‖: what no x can explain
         report["irreducible_rms"] = (irreducible.values.reduce(0) { $0 + Double($1 * $1) } / Double(max(irreducible.count, 1))).squareRoot() / 2
         for (key, value) in report { if let number = value as? Double, !number.isFinite { report[key] = nil } }  // JSON has no NaN
         let result = Image.fromSignedRange(clamped.values, width: shape[2], height: shape[1], channels: 3, sourceBitDepth: bitDepth)
         let resizedAlpha = alpha.map { $0.width == shape[2] && $0.height == shape[1] ? $0 : $0.resized(width: shape[2], height: shape[1]) }
         try io.write(result.attachingAlpha(resizedAlpha), to: output, report: report, inputs: [input])
+        if let saveObservation = extras.observation, y.shape[1] > 0, y.shape[2] > 0, [1, 3].contains(y.shape[3]), !Self.observesCoefficients(a) {
+            let observed = Image.fromSignedRange(try clamp(y, to: -1...1).values, width: y.shape[2], height: y.shape[1], channels: y.shape[3])
+            try io.write(observed, to: saveObservation, report: report.merging(["panel": "observation y"]) { $1 }, inputs: [input, output])
+        }
+        if let sideBySide = extras.sideBySide {
+            let panels = [try a.pseudoInverse(y), clamped] + (clean.map { [$0] } ?? [])
+            try io.write(try Self.sideBySide(panels), to: sideBySide,
+                         report: report.merging(["panel": clean == nil ? "A†y | restored" : "A†y | restored | original"]) { $1 }, inputs: [input, output])
+        }
         if !io.quiet {
             var line = String(format: "ddnm: %@ → %@ (%d×%d, ‖Ax̂−y‖ %.4f", input, output, shape[2], shape[1], rms)
             if let p = report["psnr_db"] as? Double { line += String(format: ", PSNR %.2f dB", p) }
             if let s = report["ssim"] as? Double { line += String(format: ", SSIM %.4f", s) }
-            line += String(format: ", %.1f s)\n", Date().timeIntervalSince(start))
+            line += String(format: ", %.1f s, %.3f s/step)\n", Date().timeIntervalSince(start),
+                           Date().timeIntervalSince(start) / Double(max(sampler.timesteps.networkEvaluations, 1)))
             FileHandle.standardError.write(Data(line.utf8))
         }
+    }
+
+    /// Panels of the same height (first sample of each; gray panels shown as RGB) side by side, 4 px white gutters.
+    static func sideBySide(_ panels: [Tensor]) throws -> Image {
+        let height = panels.map { $0.shape[1] }.max() ?? 1, gutter = 4
+        let width = panels.map { $0.shape[2] }.reduce(0, +) + gutter * (panels.count - 1)
+        var pixels = [Float](repeating: 1, count: width * height * 3)
+        var left = 0
+        for panel in panels {
+            let (h, w, c) = (panel.shape[1], panel.shape[2], panel.shape[3])
+            for r in 0..<h { for x in 0..<w { for k in 0..<3 {
+                let value = panel.data[(r * w + x) * c + (c == 3 ? k : 0)]
+                pixels[(r * width + left + x) * 3 + k] = value.isFinite ? min(max((value + 1) / 2, 0), 1) : 0
+            } } }
+            left += w + gutter
+        }
+        return Image(width: width, height: height, channels: 3, pixels: pixels)
     }
 
     /// An image as a [1, H, W, C] tensor on the [-1, 1] scale.

@@ -1,0 +1,33 @@
+import Foundation
+
+/// Where the models shipped in the repository's `Models/` folder are found at run time.
+enum BundledModels {
+    /// The project's own prior, the default of `restore ddnm` (Models/adm64-prior.md).
+    static let defaultPrior = "adm64-prior.safetensors"
+
+    /// The folders searched, in order: $DIFFUSIONRESTORE_MODELS, `Models/` next to the executable's build
+    /// folder (a source checkout: .build/<config>/restore → Models/), `../share/diffusionrestore/Models`
+    /// (an install prefix), and `./Models`.
+    static func searchFolders() -> [String] {
+        var folders: [String] = []
+        if let env = ProcessInfo.processInfo.environment["DIFFUSIONRESTORE_MODELS"], !env.isEmpty { folders.append(env) }
+        let executable = URL(fileURLWithPath: CommandLine.arguments.first ?? "").resolvingSymlinksInPath().deletingLastPathComponent()
+        var folder = executable
+        for _ in 0..<5 {
+            folders.append(folder.appendingPathComponent("Models").path)
+            folder = folder.deletingLastPathComponent()
+        }
+        folders.append(executable.deletingLastPathComponent().appendingPathComponent("share/diffusionrestore/Models").path)
+        folders.append(FileManager.default.currentDirectoryPath + "/Models")
+        return folders
+    }
+
+    /// The path of a bundled model, or a one-line failure naming where it was looked for.
+    static func locate(_ name: String) throws -> String {
+        for folder in searchFolders() {
+            let path = (folder as NSString).appendingPathComponent(name)
+            if FileManager.default.isReadableFile(atPath: path) { return path }
+        }
+        throw CommandFailure("no --model given and the bundled prior \(name) was not found (looked in $DIFFUSIONRESTORE_MODELS, Models/ near the executable and ./Models); pass --model FILE")
+    }
+}
