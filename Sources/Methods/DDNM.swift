@@ -81,9 +81,13 @@ public struct DDNMSampler {
     }
 
     /// Restores x from y. `progress(done, total)` is called after each network evaluation.
+    ///
+    /// `known`: pixels fixed to given values (USDR's mask-shift: a window's overlap with finished windows);
+    /// they overwrite x̂0 after the correction at every step, as hq_demo does (gaussian_diffusion.py:344-380).
     public func sample(observation y: Tensor, operator a: any DegradationOperator, imageShape: [Int],
-                       predictNoise: NoisePredictor, noise: inout some GaussianSource,
+                       predictNoise: NoisePredictor, noise: inout some GaussianSource, known: KnownRegion? = nil,
                        progress: (Int, Int) -> Void = { _, _ in }) throws -> Tensor {
+        if let known { try known.check(imageShape) }
         // DDNM+ on the SVD path needs the operator's block SVD.
         var blocks: SpectralBlocks?
         var svd: (form: any SVDForm, raw: ([Float]) -> [Float])?
@@ -123,6 +127,7 @@ public struct DDNMSampler {
                 let root = aNext.squareRoot(), sigmaT = (1 - aNext).squareRoot()
                 let correction = try a.pseudoInverse(try subtract(try a.apply(x0), y))
                 let z = try noise.next(shape: imageShape)
+                guard known == nil else { throw SamplerError("known regions (tiling) are not supported with DDNM+ on an SVD form (\(a.spec))") }
                 let next = try Tensor(uninitializedShape: imageShape)
                 for b in 0..<imageShape[0] {
                     let lambda = DDNMPlusSVD.lambda(correction.channelMajor(batch: b), svd.form, a: root, sigmaY: sigmaY, sigmaT: sigmaT, eta: eta)
@@ -140,7 +145,7 @@ public struct DDNMSampler {
                 // The same step with the operator's own Λ / Λ_noise (separable blurs and bicubic).
                 let root = aNext.squareRoot(), sigmaT = (1 - aNext).squareRoot()
                 let correction = try a.pseudoInverse(try subtract(try a.apply(x0), y))
-                let x0Hat = try subtract(x0, try plus.ddnmPlusLambda(correction, a: root, sigmaY: sigmaY, sigmaT: sigmaT, eta: eta))
+                let x0Hat = try impose(known, on: try subtract(x0, try plus.ddnmPlusLambda(correction, a: root, sigmaY: sigmaY, sigmaT: sigmaT, eta: eta)))
                 let z = try noise.next(shape: imageShape)
                 let stochastic = try plus.ddnmPlusNoise(z, epsilon, a: root, sigmaY: sigmaY, sigmaT: sigmaT, eta: eta)
                 x = try axpby(root, x0Hat, 1, stochastic)
@@ -152,7 +157,7 @@ public struct DDNMSampler {
                 // ddnm_plus_diffusion: x̂0 = x0 − Λ A†(A x0 − y) (Eq. 17), x_{t−1} = √ᾱ' x̂0 + Λ_noise(z, ε) (Eq. 51 of the code).
                 let root = aNext.squareRoot(), sigmaT = (1 - aNext).squareRoot()
                 let correction = try a.pseudoInverse(try subtract(try a.apply(x0), y))
-                let x0Hat = try subtract(x0, try DDNMPlusSpectral.lambda(correction, blocks, a: root, sigmaY: sigmaY, sigmaT: sigmaT, eta: eta))
+                let x0Hat = try impose(known, on: try subtract(x0, try DDNMPlusSpectral.lambda(correction, blocks, a: root, sigmaY: sigmaY, sigmaT: sigmaT, eta: eta)))
                 let z = try noise.next(shape: imageShape)
                 let stochastic = try DDNMPlusSpectral.noise(z, epsilon, blocks, a: root, sigmaY: sigmaY, sigmaT: sigmaT, eta: eta,
                                                             denoising: a is IdentityOperator)
@@ -168,7 +173,7 @@ public struct DDNMSampler {
             } else {
                 (lambda, gamma) = (sigmaT / (aNext * sigmaY), 0)
             }
-            let x0Hat = try a.rangeNullCorrection(x0, observation: y, strength: lambda)  // Eq. 17
+            let x0Hat = try impose(known, on: try a.rangeNullCorrection(x0, observation: y, strength: lambda))  // Eq. 17
             let c1 = (1 - aNext).squareRoot() * eta, c2 = (1 - aNext).squareRoot() * (1 - eta * eta).squareRoot()
             // svd: γ = σ_t (σy = 0), so the scale is 1 — plain DDIM noise; paper: γ/σ_t; simplified: γ (the quirk).
             let noiseScale = variant == .simplified ? gamma : (sigmaT > 0 ? gamma / sigmaT : 0)
@@ -181,6 +186,33 @@ public struct DDNMSampler {
         }
         return x
     }
+}
+
+/// Pixels of x̂0 fixed to known values: `keep` is [H, W] (1 = known), `values` the image they take.
+public struct KnownRegion {
+    public let keep: [Float]
+    public let values: Tensor
+    public init(keep: [Float], values: Tensor) {
+        self.keep = keep
+        self.values = values
+    }
+
+    func check(_ shape: [Int]) throws {
+        guard shape.count == 4, values.shape.count == 4, values.shape[1...3] == shape[1...3], keep.count == shape[1] * shape[2] else {
+            throw SamplerError("the known region (\(values.shape)) does not match the image \(shape)")
+        }
+    }
+}
+
+/// x ← keep ⊙ values + (1 − keep) ⊙ x, per pixel, for every sample.
+func impose(_ known: KnownRegion?, on x: Tensor) throws -> Tensor {
+    guard let known else { return x }
+    let (n, h, w, c) = try x.nhwc("known region")
+    for b in 0..<n { for p in 0..<(h * w) where known.keep[p] != 0 {
+        let m = known.keep[p], base = (b * h * w + p) * c, source = p * c
+        for k in 0..<c { x.data[base + k] = m * known.values.data[source + k] + (1 - m) * x.data[base + k] }
+    } }
+    return x
 }
 
 /// The first three channels of an NHWC tensor (ε of a learn_sigma network's 6 outputs), or the tensor itself.

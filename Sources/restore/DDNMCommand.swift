@@ -23,7 +23,9 @@ struct DDNMCommand: ParsableCommand {
             Sampling follows the official SVD path (svd_ddnm.py; DDNM+ with per-singular Λ for σy > 0) by \
             default; --simplified runs the official simplified path (quirks included: σ_t = √(1−ᾱ²), γ on the \
             DDIM noise); --paper runs the simplified path with the paper's σ_t = √(1−ᾱ).
-            Until tiling lands, outputs larger than the prior's native size are refused.
+            Outputs larger than the prior's native size are restored in overlapping windows (USDR mask-shift \
+            restoration: each window's overlap with finished windows is a known region, so neighbours agree \
+            exactly); --tiling naive restores independent tiles instead, for comparison.
             """
     )
 
@@ -64,6 +66,15 @@ struct DDNMCommand: ParsableCommand {
 
     @Flag(help: "The input is a clean image: degrade it, restore, and report PSNR/SSIM against it.")
     var simulate = false
+
+    @Option(help: "Tiling when the output exceeds the prior's native size: msr (USDR mask-shift windows, overlaps kept consistent) or naive (independent tiles without overlap, for comparison).")
+    var tiling: MaskShiftRestoration.Tiling = .msr
+
+    @Option(help: "Window side in pixels for tiling (default and maximum: the prior's native size; setting it forces tiling).")
+    var window: Int?
+
+    @Option(help: "Overlap between neighbouring windows in pixels (default: half the window).")
+    var overlap: Int?
 
     @Option(help: "Also write a side-by-side PNG: degraded (A†y at the output size) | restored | original (with --simulate).")
     var sideBySide: String?
@@ -206,18 +217,36 @@ struct DDNMCommand: ParsableCommand {
                          modelName: String, modelHash: String, nativeSize: Int, start: Date) throws {
         var noise = noise
         let shape = try a.imageShape(for: y.shape)
-        guard shape[1] <= nativeSize, shape[2] <= nativeSize else {
-            throw CommandFailure("the output would be \(shape[2])×\(shape[1]), larger than the prior's native \(nativeSize)²; tiling (USDR) is the next step — crop or downscale the input for now (\(input))")
+        let tiled = tiling == .naive || shape[1] > nativeSize || shape[2] > nativeSize || window != nil
+        var windowCount = 1
+        let restored: Tensor
+        let predict: NoisePredictor = { x, t in
+            try network(x, timesteps: Array(repeating: Float(t), count: x.shape[0]), classLabels: self.classID.map { Array(repeating: $0, count: x.shape[0]) })
         }
-        guard shape[1] % network.sizeMultiple == 0, shape[2] % network.sizeMultiple == 0 else {
-            throw CommandFailure("the output would be \(shape[2])×\(shape[1]); this prior needs sides that are multiples of \(network.sizeMultiple) (\(input))")
+        if tiled {
+            // USDR mask-shift windows at the prior's native size (Methods/MaskShift.swift).
+            guard let local = a as? any WindowableOperator, !((a as? CompositeOperator).map { !$0.isWindowable } ?? false) else {
+                throw CommandFailure("the output would be \(shape[2])×\(shape[1]), larger than the prior's native \(nativeSize)²; tiling supports pool, gray, mask, noise and their compositions, not \(a.spec) (global or needing halos) — crop or downscale the input (\(input))")
+            }
+            guard shape[0] == 1 else { throw CommandFailure("tiling restores one image at a time (\(input))") }
+            let side = min(window ?? nativeSize, nativeSize)
+            let plan = try WindowPlan(height: shape[1], width: shape[2], window: side, overlap: tiling == .naive ? 0 : (overlap ?? side / 2),
+                                      alignment: local.windowAlignment, sizeMultiple: network.sizeMultiple)
+            windowCount = plan.rects.count
+            let progress = ProgressBar(label: "\((input as NSString).lastPathComponent) (\(plan.rects.count) windows)", enabled: !io.quiet)
+            restored = try MaskShiftRestoration(sampler: sampler, plan: plan, tiling: tiling)
+                .restore(observation: y, operator: local, imageShape: shape, predictNoise: predict, noise: &noise) { done, count, evaluations, total in
+                    progress.update(evaluations, total, note: "window \(min(done + 1, count))/\(count)")
+                }
+            progress.finish()
+        } else {
+            guard shape[1] % network.sizeMultiple == 0, shape[2] % network.sizeMultiple == 0 else {
+                throw CommandFailure("the output would be \(shape[2])×\(shape[1]); this prior needs sides that are multiples of \(network.sizeMultiple) (\(input))")
+            }
+            let progress = ProgressBar(label: (input as NSString).lastPathComponent, enabled: !io.quiet)
+            restored = try sampler.sample(observation: y, operator: a, imageShape: shape, predictNoise: predict, noise: &noise, progress: progress.update)
+            progress.finish()
         }
-        let labels = classID.map { Array(repeating: $0, count: shape[0]) }
-        let progress = ProgressBar(label: (input as NSString).lastPathComponent, enabled: !io.quiet)
-        let restored = try sampler.sample(observation: y, operator: a, imageShape: shape, predictNoise: { x, t in
-            try network(x, timesteps: Array(repeating: Float(t), count: x.shape[0]), classLabels: labels)
-        }, noise: &noise, progress: progress.update)
-        progress.finish()
         // Consistency: ‖A x̂ − y‖ (RMS, [0, 1] scale) on the clamped result.
         let clamped = try clamp(restored, to: -1...1)
         let residual = try subtract(try a.apply(clamped), y)
@@ -227,7 +256,7 @@ struct DDNMCommand: ParsableCommand {
             "sigma_y": Double(sigmaY.description) ?? 0, "eta": Double(eta.description) ?? 0, "steps": steps, "travel": travel, "seed": seed,
             "model": modelName, "model_sha256": modelHash, "consistency_rms": rms,
             "network_evaluations": sampler.timesteps.networkEvaluations, "input": (input as NSString).lastPathComponent,
-            "version": BuildInfo.version,
+            "version": BuildInfo.version, "windows": windowCount, "tiling": tiled ? tiling.rawValue : "none",
         ]
         if let classID { report["class"] = classID }
         if let clean, clean.shape == clamped.shape {
@@ -236,7 +265,7 @@ struct DDNMCommand: ParsableCommand {
             if ssim.isFinite { report["ssim"] = ssim }  // undefined below 11×11 (the Gaussian window)
         }
         report["elapsed_s"] = Date().timeIntervalSince(start)
-        report["seconds_per_step"] = Date().timeIntervalSince(start) / Double(max(sampler.timesteps.networkEvaluations, 1))
+        report["seconds_per_step"] = Date().timeIntervalSince(start) / Double(max(sampler.timesteps.networkEvaluations * windowCount, 1))
         let irreducible = try subtract(try a.apply(try a.pseudoInverse(y)), y)  // ‖(I − ÃÃ†) y‖: what no x can explain
         report["irreducible_rms"] = (irreducible.values.reduce(0) { $0 + Double($1 * $1) } / Double(max(irreducible.count, 1))).squareRoot() / 2
         for (key, value) in report { if let number = value as? Double, !number.isFinite { report[key] = nil } }  // JSON has no NaN
@@ -245,19 +274,21 @@ struct DDNMCommand: ParsableCommand {
         try io.write(result.attachingAlpha(resizedAlpha), to: output, report: report, inputs: [input])
         if let saveObservation = extras.observation, y.shape[1] > 0, y.shape[2] > 0, [1, 3].contains(y.shape[3]), !Self.observesCoefficients(a) {
             let observed = Image.fromSignedRange(try clamp(y, to: -1...1).values, width: y.shape[2], height: y.shape[1], channels: y.shape[3])
-            try io.write(observed, to: saveObservation, report: report.merging(["panel": "observation y"]) { $1 }, inputs: [input, output])
+            try io.write(observed, to: saveObservation, report: report.merging(["panel": "observation y"]) { $1 }, inputs: [input, output], quietJSON: true)
         }
         if let sideBySide = extras.sideBySide {
             let panels = [try a.pseudoInverse(y), clamped] + (clean.map { [$0] } ?? [])
             try io.write(try Self.sideBySide(panels), to: sideBySide,
-                         report: report.merging(["panel": clean == nil ? "A†y | restored" : "A†y | restored | original"]) { $1 }, inputs: [input, output])
+                         report: report.merging(["panel": clean == nil ? "A†y | restored" : "A†y | restored | original"]) { $1 }, inputs: [input, output],
+                         quietJSON: true)
         }
         if !io.quiet {
             var line = String(format: "ddnm: %@ → %@ (%d×%d, ‖Ax̂−y‖ %.4f", input, output, shape[2], shape[1], rms)
             if let p = report["psnr_db"] as? Double { line += String(format: ", PSNR %.2f dB", p) }
             if let s = report["ssim"] as? Double { line += String(format: ", SSIM %.4f", s) }
-            line += String(format: ", %.1f s, %.3f s/step)\n", Date().timeIntervalSince(start),
-                           Date().timeIntervalSince(start) / Double(max(sampler.timesteps.networkEvaluations, 1)))
+            line += String(format: ", %.1f s, %.3f s/step%@)\n", Date().timeIntervalSince(start),
+                           Date().timeIntervalSince(start) / Double(max(sampler.timesteps.networkEvaluations * windowCount, 1)),
+                           windowCount > 1 ? ", \(windowCount) windows" : "")
             FileHandle.standardError.write(Data(line.utf8))
         }
     }
@@ -298,3 +329,5 @@ struct DDNMCommand: ParsableCommand {
         return try a.apply(try a.pseudoInverse(y))
     }
 }
+
+extension MaskShiftRestoration.Tiling: ExpressibleByArgument {}

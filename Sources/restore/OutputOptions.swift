@@ -73,11 +73,12 @@ struct ImageIOOptions: ParsableArguments {
 
     /// Writes `image` safely (temporary file, then rename), with `report` as the PNG's
     /// `DiffusionRestore` iTXt chunk, and prints the report with `--json`.
-    func write(_ image: Image, to path: String, report: [String: Any], inputs: [String]) throws {
+    /// Writes `image` (atomically) with the report in its text chunk; prints the report with --json unless `quietJSON`.
+    func write(_ image: Image, to path: String, report: [String: Any], inputs: [String], quietJSON: Bool = false) throws {
         let data = try JSONSerialization.data(withJSONObject: report, options: [.sortedKeys])
         let text = String(decoding: data, as: UTF8.self)
         try ImageWriter.write(image, to: path, format: try fileFormat(for: path, sourceBitDepth: image.sourceBitDepth),
                               text: ["DiffusionRestore": text], overwrite: overwrite, protecting: inputs)
-        if json { print(text) }
+        if json, !quietJSON { print(text) }
     }
 }

@@ -51,7 +51,10 @@ final class ProgressBar {
         self.enabled = enabled
     }
 
-    func update(_ done: Int, _ total: Int) {
+    func update(_ done: Int, _ total: Int) { update(done, total, note: nil) }
+
+    /// `note` (e.g. "window 3/12") is shown after the counts.
+    func update(_ done: Int, _ total: Int, note: String?) {
         guard enabled, total > 0 else { return }
         let now = Date()
         guard done == total || now.timeIntervalSince(lastDraw) > 0.2 else { return }
@@ -60,7 +63,8 @@ final class ProgressBar {
         let eta = done > 0 ? elapsed / Double(done) * Double(total - done) : 0
         let width = 30, filled = width * done / total
         let bar = String(repeating: "█", count: filled) + String(repeating: "·", count: width - filled)
-        let line = String(format: "\r%@ %@ %d/%d  %.2f s/step  ETA %@ ", label, bar, done, total, elapsed / Double(max(done, 1)), Self.clock(eta))
+        let line = String(format: "\r%@ %@ %d/%d%@  %.2f s/step  ETA %@ ", label, bar, done, total, note.map { "  " + $0 } ?? "",
+                          elapsed / Double(max(done, 1)), Self.clock(eta))
         FileHandle.standardError.write(Data(line.utf8))
     }
 

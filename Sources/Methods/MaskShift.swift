@@ -1,0 +1,100 @@
+import Engine
+import Foundation
+import Operators
+
+/// The windows of a tiled restoration: `size`² windows (the prior's native size) at `stride`, in raster
+/// order (rows outer), the last window of each row and column snapped to the image border — as hq_demo
+/// lays them out (main.py / gaussian_diffusion.py:663-756, there 256² at stride 128).
+public struct WindowPlan: Equatable, Sendable {
+    public let height: Int, width: Int
+    public let windowHeight: Int, windowWidth: Int
+    public let stride: Int
+    public let rects: [PixelRect]
+
+    /// - Parameters: `window` the side wanted (clipped to the image), `overlap` between neighbours;
+    ///   `alignment` divides the image sides and every offset (the operator's block: s for pooling);
+    ///   `sizeMultiple` divides the window sides (the network's need, e.g. 8 for a 4-level UNet).
+    public init(height: Int, width: Int, window: Int, overlap: Int, alignment: Int, sizeMultiple: Int = 1) throws {
+        guard alignment >= 1, sizeMultiple >= 1, height % alignment == 0, width % alignment == 0 else {
+            throw SamplerError("the output \(width)×\(height) is not a multiple of the operator's \(alignment)-pixel block")
+        }
+        let unit = alignment / Self.gcd(alignment, sizeMultiple) * sizeMultiple
+        let side = window / unit * unit
+        guard side >= unit else { throw SamplerError("the window (\(window) px) is smaller than the \(unit)-pixel unit the operator and prior need") }
+        guard overlap >= 0, overlap < side else { throw SamplerError("the overlap (\(overlap) px) must be at least 0 and less than the window (\(side) px)") }
+        let stride = max(alignment, (side - overlap) / alignment * alignment)
+        for (name, size) in [("height", height), ("width", width)] where size < side && size % sizeMultiple != 0 {
+            throw SamplerError("the output \(name) \(size) px is below the window and not a multiple of \(sizeMultiple) px, as the prior needs")
+        }
+        self.height = height
+        self.width = width
+        windowHeight = min(side, height)
+        windowWidth = min(side, width)
+        self.stride = stride
+        func offsets(_ total: Int, _ window: Int) -> [Int] {
+            var list = [0]
+            while list.last! + window < total { list.append(min(list.last! + stride, total - window)) }
+            return list
+        }
+        let (wh, ww) = (min(side, height), min(side, width))
+        let rows = offsets(height, wh), columns = offsets(width, ww)
+        rects = rows.flatMap { y in columns.map { x in PixelRect(y: y, x: x, height: wh, width: ww) } }
+    }
+
+    static func gcd(_ a: Int, _ b: Int) -> Int { b == 0 ? a : gcd(b, a % b) }
+}
+
+/// USDR's Mask-Shift Restoration (Wang et al., arXiv 2303.00354, §3; hq_demo): windows restored one after
+/// another with DDNM; the part of a window that overlaps finished windows is a known region, re-imposed on
+/// x̂0 after the range–null correction at every step, so neighbours agree exactly. Every window runs the full
+/// sampler with fresh noise (hq_demo carries its x_T over from the previous window, an unintended quirk
+/// not reproduced). `naive` tiles independently, without overlap or known regions (for comparison).
+public struct MaskShiftRestoration {
+    public enum Tiling: String, Sendable { case msr, naive }
+
+    public let sampler: DDNMSampler
+    public let plan: WindowPlan
+    public let tiling: Tiling
+
+    public init(sampler: DDNMSampler, plan: WindowPlan, tiling: Tiling = .msr) {
+        self.sampler = sampler
+        self.plan = plan
+        self.tiling = tiling
+    }
+
+    /// Restores the whole image x (`imageShape` [1, H, W, C]) from y into a canvas of that shape.
+    /// `progress(windowsDone, windowCount, evaluationsDone, evaluationsTotal)`.
+    public func restore(observation y: Tensor, operator a: any WindowableOperator, imageShape: [Int],
+                        predictNoise: NoisePredictor, noise: inout some GaussianSource,
+                        progress: (Int, Int, Int, Int) -> Void = { _, _, _, _ in }) throws -> Tensor {
+        guard imageShape.count == 4, imageShape[0] == 1, imageShape[1] == plan.height, imageShape[2] == plan.width else {
+            throw SamplerError("tiling restores one image of \(plan.width)×\(plan.height), got \(imageShape)")
+        }
+        let canvas = try Tensor(shape: imageShape, repeating: 0)
+        var finished = [Bool](repeating: false, count: plan.height * plan.width)
+        let perWindow = sampler.timesteps.networkEvaluations
+        let total = perWindow * plan.rects.count
+        for (index, rect) in plan.rects.enumerated() {
+            let (local, observed) = try a.window(rect)
+            let yWindow = try y.crop(observed)
+            var known: KnownRegion?
+            if tiling == .msr {
+                var keep = [Float](repeating: 0, count: rect.height * rect.width)
+                var any = false
+                for r in 0..<rect.height { for c in 0..<rect.width where finished[(rect.y + r) * plan.width + rect.x + c] {
+                    keep[r * rect.width + c] = 1
+                    any = true
+                } }
+                if any { known = KnownRegion(keep: keep, values: try canvas.crop(rect)) }
+            }
+            let restored = try sampler.sample(observation: yWindow, operator: local, imageShape: [1, rect.height, rect.width, imageShape[3]],
+                                              predictNoise: predictNoise, noise: &noise, known: known) { done, _ in
+                progress(index, plan.rects.count, index * perWindow + done, total)
+            }
+            try canvas.paste(restored, at: rect)
+            for r in 0..<rect.height { for c in 0..<rect.width { finished[(rect.y + r) * plan.width + rect.x + c] = true } }
+            progress(index + 1, plan.rects.count, (index + 1) * perWindow, total)
+        }
+        return canvas
+    }
+}

@@ -1,0 +1,95 @@
+import Engine
+import Foundation
+import XCTest
+@testable import Methods
+@testable import Operators
+
+/// USDR mask-shift tiling with a stand-in ε-network (the tiling, known regions and canvas are what is
+/// tested; the seams test with the real prior lives with the bundled model).
+final class MaskShiftTests: XCTestCase {
+    let standIn: NoisePredictor = { x, _ in try scale(x, by: 0.3) }
+
+    func testWindowPlanCoversTheImageAlignedAndSnapped() throws {
+        let plan = try WindowPlan(height: 96, width: 160, window: 64, overlap: 32, alignment: 4, sizeMultiple: 8)
+        XCTAssertEqual(plan.rects.map(\.y).uniqued(), [0, 32])
+        XCTAssertEqual(plan.rects.map(\.x).uniqued(), [0, 32, 64, 96])
+        XCTAssertEqual(plan.rects.count, 8)
+        var covered = [Bool](repeating: false, count: 96 * 160)
+        for r in plan.rects {
+            XCTAssertEqual([r.height, r.width], [64, 64])
+            XCTAssertEqual(r.x % 4, 0)
+            for y in r.y..<(r.y + r.height) { for x in r.x..<(r.x + r.width) { covered[y * 160 + x] = true } }
+        }
+        XCTAssertTrue(covered.allSatisfy { $0 })
+        // The last window snaps to the border: 100 px at stride 24 (window 48, overlap 24) ends at 52.
+        let snapped = try WindowPlan(height: 48, width: 100, window: 48, overlap: 24, alignment: 2, sizeMultiple: 8)
+        XCTAssertEqual(snapped.rects.map(\.x), [0, 24, 48, 52])
+        // Windows clip to a smaller image; bad alignments and overlaps are one-line errors.
+        XCTAssertEqual(try WindowPlan(height: 32, width: 200, window: 64, overlap: 32, alignment: 1, sizeMultiple: 8).rects.first?.height, 32)
+        XCTAssertThrowsError(try WindowPlan(height: 30, width: 64, window: 64, overlap: 32, alignment: 4))
+        XCTAssertThrowsError(try WindowPlan(height: 64, width: 64, window: 64, overlap: 64, alignment: 1))
+        XCTAssertThrowsError(try WindowPlan(height: 36, width: 200, window: 64, overlap: 32, alignment: 1, sizeMultiple: 8))
+    }
+
+    /// Every window satisfies A_w x = y_w and overlaps are imposed exactly, so the whole canvas is consistent.
+    func testMaskShiftIsGloballyConsistent() throws {
+        let keep = try Tensor(shape: [40, 56], values: (0..<(40 * 56)).map { ($0 * 7919) % 5 == 0 ? 0 : 1 })
+        // The composite's A† is exact only for a mask aligned to the pooling blocks (CompositeOperator).
+        let blockKeep = try Tensor(shape: [40, 56], values: (0..<(40 * 56)).map { p in ((p / 56 / 2) * 28 + (p % 56) / 2) % 3 == 0 ? 0 : 1 })
+        let specs: [(String, any WindowableOperator)] = [
+            ("pool:2", try AveragePoolingOperator(factor: 2)), ("gray", GrayscaleOperator(weights: GrayscaleOperator.svdWeights)),
+            ("mask", try MaskOperator(keep: keep, source: "test")), ("mask,gray,pool:2", CompositeOperator([try MaskOperator(keep: blockKeep, source: "test"), GrayscaleOperator(), try AveragePoolingOperator(factor: 2)])),
+        ]
+        for (name, a) in specs {
+            let clean = try TestSupport.random([1, 40, 56, 3], seed: 3)
+            let y = try a.apply(clean)
+            let sampler = try DDNMSampler(timesteps: try TimeTravelSchedule(samplingSteps: 4))
+            let plan = try WindowPlan(height: 40, width: 56, window: 24, overlap: 12, alignment: a.windowAlignment, sizeMultiple: 8)
+            XCTAssertGreaterThan(plan.rects.count, 4, name)
+            var noise = SeededGaussian(seed: 9)
+            let x = try MaskShiftRestoration(sampler: sampler, plan: plan).restore(observation: y, operator: a, imageShape: [1, 40, 56, 3],
+                                                                                  predictNoise: standIn, noise: &noise)
+            let residual = TestSupport.maxDifference(try a.apply(x), y)
+            XCTAssertLessThan(residual, 1e-4, "\(name): ‖A x̂ − y‖∞ \(residual)")
+        }
+    }
+
+    /// Neighbours agree exactly: later windows re-impose the overlap, so the canvas on the first window is
+    /// exactly what that window produced alone (same noise), and naive tiles (independent) differ.
+    func testLaterWindowsKeepTheFinishedOverlap() throws {
+        let a = try AveragePoolingOperator(factor: 2)
+        let clean = try TestSupport.random([1, 32, 48, 3], seed: 4)
+        let y = try a.apply(clean)
+        let sampler = try DDNMSampler(timesteps: try TimeTravelSchedule(samplingSteps: 5))
+        let plan = try WindowPlan(height: 32, width: 48, window: 32, overlap: 16, alignment: 2, sizeMultiple: 8)
+        var noise = SeededGaussian(seed: 21)
+        let full = try MaskShiftRestoration(sampler: sampler, plan: plan).restore(observation: y, operator: a, imageShape: [1, 32, 48, 3],
+                                                                                 predictNoise: standIn, noise: &noise)
+        var alone = SeededGaussian(seed: 21)
+        let first = plan.rects[0]
+        let (local, observed) = try a.window(first)
+        let own = try sampler.sample(observation: try y.crop(observed), operator: local, imageShape: [1, 32, 32, 3], predictNoise: standIn, noise: &alone)
+        XCTAssertEqual(TestSupport.maxDifference(try full.crop(first), own), 0, accuracy: 1e-6)
+        // The second window overlaps the first on 16 columns and starts from different noise: without the
+        // known region its overlap would differ from the first window's.
+        var naiveNoise = SeededGaussian(seed: 21)
+        let naive = try MaskShiftRestoration(sampler: sampler, plan: plan, tiling: .naive).restore(observation: y, operator: a, imageShape: [1, 32, 48, 3],
+                                                                                                 predictNoise: standIn, noise: &naiveNoise)
+        XCTAssertGreaterThan(TestSupport.maxDifference(try naive.crop(first), own), 1e-3)
+    }
+
+    func testGlobalOperatorsAreNotWindowable() throws {
+        let parsed = try OperatorSpec.parse("blur:gauss", loadMask: { _ in throw OperatorError("no mask") })
+        XCTAssertFalse(parsed is any WindowableOperator)
+        let composite = try XCTUnwrap(try OperatorSpec.parse("gray,bicubic:2", loadMask: { _ in throw OperatorError("no mask") }) as? CompositeOperator)
+        XCTAssertFalse(composite.isWindowable)
+        XCTAssertEqual(composite.windowAlignment, 0)
+    }
+}
+
+private extension Array where Element: Hashable {
+    func uniqued() -> [Element] {
+        var seen = Set<Element>()
+        return filter { seen.insert($0).inserted }
+    }
+}
