@@ -85,9 +85,10 @@ public struct DDNMSampler {
     /// `known`: pixels fixed to given values (USDR's mask-shift: a window's overlap with finished windows);
     /// they overwrite x̂0 after the correction at every step, as hq_demo does (gaussian_diffusion.py:344-380).
     public func sample(observation y: Tensor, operator a: any DegradationOperator, imageShape: [Int],
-                       predictNoise: NoisePredictor, noise: inout some GaussianSource, known: KnownRegion? = nil,
+                       predictNoise: NoisePredictor, noise: inout some GaussianSource, known: KnownRegion? = nil, guide: BlockMeanGuide? = nil,
                        progress: (Int, Int) -> Void = { _, _ in }) throws -> Tensor {
         if let known { try known.check(imageShape) }
+        if let guide { try guide.check(imageShape) }
         // DDNM+ on the SVD path needs the operator's block SVD.
         var blocks: SpectralBlocks?
         var svd: (form: any SVDForm, raw: ([Float]) -> [Float])?
@@ -127,7 +128,7 @@ public struct DDNMSampler {
                 let root = aNext.squareRoot(), sigmaT = (1 - aNext).squareRoot()
                 let correction = try a.pseudoInverse(try subtract(try a.apply(x0), y))
                 let z = try noise.next(shape: imageShape)
-                guard known == nil else { throw SamplerError("known regions (tiling) are not supported with DDNM+ on an SVD form (\(a.spec))") }
+                guard known == nil, guide == nil else { throw SamplerError("known regions (tiling) are not supported with DDNM+ on an SVD form (\(a.spec))") }
                 let next = try Tensor(uninitializedShape: imageShape)
                 for b in 0..<imageShape[0] {
                     let lambda = DDNMPlusSVD.lambda(correction.channelMajor(batch: b), svd.form, a: root, sigmaY: sigmaY, sigmaT: sigmaT, eta: eta)
@@ -145,7 +146,7 @@ public struct DDNMSampler {
                 // The same step with the operator's own Λ / Λ_noise (separable blurs and bicubic).
                 let root = aNext.squareRoot(), sigmaT = (1 - aNext).squareRoot()
                 let correction = try a.pseudoInverse(try subtract(try a.apply(x0), y))
-                let x0Hat = try impose(known, on: try subtract(x0, try plus.ddnmPlusLambda(correction, a: root, sigmaY: sigmaY, sigmaT: sigmaT, eta: eta)))
+                let x0Hat = try impose(known, on: try guided(guide, subtract(x0, try plus.ddnmPlusLambda(correction, a: root, sigmaY: sigmaY, sigmaT: sigmaT, eta: eta))))
                 let z = try noise.next(shape: imageShape)
                 let stochastic = try plus.ddnmPlusNoise(z, epsilon, a: root, sigmaY: sigmaY, sigmaT: sigmaT, eta: eta)
                 x = try axpby(root, x0Hat, 1, stochastic)
@@ -157,7 +158,7 @@ public struct DDNMSampler {
                 // ddnm_plus_diffusion: x̂0 = x0 − Λ A†(A x0 − y) (Eq. 17), x_{t−1} = √ᾱ' x̂0 + Λ_noise(z, ε) (Eq. 51 of the code).
                 let root = aNext.squareRoot(), sigmaT = (1 - aNext).squareRoot()
                 let correction = try a.pseudoInverse(try subtract(try a.apply(x0), y))
-                let x0Hat = try impose(known, on: try subtract(x0, try DDNMPlusSpectral.lambda(correction, blocks, a: root, sigmaY: sigmaY, sigmaT: sigmaT, eta: eta)))
+                let x0Hat = try impose(known, on: try guided(guide, subtract(x0, try DDNMPlusSpectral.lambda(correction, blocks, a: root, sigmaY: sigmaY, sigmaT: sigmaT, eta: eta))))
                 let z = try noise.next(shape: imageShape)
                 let stochastic = try DDNMPlusSpectral.noise(z, epsilon, blocks, a: root, sigmaY: sigmaY, sigmaT: sigmaT, eta: eta,
                                                             denoising: a is IdentityOperator)
@@ -173,7 +174,7 @@ public struct DDNMSampler {
             } else {
                 (lambda, gamma) = (sigmaT / (aNext * sigmaY), 0)
             }
-            let x0Hat = try impose(known, on: try a.rangeNullCorrection(x0, observation: y, strength: lambda))  // Eq. 17
+            let x0Hat = try impose(known, on: try guided(guide, a.rangeNullCorrection(x0, observation: y, strength: lambda)))  // Eq. 17
             let c1 = (1 - aNext).squareRoot() * eta, c2 = (1 - aNext).squareRoot() * (1 - eta * eta).squareRoot()
             // svd: γ = σ_t (σy = 0), so the scale is 1 — plain DDIM noise; paper: γ/σ_t; simplified: γ (the quirk).
             let noiseScale = variant == .simplified ? gamma : (sigmaT > 0 ? gamma / sigmaT : 0)
@@ -203,6 +204,52 @@ public struct KnownRegion {
         }
     }
 }
+
+/// USDR's HiR constraint on a window: the f×f block means of x̂0 must equal the global (coarse) result g.
+/// The correction r = g − mean(block) is spread over the block's free pixels (all, or a mask's holes), which
+/// is the least-norm change that keeps the window's own constraints: gray, pooling and noise commute with
+/// block means (and g satisfies the coarse A_g), and a mask's known pixels are not free.
+public struct BlockMeanGuide {
+    public let factor: Int
+    /// [1, h/f, w/f, C]
+    public let target: Tensor
+    /// h·w weights, 1 = free; nil = every pixel.
+    public let free: [Float]?
+    public init(factor: Int, target: Tensor, free: [Float]?) {
+        self.factor = factor
+        self.target = target
+        self.free = free
+    }
+
+    func check(_ shape: [Int]) throws {
+        guard shape.count == 4, factor >= 1, shape[1] % factor == 0, shape[2] % factor == 0,
+              target.shape == [1, shape[1] / factor, shape[2] / factor, shape[3]], free.map({ $0.count == shape[1] * shape[2] }) ?? true else {
+            throw SamplerError("the HiR guide (\(target.shape), ÷\(factor)) does not match the window \(shape)")
+        }
+    }
+
+    public func apply(_ x: Tensor) throws -> Tensor {
+        let (n, h, w, c) = try x.nhwc("HiR guide")
+        let f = factor, (bh, bw) = (h / f, w / f)
+        for b in 0..<n { for by in 0..<bh { for bx in 0..<bw {
+            var count: Float = 0
+            for r in 0..<f { for q in 0..<f { count += free?[(by * f + r) * w + bx * f + q] ?? 1 } }
+            guard count > 0 else { continue }
+            for k in 0..<c {
+                var sum: Float = 0
+                for r in 0..<f { for q in 0..<f { sum += x.data[((b * h + by * f + r) * w + bx * f + q) * c + k] } }
+                let delta = (target.data[(by * bw + bx) * c + k] * Float(f * f) - sum) / count
+                for r in 0..<f { for q in 0..<f {
+                    let p = (by * f + r) * w + bx * f + q
+                    x.data[(b * h * w + p) * c + k] += delta * (free?[p] ?? 1)
+                } }
+            }
+        } } }
+        return x
+    }
+}
+
+func guided(_ guide: BlockMeanGuide?, _ x: Tensor) throws -> Tensor { try guide?.apply(x) ?? x }
 
 /// x ← keep ⊙ values + (1 − keep) ⊙ x, per pixel, for every sample.
 func impose(_ known: KnownRegion?, on x: Tensor) throws -> Tensor {

@@ -64,8 +64,11 @@ public struct MaskShiftRestoration {
 
     /// Restores the whole image x (`imageShape` [1, H, W, C]) from y into a canvas of that shape.
     /// `progress(windowsDone, windowCount, evaluationsDone, evaluationsTotal)`.
+    /// `global`: USDR's HiR result (the whole image restored at 1/factor of the size); every window's block
+    /// means are then held to it (`BlockMeanGuide`). Window offsets and sides must be multiples of the factor.
     public func restore(observation y: Tensor, operator a: any WindowableOperator, imageShape: [Int],
                         predictNoise: NoisePredictor, noise: inout some GaussianSource,
+                        global: (factor: Int, result: Tensor)? = nil,
                         progress: (Int, Int, Int, Int) -> Void = { _, _, _, _ in }) throws -> Tensor {
         guard imageShape.count == 4, imageShape[0] == 1, imageShape[1] == plan.height, imageShape[2] == plan.width else {
             throw SamplerError("tiling restores one image of \(plan.width)×\(plan.height), got \(imageShape)")
@@ -87,8 +90,17 @@ public struct MaskShiftRestoration {
                 } }
                 if any { known = KnownRegion(keep: keep, values: try canvas.crop(rect)) }
             }
+            var guide: BlockMeanGuide?
+            if let global {
+                let f = global.factor
+                guard rect.y % f == 0, rect.x % f == 0, rect.height % f == 0, rect.width % f == 0 else {
+                    throw SamplerError("window \(rect) is not aligned to the HiR factor \(f)")
+                }
+                guide = BlockMeanGuide(factor: f, target: try global.result.crop(rect.divided(by: f)),
+                                       free: (a as? any HierarchicalOperator)?.freePixels(rect))
+            }
             let restored = try sampler.sample(observation: yWindow, operator: local, imageShape: [1, rect.height, rect.width, imageShape[3]],
-                                              predictNoise: predictNoise, noise: &noise, known: known) { done, _ in
+                                              predictNoise: predictNoise, noise: &noise, known: known, guide: guide) { done, _ in
                 progress(index, plan.rects.count, index * perWindow + done, total)
             }
             try canvas.paste(restored, at: rect)
@@ -96,5 +108,32 @@ public struct MaskShiftRestoration {
             progress(index + 1, plan.rects.count, (index + 1) * perWindow, total)
         }
         return canvas
+    }
+}
+
+/// USDR's Hierarchical Restoration (HiR; the paper describes it, hq_demo does not implement it). Our
+/// formulation: choose the smallest integer f ≥ 2 that brings the output within the prior's native size;
+/// restore x_g ≈ pool_f(x) at that size with the coarse operator A_g (`HierarchicalOperator`) and
+/// y_g = y when A ends with a pooling (pool_s = pool_{s/f} ∘ pool_f), else y_g = A_g pool_f(A† y); then
+/// restore the windows by mask-shift with, after every correction, the block means of x̂0 held to x_g
+/// (`BlockMeanGuide`) before the overlap is re-imposed. For pooling SR with f ≥ s, pool_f(x) is already
+/// fixed by y and HiR adds nothing (`plan` returns nil).
+public enum HierarchicalRestoration {
+    /// The factor and coarse problem, or nil when HiR does not apply.
+    public static func plan(operator a: any WindowableOperator, observation y: Tensor, imageShape: [Int], nativeSize: Int,
+                            sizeMultiple: Int) throws -> (factor: Int, operator: any DegradationOperator, observation: Tensor, shape: [Int])? {
+        guard let h = a as? any HierarchicalOperator, imageShape.count == 4 else { return nil }
+        let (height, width) = (imageShape[1], imageShape[2])
+        for f in 2...max(2, max(height, width)) {
+            guard height % f == 0, width % f == 0 else { continue }
+            let (gh, gw) = (height / f, width / f)
+            guard gh <= nativeSize, gw <= nativeSize else { continue }
+            guard gh % sizeMultiple == 0, gw % sizeMultiple == 0, let coarse = try h.coarseOperator(by: f) else { continue }
+            let observation = h.observesPooled ? y : try coarse.apply(try averagePool(try a.pseudoInverse(y), kernel: f))
+            let shape = [1, gh, gw, imageShape[3]]
+            guard try coarse.observationShape(for: shape) == observation.shape else { continue }
+            return (f, coarse, observation, shape)
+        }
+        return nil
     }
 }

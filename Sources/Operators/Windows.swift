@@ -13,7 +13,7 @@ public struct PixelRect: Equatable, Sendable, CustomStringConvertible {
     public var description: String { "\(width)×\(height)+\(x)+\(y)" }
 
     /// The rect scaled down by `factor` (exact for aligned rects).
-    func divided(by factor: Int) -> PixelRect { PixelRect(y: y / factor, x: x / factor, height: height / factor, width: width / factor) }
+    public func divided(by factor: Int) -> PixelRect { PixelRect(y: y / factor, x: x / factor, height: height / factor, width: width / factor) }
 }
 
 /// An operator that can be restricted to a window of the image, for tiled restoration (USDR's mask-shift
@@ -115,4 +115,89 @@ extension Tensor {
             (data + ((rect.y + r) * w + rect.x) * c).update(from: patch.data + r * rect.width * c, count: rect.width * c)
         }
     }
+}
+
+// MARK: Hierarchical restoration (USDR's HiR)
+
+/// An operator with a coarse counterpart for USDR's hierarchical pass, which restores x_g = pool_f(x) at
+/// 1/f of the size: A_g with A_g pool_f = pool_{s/f} A-style commutation (gray, masks aligned to f, noise
+/// and pooling commute with pool_f), so the coarse observation is y itself when A ends with a pooling and
+/// A_g(pool_f(A† y)) otherwise (`HierarchicalRestoration`).
+public protocol HierarchicalOperator: WindowableOperator {
+    /// A_g for x_g = pool_f(x), or nil when y already fixes pool_f(x) (pooling SR with f ≥ s: HiR would
+    /// add nothing) or no exact coarse form exists.
+    func coarseOperator(by f: Int) throws -> (any DegradationOperator)?
+    /// Per pixel of the window (row-major), 1 where the operator leaves the pixel free (a hole of a mask),
+    /// or nil when every pixel may take the block-mean correction (gray, pooling, noise).
+    func freePixels(_ rect: PixelRect) -> [Float]?
+    /// True when A ends with a pooling (y is then already coarse).
+    var observesPooled: Bool { get }
+}
+
+extension HierarchicalOperator {
+    public func freePixels(_ rect: PixelRect) -> [Float]? { nil }
+    public var observesPooled: Bool { false }
+}
+
+extension IdentityOperator: HierarchicalOperator {
+    public func coarseOperator(by f: Int) throws -> (any DegradationOperator)? { self }
+}
+
+extension GrayscaleOperator: HierarchicalOperator {
+    public func coarseOperator(by f: Int) throws -> (any DegradationOperator)? { self }
+}
+
+extension AveragePoolingOperator: HierarchicalOperator {
+    /// pool_s = pool_{s/f} ∘ pool_f when f divides s and f < s: the coarse problem is SR ×s/f of the same y.
+    public func coarseOperator(by f: Int) throws -> (any DegradationOperator)? {
+        guard f < factor, factor % f == 0 else { return nil }
+        return try AveragePoolingOperator(factor: factor / f)
+    }
+    public var observesPooled: Bool { true }
+}
+
+extension MaskOperator: HierarchicalOperator {
+    /// A block of the coarse image is known when all its pixels are.
+    public func coarseOperator(by f: Int) throws -> (any DegradationOperator)? {
+        let (h, w) = (keep.shape[0], keep.shape[1])
+        guard h % f == 0, w % f == 0 else { return nil }
+        let coarse = try Tensor(uninitializedShape: [h / f, w / f])
+        for by in 0..<(h / f) { for bx in 0..<(w / f) {
+            var all: Float = 1
+            for r in 0..<f { for c in 0..<f where keep.data[(by * f + r) * w + bx * f + c] < 0.5 { all = 0 } }
+            coarse.data[by * (w / f) + bx] = all
+        } }
+        return try MaskOperator(keep: coarse, source: source + " (÷\(f))")
+    }
+
+    public func freePixels(_ rect: PixelRect) -> [Float]? {
+        let w = keep.shape[1]
+        var free = [Float](repeating: 0, count: rect.height * rect.width)
+        for r in 0..<rect.height { for c in 0..<rect.width { free[r * rect.width + c] = 1 - keep.data[(rect.y + r) * w + rect.x + c] } }
+        return free
+    }
+}
+
+extension CompositeOperator: HierarchicalOperator {
+    /// Part by part; a pooling may only come last (the parts before it act on full-resolution pixels).
+    public func coarseOperator(by f: Int) throws -> (any DegradationOperator)? {
+        guard !parts.dropLast().contains(where: { $0 is AveragePoolingOperator }) else { return nil }
+        var coarse: [any DegradationOperator] = []
+        for part in parts {
+            guard let h = part as? any HierarchicalOperator, let op = try h.coarseOperator(by: f) else { return nil }
+            coarse.append(op)
+        }
+        return CompositeOperator(coarse)
+    }
+
+    public func freePixels(_ rect: PixelRect) -> [Float]? {
+        var free: [Float]?
+        for part in parts {
+            guard let mask = part as? MaskOperator, let own = mask.freePixels(rect) else { continue }
+            free = free.map { zip($0, own).map { $0 * $1 } } ?? own
+        }
+        return free
+    }
+
+    public var observesPooled: Bool { parts.last is AveragePoolingOperator }
 }

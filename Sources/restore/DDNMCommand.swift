@@ -76,6 +76,9 @@ struct DDNMCommand: ParsableCommand {
     @Option(help: "Overlap between neighbouring windows in pixels (default: half the window).")
     var overlap: Int?
 
+    @Flag(name: .customLong("no-hir"), help: "Tiling without USDR's hierarchical pass (the whole image restored at the native size first, guiding every window's block means).")
+    var noHIR = false
+
     @Option(help: "Also write a side-by-side PNG: degraded (A†y at the output size) | restored | original (with --simulate).")
     var sideBySide: String?
 
@@ -154,6 +157,8 @@ struct DDNMCommand: ParsableCommand {
         }
     }
 
+    static func gcd(_ a: Int, _ b: Int) -> Int { b == 0 ? a : gcd(b, a % b) }
+
     static func suffixed(_ path: String, _ index: Int) -> String {
         let ext = (path as NSString).pathExtension
         return (path as NSString).deletingPathExtension + "-\(index)" + (ext.isEmpty ? "" : "." + ext)
@@ -219,6 +224,7 @@ struct DDNMCommand: ParsableCommand {
         let shape = try a.imageShape(for: y.shape)
         let tiled = tiling == .naive || shape[1] > nativeSize || shape[2] > nativeSize || window != nil
         var windowCount = 1
+        var hir = "none"
         let restored: Tensor
         let predict: NoisePredictor = { x, t in
             try network(x, timesteps: Array(repeating: Float(t), count: x.shape[0]), classLabels: self.classID.map { Array(repeating: $0, count: x.shape[0]) })
@@ -229,13 +235,29 @@ struct DDNMCommand: ParsableCommand {
                 throw CommandFailure("the output would be \(shape[2])×\(shape[1]), larger than the prior's native \(nativeSize)²; tiling supports pool, gray, mask, noise and their compositions, not \(a.spec) (global or needing halos) — crop or downscale the input (\(input))")
             }
             guard shape[0] == 1 else { throw CommandFailure("tiling restores one image at a time (\(input))") }
+            // USDR's HiR: the whole image first at 1/f of its size; its block means then guide every window.
+            var global: (factor: Int, result: Tensor)?
+            if noHIR || tiling == .naive {
+                hir = "off"
+            } else if let coarse = try HierarchicalRestoration.plan(operator: local, observation: y, imageShape: shape,
+                                                                    nativeSize: nativeSize, sizeMultiple: network.sizeMultiple) {
+                let progress = ProgressBar(label: "\((input as NSString).lastPathComponent) (global pass, ÷\(coarse.factor))", enabled: !io.quiet)
+                let result = try sampler.sample(observation: coarse.observation, operator: coarse.operator, imageShape: coarse.shape,
+                                                predictNoise: predict, noise: &noise, progress: progress.update)
+                progress.finish()
+                global = (coarse.factor, result)
+                hir = "÷\(coarse.factor)"
+            } else {
+                hir = "not applicable (for pooling SR, y already fixes the coarse image)"
+            }
             let side = min(window ?? nativeSize, nativeSize)
+            let alignment = global.map { local.windowAlignment / Self.gcd(local.windowAlignment, $0.factor) * $0.factor } ?? local.windowAlignment
             let plan = try WindowPlan(height: shape[1], width: shape[2], window: side, overlap: tiling == .naive ? 0 : (overlap ?? side / 2),
-                                      alignment: local.windowAlignment, sizeMultiple: network.sizeMultiple)
+                                      alignment: alignment, sizeMultiple: network.sizeMultiple)
             windowCount = plan.rects.count
             let progress = ProgressBar(label: "\((input as NSString).lastPathComponent) (\(plan.rects.count) windows)", enabled: !io.quiet)
             restored = try MaskShiftRestoration(sampler: sampler, plan: plan, tiling: tiling)
-                .restore(observation: y, operator: local, imageShape: shape, predictNoise: predict, noise: &noise) { done, count, evaluations, total in
+                .restore(observation: y, operator: local, imageShape: shape, predictNoise: predict, noise: &noise, global: global) { done, count, evaluations, total in
                     progress.update(evaluations, total, note: "window \(min(done + 1, count))/\(count)")
                 }
             progress.finish()
@@ -256,7 +278,7 @@ struct DDNMCommand: ParsableCommand {
             "sigma_y": Double(sigmaY.description) ?? 0, "eta": Double(eta.description) ?? 0, "steps": steps, "travel": travel, "seed": seed,
             "model": modelName, "model_sha256": modelHash, "consistency_rms": rms,
             "network_evaluations": sampler.timesteps.networkEvaluations, "input": (input as NSString).lastPathComponent,
-            "version": BuildInfo.version, "windows": windowCount, "tiling": tiled ? tiling.rawValue : "none",
+            "version": BuildInfo.version, "windows": windowCount, "tiling": tiled ? tiling.rawValue : "none", "hir": hir,
         ]
         if let classID { report["class"] = classID }
         if let clean, clean.shape == clamped.shape {

@@ -78,6 +78,43 @@ final class MaskShiftTests: XCTestCase {
         XCTAssertGreaterThan(TestSupport.maxDifference(try naive.crop(first), own), 1e-3)
     }
 
+    /// HiR: the windows' block means equal the global result, and A x̂ = y still holds (gray and masks
+    /// keep their constraints under the block-mean correction); pooling SR with f ≥ s has no HiR.
+    func testHierarchicalPassGuidesEveryWindowAndKeepsConsistency() throws {
+        let keep = try Tensor(shape: [48, 96], values: (0..<(48 * 96)).map { p in (p / 96 / 5 + p % 96 / 7) % 4 == 0 ? 0 : 1 })
+        let cases: [(String, any WindowableOperator)] = [("gray", GrayscaleOperator(weights: GrayscaleOperator.svdWeights)),
+                                                         ("mask", try MaskOperator(keep: keep, source: "t")),
+                                                         ("pool:4", try AveragePoolingOperator(factor: 4))]
+        for (name, a) in cases {
+            let clean = try TestSupport.random([1, 48, 96, 3], seed: 5)
+            let y = try a.apply(clean)
+            let sampler = try DDNMSampler(timesteps: try TimeTravelSchedule(samplingSteps: 4))
+            let plan = try HierarchicalRestoration.plan(operator: a, observation: y, imageShape: [1, 48, 96, 3], nativeSize: 32, sizeMultiple: 8)
+            if name == "pool:4" {  // f = 3 does not divide s = 4, and for f ≥ 4 y already fixes pool_f(x)
+                XCTAssertNil(plan, name)
+                continue
+            }
+            let coarse = try XCTUnwrap(plan, name)
+            XCTAssertEqual(coarse.factor, 3, name)
+            var noise = SeededGaussian(seed: 2)
+            let global = try sampler.sample(observation: coarse.observation, operator: coarse.operator, imageShape: coarse.shape,
+                                            predictNoise: standIn, noise: &noise)
+            XCTAssertLessThan(TestSupport.maxDifference(try coarse.operator.apply(global), coarse.observation), 1e-4, "\(name): global A_g x_g = y_g")
+            let windows = try WindowPlan(height: 48, width: 96, window: 32, overlap: 16, alignment: 3, sizeMultiple: 8)
+            let x = try MaskShiftRestoration(sampler: sampler, plan: windows).restore(observation: y, operator: a, imageShape: [1, 48, 96, 3],
+                                                                                     predictNoise: standIn, noise: &noise, global: (3, global))
+            XCTAssertLessThan(TestSupport.maxDifference(try a.apply(x), y), 1e-4, "\(name): A x̂ = y")
+            let means = try averagePool(x, kernel: 3)
+            XCTAssertLessThan(TestSupport.maxDifference(means, global), 1e-4, "\(name): block means follow the global pass")
+            // Without the guide the block means are free.
+            var again = SeededGaussian(seed: 2)
+            _ = try sampler.sample(observation: coarse.observation, operator: coarse.operator, imageShape: coarse.shape, predictNoise: standIn, noise: &again)
+            let unguided = try MaskShiftRestoration(sampler: sampler, plan: windows).restore(observation: y, operator: a, imageShape: [1, 48, 96, 3],
+                                                                                            predictNoise: standIn, noise: &again)
+            XCTAssertGreaterThan(TestSupport.maxDifference(try averagePool(unguided, kernel: 3), global), 1e-2, name)
+        }
+    }
+
     func testGlobalOperatorsAreNotWindowable() throws {
         let parsed = try OperatorSpec.parse("blur:gauss", loadMask: { _ in throw OperatorError("no mask") })
         XCTAssertFalse(parsed is any WindowableOperator)
