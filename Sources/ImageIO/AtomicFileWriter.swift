@@ -17,6 +17,9 @@ enum AtomicFileWriter {
     static func write(_ bytes: [UInt8], to path: String, overwrite: Bool,
                       beforeCommit: () throws(ImageIOError) -> Void = {}) throws(ImageIOError) {
         let folder = FileSystem.parentFolder(of: path)
+        #if os(Linux)
+        if try writeAnonymously(bytes, to: path, folder: folder, overwrite: overwrite, beforeCommit: beforeCommit) { return }
+        #endif
         let (descriptor, temporaryPath) = try createTemporaryFile(in: folder, for: path)
         var committed = false
         var isOpen = true
@@ -39,6 +42,53 @@ enum AtomicFileWriter {
         committed = true
         syncFolder(folder)
     }
+
+    #if os(Linux)
+    /// Linux: the bytes go to an unnamed file (O_TMPFILE) in the target's folder, which gets a name only
+    /// when complete — linkat(2) through /proc/self/fd — so a kill -9 at any moment leaves no stray file.
+    /// Overwriting links it under a temporary name and renames that over the target (the only window
+    /// in which a kill leaves a `.partial` file is between those two calls). Returns false when the file
+    /// system has no O_TMPFILE (the caller then uses a named temporary file).
+    private static func writeAnonymously(_ bytes: [UInt8], to path: String, folder: String, overwrite: Bool,
+                                          beforeCommit: () throws(ImageIOError) -> Void) throws(ImageIOError) -> Bool {
+        let oTmpfile: Int32 = 0o20000000 | O_DIRECTORY  // __O_TMPFILE | O_DIRECTORY (include/uapi/asm-generic/fcntl.h)
+        let descriptor = open(folder, oTmpfile | O_WRONLY | O_CLOEXEC, 0o666)
+        guard descriptor >= 0 else {
+            let code = errno
+            if code == EOPNOTSUPP || code == EISDIR || code == EINVAL || code == ENOENT && FileSystem.exists(folder) { return false }
+            throw .cannotWriteFolder(path: path, folder: folder, reason: FileSystem.reason(code))
+        }
+        defer { close(descriptor) }
+        try writeAll(bytes, to: descriptor, path: path)
+        guard fsync(descriptor) == 0 else { throw .writeFailed(path: path, reason: FileSystem.reason(errno)) }
+        try beforeCommit()
+        let handle = "/proc/self/fd/\(descriptor)"
+        let atFDCWD: Int32 = -100, atSymlinkFollow: Int32 = 0x400
+        if !overwrite {
+            guard linkat(atFDCWD, handle, atFDCWD, path, atSymlinkFollow) == 0 else {
+                let code = errno
+                if code == EEXIST { throw .outputExists(path: path) }
+                throw .writeFailed(path: path, reason: "linkat failed: \(FileSystem.reason(code))")
+            }
+        } else {
+            let base = folder == "/" ? "" : folder
+            var named: String?
+            for _ in 0..<16 {
+                let candidate = "\(base)/.\(FileSystem.fileName(of: path)).\(String(UInt32.random(in: 0...UInt32.max), radix: 16)).partial"
+                if linkat(atFDCWD, handle, atFDCWD, candidate, atSymlinkFollow) == 0 { named = candidate; break }
+                guard errno == EEXIST else { throw .writeFailed(path: path, reason: "linkat failed: \(FileSystem.reason(errno))") }
+            }
+            guard let named else { throw .cannotWriteFolder(path: path, folder: folder, reason: "cannot name the temporary file") }
+            guard rename(named, path) == 0 else {
+                let reason = FileSystem.reason(errno)
+                unlink(named)
+                throw .writeFailed(path: path, reason: "rename failed: \(reason)")
+            }
+        }
+        syncFolder(folder)
+        return true
+    }
+    #endif
 
     /// Opens a new, uniquely named temporary file next to `path` (mode 0666 minus the umask).
     private static func createTemporaryFile(in folder: String, for path: String) throws(ImageIOError)

@@ -5,12 +5,12 @@ enum BundledModels {
     /// The project's own prior, the default of `restore ddnm` (Models/adm64-prior.md).
     static let defaultPrior = "adm64-prior.safetensors"
 
-    /// The folders searched, in order: $DIFFUSIONRESTORE_MODELS, `Models/` next to the executable's build
+    /// The folders searched: $DIFFUSIONRESTORE_MODELS alone when set; otherwise, in order, `Models/` next to the executable's build
     /// folder (a source checkout: .build/<config>/restore → Models/), `../share/diffusionrestore/Models`
     /// (an install prefix), and `./Models`.
     static func searchFolders() -> [String] {
+        if let env = ProcessInfo.processInfo.environment["DIFFUSIONRESTORE_MODELS"], !env.isEmpty { return [env] }  // chosen: only there
         var folders: [String] = []
-        if let env = ProcessInfo.processInfo.environment["DIFFUSIONRESTORE_MODELS"], !env.isEmpty { folders.append(env) }
         let executable = URL(fileURLWithPath: CommandLine.arguments.first ?? "").resolvingSymlinksInPath().deletingLastPathComponent()
         var folder = executable
         for _ in 0..<5 {
@@ -28,6 +28,6 @@ enum BundledModels {
             let path = (folder as NSString).appendingPathComponent(name)
             if FileManager.default.isReadableFile(atPath: path) { return path }
         }
-        throw CommandFailure("no --model given and the bundled prior \(name) was not found (looked in $DIFFUSIONRESTORE_MODELS, Models/ near the executable and ./Models); pass --model FILE")
+        throw CommandFailure("no --model given and the bundled prior \(name) was not found (looked in \(searchFolders().count == 1 ? searchFolders()[0] : "Models/ near the executable and ./Models")); pass --model FILE")
     }
 }

@@ -59,7 +59,7 @@ final class DDNMCLITests: RestoreTestCase {
         let (model, config) = try prior()
         let lr = try photo("in.png", 16, 16)
         let cases: [([String], String)] = [
-            (["--degradation", "pool:2"], "larger than the prior's native 16²"),
+            (["--degradation", "bicubic:2"], "tiling supports pool, gray, mask, noise"),
             (["--degradation", "sharpen:2"], "unknown degradation"),
             (["--degradation", "blur:9"], "unknown blur"),
             (["--degradation", "mask:\(path("missing.png"))"], "missing.png"),
@@ -73,9 +73,63 @@ final class DDNMCLITests: RestoreTestCase {
             XCTAssertTrue(r.stderr.contains(message), "\(extra): \(r.stderr)")
             XCTAssertFalse(FileManager.default.fileExists(atPath: path("out.png")))
         }
-        let noModel = try restore(["ddnm", "-i", lr, "-o", path("out.png"), "--degradation", "noise"])
+        let noModel = try restore(["ddnm", "-i", lr, "-o", path("out.png"), "--degradation", "noise"],
+                                  environment: ["DIFFUSIONRESTORE_MODELS": path("no-models-here")])
         XCTAssertEqual(noModel.status, 1)
         XCTAssertTrue(noModel.stderr.contains("--model"), noModel.stderr)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: path("out.png")))
+    }
+
+    /// Outputs above the native size are restored in windows (USDR): the report names them; HiR runs for
+    /// colorization and is not applicable to pooling SR; naive tiling uses non-overlapping tiles.
+    func testLargeOutputsAreTiled() throws {
+        let (model, config) = try prior()
+        let cases: [([String], Int, String, Int)] = [
+            (["--degradation", "pool:2", "-i", try photo("lr.png", 16, 16)], 9, "msr", 32),
+            (["--degradation", "pool:2", "--tiling", "naive", "-i", try photo("lr2.png", 16, 16)], 4, "naive", 32),
+            (["--degradation", "gray", "-i", try photo("gray.png", 32, 32, channels: 1)], 9, "msr", 32),
+        ]
+        for (extra, windows, tiling, side) in cases {
+            let r = try restore(["ddnm", "-o", path("out.png"), "--model", model, "--model-config", config, "--steps", "2", "--json", "--quiet",
+                                 "--overwrite"] + extra)
+            XCTAssertEqual(r.status, 0, r.stderr)
+            let report = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
+            XCTAssertEqual(report["windows"] as? Int, windows, "\(extra)")
+            XCTAssertEqual(report["tiling"] as? String, tiling, "\(extra)")
+            XCTAssertEqual(report["hir"] as? String, extra.contains("gray") ? "÷2" : tiling == "naive" ? "off" : "not applicable (for pooling SR, y already fixes the coarse image)")
+            let image = try ImageReader.read(path: path("out.png"))
+            XCTAssertEqual([image.width, image.height], [side, side])
+        }
+    }
+
+    /// kill -9 at any moment leaves no partial output and no stray temporary file, and the input untouched.
+    func testKillLeavesNoPartialOrTemporaryFiles() throws {
+        let (model, config) = try prior()
+        let input = try photo("in.png", 32, 32)
+        let before = try Data(contentsOf: URL(fileURLWithPath: input))
+        let names = Set(try FileManager.default.contentsOfDirectory(atPath: folder.path))
+        for delay in [0.05, 0.15, 0.3, 0.5, 0.8] {
+            let process = Process()
+            process.executableURL = try buildFolder.appendingPathComponent("restore")
+            process.arguments = ["ddnm", "-i", input, "-o", path("out.png"), "--degradation", "gray", "--model", model, "--model-config", config,
+                                 "--steps", "30", "--quiet", "--side-by-side", path("side.png")]
+            process.standardError = FileHandle.nullDevice
+            try process.run()
+            Thread.sleep(forTimeInterval: delay)
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+            var now = Set(try FileManager.default.contentsOfDirectory(atPath: folder.path))
+            if process.terminationReason == .exit {  // finished before the kill: complete outputs only
+                XCTAssertEqual(process.terminationStatus, 0)
+                for done in ["out.png", "side.png"] where now.contains(done) {
+                    XCTAssertNoThrow(try ImageReader.read(path: path(done)))
+                    try FileManager.default.removeItem(atPath: path(done))
+                }
+                now = Set(try FileManager.default.contentsOfDirectory(atPath: folder.path))
+            }
+            XCTAssertEqual(now, names, "after kill -9 at \(delay) s")
+            XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: input)), before)
+        }
     }
 
     func testInpaintingReadsWhiteAsHole() throws {

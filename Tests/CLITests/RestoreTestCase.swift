@@ -20,10 +20,11 @@ class RestoreTestCase: XCTestCase {
         get throws { URL(fileURLWithPath: try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")).deletingLastPathComponent() }
     }
 
-    func restore(_ arguments: [String]) throws -> Result {
+    func restore(_ arguments: [String], environment: [String: String] = [:]) throws -> Result {
         let process = Process()
         process.executableURL = try buildFolder.appendingPathComponent("restore")
         process.arguments = arguments
+        if !environment.isEmpty { process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
         let out = Pipe(), err = Pipe()
         process.standardOutput = out
         process.standardError = err
