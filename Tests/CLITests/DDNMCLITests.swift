@@ -146,4 +146,35 @@ final class DDNMCLITests: RestoreTestCase {
             for c in 0..<3 { XCTAssertEqual(output.pixels[(y * 16 + x) * 3 + c], input.pixels[(y * 16 + x) * 3 + c], accuracy: 1.5 / 255) }
         } }
     }
+
+    /// `restore dreamclean` plumbing on the tiny prior: size kept, evaluations as documented, seeds repeat,
+    /// Ours* reports its consistency, a larger image runs through the tiled ε, bad values fail in one line.
+    func testDreamCleanRunsBlindAndWithAnOperator() throws {
+        let (model, config) = try prior()
+        let base = ["dreamclean", "--model", model, "--model-config", config, "--json", "--quiet", "--overwrite", "--tau", "200"]
+        var outputs: [[Float]] = []
+        let input = try photo("in.png", 16, 16)
+        for name in ["a.png", "b.png"] {
+            let r = try restore(base + ["-i", input, "-o", path(name), "--steps", "4", "--inversion-steps", "3", "--seed", "5"])
+            XCTAssertEqual(r.status, 0, r.stderr)
+            let report = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
+            XCTAssertEqual(report["network_evaluations"] as? Int, 3 + 4 * 2)
+            XCTAssertEqual(report["method"] as? String, "dreamclean")
+            outputs.append(try ImageReader.read(path: path(name)).pixels)
+        }
+        XCTAssertEqual(outputs[0], outputs[1])
+        let star = try restore(base + ["-i", try photo("small.png", 8, 8), "-o", path("star.png"), "--degradation", "pool:2", "--steps", "3", "--inversion-steps", "2"])
+        XCTAssertEqual(star.status, 0, star.stderr)
+        let report = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(star.stdout.utf8)) as? [String: Any])
+        XCTAssertEqual(report["method"] as? String, "dreamclean*")
+        XCTAssertNotNil(report["consistency_rms"])
+        XCTAssertEqual(try ImageReader.read(path: path("star.png")).width, 16)
+        let large = try restore(base + ["-i", try photo("large.png", 48, 32), "-o", path("large-out.png"), "--steps", "2", "--inversion-steps", "2"])
+        XCTAssertEqual(large.status, 0, large.stderr)
+        XCTAssertEqual(try ImageReader.read(path: path("large-out.png")).width, 48)
+        let bad = try restore(base + ["-i", try photo("in2.png", 16, 16), "-o", path("bad.png"), "--gamma", "1.5"])
+        XCTAssertEqual(bad.status, 1)
+        XCTAssertTrue(bad.stderr.contains("γ"), bad.stderr)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: path("bad.png")))
+    }
 }
