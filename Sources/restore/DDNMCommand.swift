@@ -85,6 +85,9 @@ struct DDNMCommand: ParsableCommand {
     @Option(help: "Also write the observation y as an image (with --simulate: the degraded input the restoration saw).")
     var saveObservation: String?
 
+    @Option(help: ArgumentHelp("Benchmarking only: replace the prior by a zero-cost ε-network of this native size (memory and tiling measurements).", visibility: .hidden))
+    var standInNetwork: Int?
+
     @Flag(help: "Read mask images the official DDNM way: white (255) = keep.")
     var maskKeepWhite = false
 
@@ -113,7 +116,7 @@ struct DDNMCommand: ParsableCommand {
 
     func run() throws {
         try failingCleanly {
-            let model = try self.model ?? BundledModels.locate(BundledModels.defaultPrior)
+            let model = try self.model ?? (standInNetwork != nil ? "stand-in" : BundledModels.locate(BundledModels.defaultPrior))
             var forced = try preset.map { name -> NetworkArchitecture in
                 guard let p = NetworkPreset.named(name) else { throw CommandFailure("unknown preset \(name); known: \(NetworkPreset.all.map(\.name).joined(separator: ", "))") }
                 return p.architecture
@@ -128,7 +131,15 @@ struct DDNMCommand: ParsableCommand {
                                            loadMask: { path in try MaskImage.load(path, keepWhite: maskKeepWhite, maxPixels: io.maxPixels) },
                                            loadKernelImage: { path in try KernelImage.load(path, maxPixels: io.maxPixels) })
             let started = Date()
-            let loaded = try NetworkLoader.load(path: model, architecture: forced)
+            let loaded: (network: any DiffusionNetwork, architecture: NetworkArchitecture, preset: NetworkPreset?)
+            if let standInNetwork {
+                let zero = ZeroNetwork()
+                loaded = (zero, .adm(ADMConfiguration(imageSize: standInNetwork, modelChannels: 8, outChannels: 3, numResBlocks: 1,
+                                                      attentionResolutions: [], channelMult: [1, 1, 1, 1])), nil)
+            } else {
+                let l = try NetworkLoader.load(path: model, architecture: forced)
+                loaded = (l.network, l.architecture, l.preset)
+            }
             let network = loaded.network
             if network.classCount != nil, classID == nil {
                 throw CommandFailure("this prior is class-conditional: pass --class ID (0–\(network.classCount! - 1))")
@@ -137,7 +148,7 @@ struct DDNMCommand: ParsableCommand {
                 throw CommandFailure("--class \(classID) is outside 0–\(count - 1)")
             }
             if network.classCount == nil, classID != nil { throw CommandFailure("--class needs a class-conditional prior") }
-            let modelHash = try SHA256.hex(ofFile: model)
+            let modelHash = standInNetwork == nil ? try SHA256.hex(ofFile: model) : "stand-in"
             if !io.quiet {
                 FileHandle.standardError.write(Data("ddnm: prior \((model as NSString).lastPathComponent) (\(loaded.preset?.name ?? "custom architecture"), native \(loaded.architecture.nativeSize)²) loaded in \(String(format: "%.1f", Date().timeIntervalSince(started))) s\n".utf8))
             }
@@ -158,6 +169,41 @@ struct DDNMCommand: ParsableCommand {
     }
 
     static func gcd(_ a: Int, _ b: Int) -> Int { b == 0 ? a : gcd(b, a % b) }
+
+    /// Clamps to [-1, 1] in place (NaN → −1).
+    static func clampInPlace(_ x: Tensor) {
+        for i in 0..<x.count { let v = x.data[i]; x.data[i] = v >= -1 ? min(v, 1) : -1 }
+    }
+
+    /// (‖A x − y‖, ‖(I − A A†) y‖) as RMS on the [0, 1] scale. Local (windowable) operators are evaluated in
+    /// bands of rows, so the temporaries stay band-sized whatever the image size.
+    static func consistency(_ x: Tensor, _ y: Tensor, _ a: any DegradationOperator) throws -> (Double, Double) {
+        var residual = 0.0, irreducible = 0.0, count = 0
+        func add(_ xPart: Tensor, _ yPart: Tensor, _ op: any DegradationOperator) throws {
+            let r = try subtract(try op.apply(xPart), yPart)
+            let q = try subtract(try op.apply(try op.pseudoInverse(yPart)), yPart)
+            for i in 0..<r.count { residual += Double(r.data[i] * r.data[i]) }
+            for i in 0..<q.count { irreducible += Double(q.data[i] * q.data[i]) }
+            count += r.count
+        }
+        let local = a as? any WindowableOperator
+        let windowable = local != nil && ((a as? CompositeOperator)?.isWindowable ?? true) && x.shape[0] == 1
+        if let local, windowable, local.windowAlignment > 0 {
+            let (h, w) = (x.shape[1], x.shape[2])
+            let band = max(local.windowAlignment, 64 / local.windowAlignment * local.windowAlignment)
+            var top = 0
+            while top < h {
+                let rect = PixelRect(y: top, x: 0, height: min(band, h - top), width: w)
+                let (op, observed) = try local.window(rect)
+                try add(try x.crop(rect), try y.crop(observed), op)
+                top += band
+            }
+        } else {
+            try add(x, y, a)
+        }
+        let n = Double(max(count, 1))
+        return ((residual / n).squareRoot() / 2, (irreducible / n).squareRoot() / 2)
+    }
 
     static func suffixed(_ path: String, _ index: Int) -> String {
         let ext = (path as NSString).pathExtension
@@ -270,9 +316,11 @@ struct DDNMCommand: ParsableCommand {
             progress.finish()
         }
         // Consistency: ‖A x̂ − y‖ (RMS, [0, 1] scale) on the clamped result.
-        let clamped = try clamp(restored, to: -1...1)
-        let residual = try subtract(try a.apply(clamped), y)
-        let rms = (residual.values.reduce(0) { $0 + Double($1 * $1) } / Double(residual.count)).squareRoot() / 2
+        let clamped = restored
+        Self.clampInPlace(clamped)
+        // ‖A x̂ − y‖ and ‖(I − ÃÃ†) y‖ (RMS, [0, 1] scale), in row bands for local operators so that no
+        // full-size temporary is made (USDR: memory bounded by the image buffers).
+        let (rms, irreducibleRMS) = try Self.consistency(clamped, y, a)
         var report: [String: Any] = [
             "method": "ddnm" + (sigmaY > 0 ? "+" : ""), "variant": sampler.variant.rawValue, "operator": a.spec,
             "sigma_y": Double(sigmaY.description) ?? 0, "eta": Double(eta.description) ?? 0, "steps": steps, "travel": travel, "seed": seed,
@@ -288,10 +336,13 @@ struct DDNMCommand: ParsableCommand {
         }
         report["elapsed_s"] = Date().timeIntervalSince(start)
         report["seconds_per_step"] = Date().timeIntervalSince(start) / Double(max(sampler.timesteps.networkEvaluations * windowCount, 1))
-        let irreducible = try subtract(try a.apply(try a.pseudoInverse(y)), y)  // ‖(I − ÃÃ†) y‖: what no x can explain
-        report["irreducible_rms"] = (irreducible.values.reduce(0) { $0 + Double($1 * $1) } / Double(max(irreducible.count, 1))).squareRoot() / 2
+        report["irreducible_rms"] = irreducibleRMS  // ‖(I − ÃÃ†) y‖: what no x can explain
         for (key, value) in report { if let number = value as? Double, !number.isFinite { report[key] = nil } }  // JSON has no NaN
-        let result = Image.fromSignedRange(clamped.values, width: shape[2], height: shape[1], channels: 3, sourceBitDepth: bitDepth)
+        let result = Image(width: shape[2], height: shape[1], channels: 3,
+                           pixels: Array(unsafeUninitializedCapacity: clamped.count) { buffer, count in
+                               for i in 0..<clamped.count { buffer[i] = (clamped.data[i] + 1) * 0.5 }  // clamped: within [0, 1]
+                               count = clamped.count
+                           }, sourceBitDepth: bitDepth)
         let resizedAlpha = alpha.map { $0.width == shape[2] && $0.height == shape[1] ? $0 : $0.resized(width: shape[2], height: shape[1]) }
         try io.write(result.attachingAlpha(resizedAlpha), to: output, report: report, inputs: [input])
         if let saveObservation = extras.observation, y.shape[1] > 0, y.shape[2] > 0, [1, 3].contains(y.shape[3]), !Self.observesCoefficients(a) {
@@ -353,3 +404,12 @@ struct DDNMCommand: ParsableCommand {
 }
 
 extension MaskShiftRestoration.Tiling: ExpressibleByArgument {}
+
+/// The zero-cost ε-network of `--stand-in-network` (ε = 0): measures the tiling, canvas and writer alone.
+final class ZeroNetwork: DiffusionNetwork {
+    var inputChannels: Int { 3 }
+    var outputChannels: Int { 3 }
+    var sizeMultiple: Int { 8 }
+    var classCount: Int? { nil }
+    func callAsFunction(_ x: Tensor, timesteps: [Float], classLabels: [Int]?) throws -> Tensor { try Tensor(shape: x.shape, repeating: 0) }
+}
