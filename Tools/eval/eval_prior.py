@@ -38,13 +38,25 @@ CROP, CROPS_PER_PHOTO, SCALE, SEED = 64, 3, 0.5, 20261129
 BOX = 24
 
 
-def crops():
+def holdout_photos():
+    """The validation photos of Tools/train/holdout.txt (for tuning; never for reported quality)."""
+    import cv2
+    folder = REPO.parent / "shared" / "data" / "train"
+    names = [l.strip() for l in (REPO / "Tools" / "train" / "holdout.txt").read_text().splitlines()
+             if l.strip() and not l.startswith("#")]
+    for name in names[:6]:
+        img = cv2.imread(str(folder / name), cv2.IMREAD_COLOR)
+        if img is not None:
+            yield Path(name).stem, cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+def crops(holdout=False):
     import cv2
     from skimage import data
     rng = np.random.default_rng(SEED)
     out = []
-    for name in PHOTOS:
-        img = getattr(data, name)()
+    sources = holdout_photos() if holdout else ((name, getattr(data, name)()) for name in PHOTOS)
+    for name, img in sources:
         h, w = img.shape[:2]
         small = cv2.resize(img, (round(w * SCALE), round(h * SCALE)), interpolation=cv2.INTER_AREA)
         for k in range(CROPS_PER_PHOTO):
@@ -98,7 +110,7 @@ def write(path, rgb):
     cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
 
 
-def ddnm(binary, model, image, degradation, out, steps, samples=1, extra=()):
+def ddnm(binary, model, image, degradation, out, steps, samples=1, extra=()):  # noqa: PLR0913
     cmd = [str(binary), "ddnm", "--simulate", "-i", str(image), "-o", str(out), "--degradation", degradation,
            "--steps", str(steps), "--quiet", "--overwrite", "--json"]
     if model:
@@ -123,6 +135,9 @@ def main():
     p.add_argument("--csv", default=str(REPO / "Benchmarks" / "quality-prior.csv"))
     p.add_argument("--keep", default="", help="keep the images in this folder")
     p.add_argument("--limit", type=int, default=0, help="only the first N crops (smoke test)")
+    p.add_argument("--eta", type=float, default=None, help="DDNM η (default: restore's, the official 0.85)")
+    p.add_argument("--holdout", action="store_true",
+                   help="tune on the training hold-out photos (Tools/train/holdout.txt) instead; writes nothing to Benchmarks/")
     args = p.parse_args()
     import cv2
 
@@ -131,7 +146,8 @@ def main():
     rng = np.random.default_rng(SEED + 1)
     rows = []
     started = time.time()
-    items = crops()[: args.limit or None]
+    items = crops(args.holdout)[: args.limit or None]
+    extra = ["--eta", str(args.eta)] if args.eta is not None else []
     seconds = 0.0
     for i, (name, rgb) in enumerate(items):
         clean_path = work / f"{name}.png"
@@ -142,7 +158,7 @@ def main():
         y = x.reshape(CROP // 4, 4, CROP // 4, 4, 3).mean(axis=(1, 3))
         bicubic = np.clip(cv2.resize(y.astype(np.float32), (CROP, CROP), interpolation=cv2.INTER_CUBIC), 0, 1)
         nearest = np.repeat(np.repeat(y, 4, axis=0), 4, axis=1)
-        rep, s = ddnm(args.binary, args.model, clean_path, "pool:4", work / f"{name}-sr.png", args.steps)
+        rep, s = ddnm(args.binary, args.model, clean_path, "pool:4", work / f"{name}-sr.png", args.steps, extra=extra)
         seconds += s
         sr = read(work / f"{name}-sr.png").astype(np.float64) / 255.0
         row.update(sr_ddnm_psnr=psnr(sr, x), sr_ddnm_ssim=ssim(sr, x), sr_bicubic_psnr=psnr(bicubic, x),
@@ -156,7 +172,7 @@ def main():
             telea = cv2.inpaint(rgb, mask, 3, cv2.INPAINT_TELEA)
             n = 4 if task == "box" else 1
             out = work / f"{name}-{task}.png"
-            _, s = ddnm(args.binary, args.model, clean_path, f"mask:{mask_path}", out, args.steps, samples=n)
+            _, s = ddnm(args.binary, args.model, clean_path, f"mask:{mask_path}", out, args.steps, samples=n, extra=extra)
             seconds += s
             outs = [out] if n == 1 else [out.with_name(f"{out.stem}-{k}.png") for k in range(1, n + 1)]
             results = [read(o).astype(np.float64) / 255.0 for o in outs]
@@ -177,6 +193,10 @@ def main():
 
     keys = [k for k in rows[0] if k != "crop"]
     mean = {k: float(np.mean([r[k] for r in rows])) for k in keys}
+    if args.holdout:
+        print(json.dumps({"holdout": True, "eta": args.eta, "steps": args.steps, "crops": len(rows),
+                          **{k: round(v, 4) for k, v in mean.items()}}))
+        return
     wins = {
         "sr": sum(r["sr_ddnm_psnr"] > r["sr_bicubic_psnr"] for r in rows),
         "strokes": sum(r["strokes_ddnm_psnr"] > r["strokes_telea_psnr"] for r in rows),
@@ -203,24 +223,30 @@ def main():
     except OSError:
         pass
     n = len(rows)
+    def b(value, other, fmt="{:.2f}"):
+        """Bold when DDNM's figure is the better one."""
+        text = fmt.format(value)
+        return f"**{text}**" if value > other else text
+
     md = [
         "## DDNM on our own prior (`make eval`)",
         "",
         f"`make eval` (Tools/eval/eval_prior.py): {n} crops of 64² from scikit-image's CC0 / public-domain photos "
         f"({', '.join(PHOTOS)}; downscaled by 1/2, 3 seeded crops each), never trained on and never used to choose "
-        f"a setting. Prior: {model_meta}. DDNM defaults: {args.steps} steps, η 0.85, seed 1234, SVD path. "
+        f"a setting. Prior: {model_meta}. DDNM: {args.steps} steps, η {args.eta if args.eta is not None else 0.85}, seed 1234, SVD path. "
         f"PSNR in dB on the [0, 1] scale; inpainting PSNR on the hole only. Wall time {time.time() - started:.0f} s "
         f"({seconds:.0f} s in `restore`) on {cpu}, {os.cpu_count()} threads.",
         "",
         "| task | DDNM (ours) | baseline | other | DDNM wins |",
         "|---|---|---|---|---|",
-        f"| SR ×4 (avg-pool), PSNR / SSIM | **{mean['sr_ddnm_psnr']:.2f} / {mean['sr_ddnm_ssim']:.4f}** | bicubic "
+        f"| SR ×4 (avg-pool), PSNR / SSIM | {b(mean['sr_ddnm_psnr'], mean['sr_bicubic_psnr'])} / "
+        f"{b(mean['sr_ddnm_ssim'], mean['sr_bicubic_ssim'], '{:.4f}')} | bicubic "
         f"{mean['sr_bicubic_psnr']:.2f} / {mean['sr_bicubic_ssim']:.4f} | A†y {mean['sr_pinv_psnr']:.2f} / "
         f"{mean['sr_pinv_ssim']:.4f} | {wins['sr']}/{n} vs bicubic |",
         f"| inpainting, random strokes ({100 * mean['strokes_hole_fraction']:.0f} % hole), hole PSNR | "
-        f"**{mean['strokes_ddnm_psnr']:.2f}** | Telea {mean['strokes_telea_psnr']:.2f} | | {wins['strokes']}/{n} |",
+        f"{b(mean['strokes_ddnm_psnr'], mean['strokes_telea_psnr'])} | Telea {mean['strokes_telea_psnr']:.2f} | | {wins['strokes']}/{n} |",
         f"| inpainting, centre box {BOX}² ({100 * mean['box_hole_fraction']:.0f} %), hole PSNR, mean of 4 samples | "
-        f"**{mean['box_ddnm_mean4_psnr']:.2f}** | Telea {mean['box_telea_psnr']:.2f} | one sample (avg of 4) "
+        f"{b(mean['box_ddnm_mean4_psnr'], mean['box_telea_psnr'])} | Telea {mean['box_telea_psnr']:.2f} | one sample (avg of 4) "
         f"{mean['box_ddnm_psnr']:.2f} | {wins['box4']}/{n} (one sample: {wins['box1']}/{n}) |",
         "",
         f"DDNM's SR output satisfies A x̂ = y: mean ‖A x̂ − y‖ RMS {mean['sr_consistency']:.4f} (8-bit output). "
