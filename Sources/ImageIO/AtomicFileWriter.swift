@@ -64,10 +64,13 @@ enum AtomicFileWriter {
         try beforeCommit()
         let handle = "/proc/self/fd/\(descriptor)"
         let atFDCWD: Int32 = -100, atSymlinkFollow: Int32 = 0x400
+        // Without /proc (or where linking is not allowed) the caller falls back to a named temporary file.
+        func unavailable(_ code: Int32) -> Bool { [ENOENT, EPERM, EACCES, ENOTSUP, EOPNOTSUPP, EXDEV, EMLINK, ENOSYS].contains(code) }
         if !overwrite {
             guard linkat(atFDCWD, handle, atFDCWD, path, atSymlinkFollow) == 0 else {
                 let code = errno
                 if code == EEXIST { throw .outputExists(path: path) }
+                if unavailable(code) { return false }
                 throw .writeFailed(path: path, reason: "linkat failed: \(FileSystem.reason(code))")
             }
         } else {
@@ -76,7 +79,9 @@ enum AtomicFileWriter {
             for _ in 0..<16 {
                 let candidate = "\(base)/.\(FileSystem.fileName(of: path)).\(String(UInt32.random(in: 0...UInt32.max), radix: 16)).partial"
                 if linkat(atFDCWD, handle, atFDCWD, candidate, atSymlinkFollow) == 0 { named = candidate; break }
-                guard errno == EEXIST else { throw .writeFailed(path: path, reason: "linkat failed: \(FileSystem.reason(errno))") }
+                let code = errno
+                if unavailable(code) { return false }
+                guard code == EEXIST else { throw .writeFailed(path: path, reason: "linkat failed: \(FileSystem.reason(code))") }
             }
             guard let named else { throw .cannotWriteFolder(path: path, folder: folder, reason: "cannot name the temporary file") }
             guard rename(named, path) == 0 else {

@@ -45,12 +45,13 @@ public struct DreamCleanSampler {
     public var networkEvaluations: Int { inversionSteps + samplingSteps * (1 + (gamma > 0 ? vpsIterations : 0)) }
 
     /// DDIM inversion (deterministic): x_{t_{i+1}} = √ᾱ_{t_{i+1}} x̂0(x_{t_i}) + √(1−ᾱ_{t_{i+1}}) ε_θ(x_{t_i}, t_i),
-    /// starting from x_{t_0 = 0} = the image.
+    /// starting from x_{t_0 = 0} = the image, taken as clean (ᾱ = 1 there; the network is asked at t = 0).
     public func invert(_ image: Tensor, predictNoise: NoisePredictor, step: () -> Void = {}) throws -> Tensor {
         let ts = Self.ladder(tau, inversionSteps)
         var x = image
         for i in 0..<(ts.count - 1) {
-            let a = schedule.alphaBar(ts[i]), next = schedule.alphaBar(ts[i + 1])
+            // The image is the clean x_0 (ᾱ = 1), as the sampling's last step lands on ᾱ = 1.
+            let a = ts[i] == 0 ? 1 : schedule.alphaBar(ts[i]), next = schedule.alphaBar(ts[i + 1])
             let epsilon = try firstThreeChannels(try predictNoise(x, ts[i]))
             let x0 = try axpby(1 / a.squareRoot(), x, -(1 - a).squareRoot() / a.squareRoot(), epsilon)
             x = try axpby(next.squareRoot(), x0, (1 - next).squareRoot(), epsilon)
@@ -100,10 +101,11 @@ public struct DreamCleanSampler {
 /// holds one window's activations at a time.
 public struct TiledNoisePredictor {
     public let window: Int
-    public let overlap: Int
+    /// nil: half the window.
+    public let overlap: Int?
     public let sizeMultiple: Int
 
-    public init(window: Int, overlap: Int, sizeMultiple: Int = 1) {
+    public init(window: Int, overlap: Int?, sizeMultiple: Int = 1) {
         self.window = window
         self.overlap = overlap
         self.sizeMultiple = sizeMultiple

@@ -11,15 +11,17 @@ public struct WindowPlan: Equatable, Sendable {
     public let stride: Int
     public let rects: [PixelRect]
 
-    /// - Parameters: `window` the side wanted (clipped to the image), `overlap` between neighbours;
+    /// - Parameters: `window` the side wanted (clipped to the image), `overlap` between neighbours (nil: half
+    ///   the window after rounding to the unit);
     ///   `alignment` divides the image sides and every offset (the operator's block: s for pooling);
     ///   `sizeMultiple` divides the window sides (the network's need, e.g. 8 for a 4-level UNet).
-    public init(height: Int, width: Int, window: Int, overlap: Int, alignment: Int, sizeMultiple: Int = 1) throws {
+    public init(height: Int, width: Int, window: Int, overlap requested: Int?, alignment: Int, sizeMultiple: Int = 1) throws {
         guard alignment >= 1, sizeMultiple >= 1, height % alignment == 0, width % alignment == 0 else {
             throw SamplerError("the output \(width)×\(height) is not a multiple of the operator's \(alignment)-pixel block")
         }
         let unit = alignment / Self.gcd(alignment, sizeMultiple) * sizeMultiple
         let side = window / unit * unit
+        let overlap = requested ?? side / 2
         guard side >= unit else { throw SamplerError("the window (\(window) px) is smaller than the \(unit)-pixel unit the operator and prior need") }
         guard overlap >= 0, overlap < side else { throw SamplerError("the overlap (\(overlap) px) must be at least 0 and less than the window (\(side) px)") }
         let stride = max(alignment, (side - overlap) / alignment * alignment)
@@ -121,18 +123,21 @@ public struct MaskShiftRestoration {
 public enum HierarchicalRestoration {
     /// The factor and coarse problem, or nil when HiR does not apply.
     public static func plan(operator a: any WindowableOperator, observation y: Tensor, imageShape: [Int], nativeSize: Int,
-                            sizeMultiple: Int) throws -> (factor: Int, operator: any DegradationOperator, observation: Tensor, shape: [Int])? {
+                            sizeMultiple: Int) throws -> (factor: Int, operator: any DegradationOperator, observation: Tensor, shape: [Int], noiseScale: Float)? {
         guard let h = a as? any HierarchicalOperator, imageShape.count == 4 else { return nil }
         let (height, width) = (imageShape[1], imageShape[2])
         for f in 2...max(2, max(height, width)) {
             guard height % f == 0, width % f == 0 else { continue }
             let (gh, gw) = (height / f, width / f)
             guard gh <= nativeSize, gw <= nativeSize else { continue }
-            guard gh % sizeMultiple == 0, gw % sizeMultiple == 0, let coarse = try h.coarseOperator(by: f) else { continue }
+            // The windows must stay at the native size when aligned to f as well (e.g. f = 3 with 64² windows cannot).
+            let unit = [a.windowAlignment, f, sizeMultiple].reduce(1) { $0 / WindowPlan.gcd($0, $1) * $1 }
+            guard nativeSize % unit == 0, gh % sizeMultiple == 0, gw % sizeMultiple == 0, let coarse = try h.coarseOperator(by: f) else { continue }
             let observation = h.observesPooled ? y : try coarse.apply(try averagePool(try a.pseudoInverse(y), kernel: f))
             let shape = [1, gh, gw, imageShape[3]]
             guard try coarse.observationShape(for: shape) == observation.shape else { continue }
-            return (f, coarse, observation, shape)
+            // y_g averages f² samples of y when A does not end with a pooling: its noise is σy/f.
+            return (f, coarse, observation, shape, h.observesPooled ? 1 : 1 / Float(f))
         }
         return nil
     }

@@ -98,8 +98,13 @@ public struct SeparableOperator: DegradationOperator {
         -> ((a: [Float], pinv: [Float], rows: Int, columns: Int), SeparableSpectrum.Axis) {
         let (u, s, v) = SmallSVD.decompose(a.map(Double.init), rows: m, columns: n)
         let r = min(m, n)
-        let axis = SeparableSpectrum.Axis(size: n, v: SmallSVD.completedBasis(v, rows: n, columns: r).map(Float.init),
-                                          singulars: (0..<n).map { $0 < r ? Float(s[$0]) : 0 })
+        // V's columns for nonzero singulars (a rank-deficient wide matrix gives zero columns), completed to a
+        // square orthonormal basis whose extra columns have singular 0.
+        let rank = (0..<r).filter { s[$0] > 1e-12 }.count  // s is sorted descending
+        var kept = [Double](repeating: 0, count: n * rank)
+        for i in 0..<n { for k in 0..<rank { kept[i * rank + k] = v[i * r + k] } }
+        let axis = SeparableSpectrum.Axis(size: n, v: SmallSVD.completedBasis(kept, rows: n, columns: rank).map(Float.init),
+                                          singulars: (0..<n).map { $0 < rank ? Float(s[$0]) : 0 })
         var truncated = [Float](repeating: 0, count: m * n), pinv = [Float](repeating: 0, count: n * m)
         for k in 0..<r where s[k] >= Double(threshold) {
             for i in 0..<m { for j in 0..<n {

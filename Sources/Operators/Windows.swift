@@ -170,6 +170,14 @@ extension MaskOperator: HierarchicalOperator {
         return try MaskOperator(keep: coarse, source: source + " (÷\(f))")
     }
 
+    /// True when every f×f block is all known or all hole.
+    public func isUniform(onBlocksOf f: Int) -> Bool {
+        let (h, w) = (keep.shape[0], keep.shape[1])
+        guard h % f == 0, w % f == 0 else { return false }
+        for r in 0..<h { for c in 0..<w where (keep.data[r * w + c] < 0.5) != (keep.data[(r / f * f) * w + c / f * f] < 0.5) { return false } }
+        return true
+    }
+
     public func freePixels(_ rect: PixelRect) -> [Float]? {
         let w = keep.shape[1]
         var free = [Float](repeating: 0, count: rect.height * rect.width)
@@ -182,6 +190,8 @@ extension CompositeOperator: HierarchicalOperator {
     /// Part by part; a pooling may only come last (the parts before it act on full-resolution pixels).
     public func coarseOperator(by f: Int) throws -> (any DegradationOperator)? {
         guard !parts.dropLast().contains(where: { $0 is AveragePoolingOperator }) else { return nil }
+        // y is reused as the coarse observation only when every mask is uniform on f×f blocks.
+        if observesPooled, parts.contains(where: { ($0 as? MaskOperator).map { !$0.isUniform(onBlocksOf: f) } ?? false }) { return nil }
         var coarse: [any DegradationOperator] = []
         for part in parts {
             guard let h = part as? any HierarchicalOperator, let op = try h.coarseOperator(by: f) else { return nil }

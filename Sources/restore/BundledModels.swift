@@ -11,7 +11,9 @@ enum BundledModels {
     static func searchFolders() -> [String] {
         if let env = ProcessInfo.processInfo.environment["DIFFUSIONRESTORE_MODELS"], !env.isEmpty { return [env] }  // chosen: only there
         var folders: [String] = []
-        let executable = URL(fileURLWithPath: CommandLine.arguments.first ?? "").resolvingSymlinksInPath().deletingLastPathComponent()
+        // The executable's real location (/proc/self/exe: argv[0] is a bare name when run through PATH).
+        let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments.first ?? ""
+        let executable = URL(fileURLWithPath: exe).resolvingSymlinksInPath().deletingLastPathComponent()
         var folder = executable
         for _ in 0..<5 {
             folders.append(folder.appendingPathComponent("Models").path)

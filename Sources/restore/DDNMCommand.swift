@@ -67,7 +67,7 @@ struct DDNMCommand: ParsableCommand {
     @Flag(help: "The input is a clean image: degrade it, restore, and report PSNR/SSIM against it.")
     var simulate = false
 
-    @Option(help: "Tiling when the output exceeds the prior's native size: msr (USDR mask-shift windows, overlaps kept consistent) or naive (independent tiles without overlap, for comparison).")
+    @Option(help: "Tiling when the output exceeds the prior's native size: msr (USDR mask-shift windows, overlaps kept consistent) or naive (independent tiles at a window's stride, the last snapped to the border; for comparison).")
     var tiling: MaskShiftRestoration.Tiling = .msr
 
     @Option(help: "Window side in pixels for tiling (default and maximum: the prior's native size; setting it forces tiling).")
@@ -271,6 +271,7 @@ struct DDNMCommand: ParsableCommand {
         let tiled = tiling == .naive || shape[1] > nativeSize || shape[2] > nativeSize || window != nil
         var windowCount = 1
         var hir = "none"
+        var globalEvaluations = 0
         let restored: Tensor
         let predict: NoisePredictor = { x, t in
             try network(x, timesteps: Array(repeating: Float(t), count: x.shape[0]), classLabels: self.classID.map { Array(repeating: $0, count: x.shape[0]) })
@@ -288,8 +289,12 @@ struct DDNMCommand: ParsableCommand {
             } else if let coarse = try HierarchicalRestoration.plan(operator: local, observation: y, imageShape: shape,
                                                                     nativeSize: nativeSize, sizeMultiple: network.sizeMultiple) {
                 let progress = ProgressBar(label: "\((input as NSString).lastPathComponent) (global pass, ÷\(coarse.factor))", enabled: !io.quiet)
-                let result = try sampler.sample(observation: coarse.observation, operator: coarse.operator, imageShape: coarse.shape,
-                                                predictNoise: predict, noise: &noise, progress: progress.update)
+                let globalSampler = coarse.noiseScale == 1 ? sampler
+                    : try DDNMSampler(schedule: sampler.schedule, timesteps: sampler.timesteps, eta: sampler.eta,
+                                      sigmaY: sampler.sigmaY * coarse.noiseScale, variant: sampler.variant)
+                let result = try globalSampler.sample(observation: coarse.observation, operator: coarse.operator, imageShape: coarse.shape,
+                                                      predictNoise: predict, noise: &noise, progress: progress.update)
+                globalEvaluations = sampler.timesteps.networkEvaluations
                 progress.finish()
                 global = (coarse.factor, result)
                 hir = "÷\(coarse.factor)"
@@ -298,7 +303,7 @@ struct DDNMCommand: ParsableCommand {
             }
             let side = min(window ?? nativeSize, nativeSize)
             let alignment = global.map { local.windowAlignment / Self.gcd(local.windowAlignment, $0.factor) * $0.factor } ?? local.windowAlignment
-            let plan = try WindowPlan(height: shape[1], width: shape[2], window: side, overlap: tiling == .naive ? 0 : (overlap ?? side / 2),
+            let plan = try WindowPlan(height: shape[1], width: shape[2], window: side, overlap: tiling == .naive ? 0 : overlap,
                                       alignment: alignment, sizeMultiple: network.sizeMultiple)
             windowCount = plan.rects.count
             let progress = ProgressBar(label: "\((input as NSString).lastPathComponent) (\(plan.rects.count) windows)", enabled: !io.quiet)
@@ -325,7 +330,7 @@ struct DDNMCommand: ParsableCommand {
             "method": "ddnm" + (sigmaY > 0 ? "+" : ""), "variant": sampler.variant.rawValue, "operator": a.spec,
             "sigma_y": Double(sigmaY.description) ?? 0, "eta": Double(eta.description) ?? 0, "steps": steps, "travel": travel, "seed": seed,
             "model": modelName, "model_sha256": modelHash, "consistency_rms": rms,
-            "network_evaluations": sampler.timesteps.networkEvaluations, "input": (input as NSString).lastPathComponent,
+            "network_evaluations": sampler.timesteps.networkEvaluations * windowCount + globalEvaluations, "input": (input as NSString).lastPathComponent,
             "version": BuildInfo.version, "windows": windowCount, "tiling": tiled ? tiling.rawValue : "none", "hir": hir,
         ]
         if let classID { report["class"] = classID }
@@ -335,7 +340,7 @@ struct DDNMCommand: ParsableCommand {
             if ssim.isFinite { report["ssim"] = ssim }  // undefined below 11×11 (the Gaussian window)
         }
         report["elapsed_s"] = Date().timeIntervalSince(start)
-        report["seconds_per_step"] = Date().timeIntervalSince(start) / Double(max(sampler.timesteps.networkEvaluations * windowCount, 1))
+        report["seconds_per_step"] = Date().timeIntervalSince(start) / Double(max(sampler.timesteps.networkEvaluations * windowCount + globalEvaluations, 1))
         report["irreducible_rms"] = irreducibleRMS  // ‖(I − ÃÃ†) y‖: what no x can explain
         for (key, value) in report { if let number = value as? Double, !number.isFinite { report[key] = nil } }  // JSON has no NaN
         let result = Image(width: shape[2], height: shape[1], channels: 3,
@@ -360,7 +365,7 @@ struct DDNMCommand: ParsableCommand {
             if let p = report["psnr_db"] as? Double { line += String(format: ", PSNR %.2f dB", p) }
             if let s = report["ssim"] as? Double { line += String(format: ", SSIM %.4f", s) }
             line += String(format: ", %.1f s, %.3f s/step%@)\n", Date().timeIntervalSince(start),
-                           Date().timeIntervalSince(start) / Double(max(sampler.timesteps.networkEvaluations * windowCount, 1)),
+                           Date().timeIntervalSince(start) / Double(max(sampler.timesteps.networkEvaluations * windowCount + globalEvaluations, 1)),
                            windowCount > 1 ? ", \(windowCount) windows" : "")
             FileHandle.standardError.write(Data(line.utf8))
         }

@@ -104,7 +104,7 @@ struct DreamCleanCommand: ParsableCommand {
                 try network(x, timesteps: Array(repeating: Float(t), count: x.shape[0]), classLabels: self.classID.map { Array(repeating: $0, count: x.shape[0]) })
             }
             let side = min(window ?? native, native)
-            let predict = TiledNoisePredictor(window: side, overlap: overlap ?? side / 2, sizeMultiple: network.sizeMultiple).wrap(direct)
+            let predict = TiledNoisePredictor(window: side, overlap: overlap, sizeMultiple: network.sizeMultiple).wrap(direct)
             for job in jobs {
                 let start = Date()
                 let image = try ImageReader.read(path: job.input, maxPixels: io.maxPixels)
@@ -123,9 +123,6 @@ struct DreamCleanCommand: ParsableCommand {
                 let shape = start0.shape
                 guard shape[1] % network.sizeMultiple == 0, shape[2] % network.sizeMultiple == 0 else {
                     throw CommandFailure("the image is \(shape[2])×\(shape[1]); this prior needs sides that are multiples of \(network.sizeMultiple) (\(job.input))")
-                }
-                if shape[1] < side || shape[2] < side, shape[1] > native || shape[2] > native {
-                    throw CommandFailure("the image is \(shape[2])×\(shape[1]): one side is below the \(side)-pixel window and the other above the native size (\(job.input))")
                 }
                 var noise = SeededGaussian(seed: seed)
                 let progress = ProgressBar(label: (job.input as NSString).lastPathComponent, enabled: !io.quiet)

@@ -119,14 +119,13 @@ final class DDNMCLITests: RestoreTestCase {
             kill(process.processIdentifier, SIGKILL)
             process.waitUntilExit()
             var now = Set(try FileManager.default.contentsOfDirectory(atPath: folder.path))
-            if process.terminationReason == .exit {  // finished before the kill: complete outputs only
-                XCTAssertEqual(process.terminationStatus, 0)
-                for done in ["out.png", "side.png"] where now.contains(done) {
-                    XCTAssertNoThrow(try ImageReader.read(path: path(done)))
-                    try FileManager.default.removeItem(atPath: path(done))
-                }
-                now = Set(try FileManager.default.contentsOfDirectory(atPath: folder.path))
+            if process.terminationReason == .exit { XCTAssertEqual(process.terminationStatus, 0) }
+            // Outputs committed before the kill (or by a finished run) are complete images; nothing else may remain.
+            for done in ["out.png", "side.png"] where now.contains(done) {
+                XCTAssertNoThrow(try ImageReader.read(path: path(done)), "a committed output is a complete image")
+                try FileManager.default.removeItem(atPath: path(done))
             }
+            now = Set(try FileManager.default.contentsOfDirectory(atPath: folder.path))
             XCTAssertEqual(now, names, "after kill -9 at \(delay) s")
             XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: input)), before)
         }

@@ -78,41 +78,68 @@ final class MaskShiftTests: XCTestCase {
         XCTAssertGreaterThan(TestSupport.maxDifference(try naive.crop(first), own), 1e-3)
     }
 
-    /// HiR: the windows' block means equal the global result, and A x̂ = y still holds (gray and masks
-    /// keep their constraints under the block-mean correction); pooling SR with f ≥ s has no HiR.
+    /// HiR: the windows' block means equal the global result, and A x̂ = y still holds (gray, masks and pooling
+    /// with f < s keep their constraints under the block-mean correction); pooling SR with f ≥ s has no HiR.
     func testHierarchicalPassGuidesEveryWindowAndKeepsConsistency() throws {
         let keep = try Tensor(shape: [48, 96], values: (0..<(48 * 96)).map { p in (p / 96 / 5 + p % 96 / 7) % 4 == 0 ? 0 : 1 })
         let cases: [(String, any WindowableOperator)] = [("gray", GrayscaleOperator(weights: GrayscaleOperator.svdWeights)),
                                                          ("mask", try MaskOperator(keep: keep, source: "t")),
                                                          ("pool:4", try AveragePoolingOperator(factor: 4))]
+        let noHiR = try HierarchicalRestoration.plan(operator: try AveragePoolingOperator(factor: 2), observation: try Tensor(shape: [1, 24, 48, 3], repeating: 0),
+                                                     imageShape: [1, 48, 96, 3], nativeSize: 48, sizeMultiple: 8)
+        XCTAssertNil(noHiR, "pool:2: y already fixes every coarse image the windows allow")
         for (name, a) in cases {
             let clean = try TestSupport.random([1, 48, 96, 3], seed: 5)
             let y = try a.apply(clean)
             let sampler = try DDNMSampler(timesteps: try TimeTravelSchedule(samplingSteps: 4))
-            let plan = try HierarchicalRestoration.plan(operator: a, observation: y, imageShape: [1, 48, 96, 3], nativeSize: 32, sizeMultiple: 8)
-            if name == "pool:4" {  // f = 3 does not divide s = 4, and for f ≥ 4 y already fixes pool_f(x)
-                XCTAssertNil(plan, name)
-                continue
-            }
-            let coarse = try XCTUnwrap(plan, name)
-            XCTAssertEqual(coarse.factor, 3, name)
+            let coarse = try XCTUnwrap(try HierarchicalRestoration.plan(operator: a, observation: y, imageShape: [1, 48, 96, 3], nativeSize: 48, sizeMultiple: 8), name)
+            XCTAssertEqual(coarse.factor, 2, name)
             var noise = SeededGaussian(seed: 2)
             let global = try sampler.sample(observation: coarse.observation, operator: coarse.operator, imageShape: coarse.shape,
                                             predictNoise: standIn, noise: &noise)
             XCTAssertLessThan(TestSupport.maxDifference(try coarse.operator.apply(global), coarse.observation), 1e-4, "\(name): global A_g x_g = y_g")
-            let windows = try WindowPlan(height: 48, width: 96, window: 32, overlap: 16, alignment: 3, sizeMultiple: 8)
+            let windows = try WindowPlan(height: 48, width: 96, window: 48, overlap: 24, alignment: max(2, a.windowAlignment), sizeMultiple: 8)
             let x = try MaskShiftRestoration(sampler: sampler, plan: windows).restore(observation: y, operator: a, imageShape: [1, 48, 96, 3],
-                                                                                     predictNoise: standIn, noise: &noise, global: (3, global))
+                                                                                     predictNoise: standIn, noise: &noise, global: (2, global))
             XCTAssertLessThan(TestSupport.maxDifference(try a.apply(x), y), 1e-4, "\(name): A x̂ = y")
-            let means = try averagePool(x, kernel: 3)
-            XCTAssertLessThan(TestSupport.maxDifference(means, global), 1e-4, "\(name): block means follow the global pass")
+            let means = try averagePool(x, kernel: 2)
+            if name == "mask" {  // block means follow the global result where a block has a hole
+                for p in 0..<(24 * 48) {
+                    let hasHole = (0..<4).contains { k in keep.data[(p / 48 * 2 + k / 2) * 96 + p % 48 * 2 + k % 2] < 0.5 }
+                    guard hasHole else { continue }
+                    for c in 0..<3 { XCTAssertEqual(means.data[p * 3 + c], global.data[p * 3 + c], accuracy: 1e-4) }
+                }
+            } else {
+                XCTAssertLessThan(TestSupport.maxDifference(means, global), 1e-4, "\(name): block means follow the global pass")
+            }
             // Without the guide the block means are free.
             var again = SeededGaussian(seed: 2)
             _ = try sampler.sample(observation: coarse.observation, operator: coarse.operator, imageShape: coarse.shape, predictNoise: standIn, noise: &again)
             let unguided = try MaskShiftRestoration(sampler: sampler, plan: windows).restore(observation: y, operator: a, imageShape: [1, 48, 96, 3],
                                                                                             predictNoise: standIn, noise: &again)
-            XCTAssertGreaterThan(TestSupport.maxDifference(try averagePool(unguided, kernel: 3), global), 1e-2, name)
+            XCTAssertGreaterThan(TestSupport.maxDifference(try averagePool(unguided, kernel: 2), global), 1e-2, name)
         }
+    }
+
+    /// The HiR factor keeps native-size windows: f = 3 would force 24-px units on 64² windows, so 192² uses f = 4;
+    /// the default overlap is half the window after rounding.
+    func testHierarchicalFactorKeepsNativeWindowsAndDefaultOverlapIsHalf() throws {
+        let a = GrayscaleOperator()
+        let y = try a.apply(try TestSupport.random([1, 192, 192, 3], seed: 1))
+        let coarse = try XCTUnwrap(try HierarchicalRestoration.plan(operator: a, observation: y, imageShape: [1, 192, 192, 3], nativeSize: 64, sizeMultiple: 8))
+        XCTAssertEqual(coarse.factor, 4)
+        XCTAssertEqual(coarse.noiseScale, 0.25)
+        let plan = try WindowPlan(height: 192, width: 192, window: 64, overlap: nil, alignment: 4, sizeMultiple: 8)
+        XCTAssertEqual(plan.stride, 32)
+        XCTAssertEqual(plan.rects.count, 25)
+        let pooled = try XCTUnwrap(try HierarchicalRestoration.plan(operator: try AveragePoolingOperator(factor: 4), observation: try Tensor(shape: [1, 32, 32, 3], repeating: 0),
+                                                                    imageShape: [1, 128, 128, 3], nativeSize: 64, sizeMultiple: 8))
+        XCTAssertEqual(pooled.factor, 2)
+        XCTAssertEqual(pooled.noiseScale, 1)
+        // A mask not uniform on f×f blocks cannot reuse y for mask,pool.
+        let keep = try Tensor(shape: [128, 128], values: (0..<(128 * 128)).map { $0 % 3 == 0 ? 0 : 1 })
+        let composite = CompositeOperator([try MaskOperator(keep: keep, source: "t"), try AveragePoolingOperator(factor: 4)])
+        XCTAssertNil(try composite.coarseOperator(by: 2))
     }
 
     func testGlobalOperatorsAreNotWindowable() throws {
