@@ -21,7 +21,7 @@ TEST_FLAGS := -c release $(SPEED_FLAGS) -Xswiftc -enable-testing
 BIN := .build/release
 PYTHON ?= $(shell for p in "$$TORCH_PYTHON" /work/venv/bin/python venv/bin/python; do [ -x "$$p" ] && echo "$$p" && break; done)
 
-.PHONY: help deps build demo test bench fuzz clean train-prior eval
+.PHONY: help deps build demo test bench bench-usdr fuzz clean train-prior eval
 
 FUZZ_SECONDS ?= 600
 FUZZ_FIXTURES := Tests/CheckpointsTests/Fixtures
@@ -72,6 +72,12 @@ fuzz: deps
 	.build/fuzz/release/checkpoint-fuzz .build/fuzz-corpus $(FUZZ_FIXTURES)/fuzz-seeds -max_total_time=$(FUZZ_SECONDS) \
 	  -max_len=262144 -rss_limit_mb=4096 -timeout=10 -print_final_stats=1 -artifact_prefix=.build/fuzz-artifacts/ ; \
 	status=$$?; for f in .build/fuzz-artifacts/*; do [ -e "$$f" ] && cp "$$f" $(FUZZ_FIXTURES)/fuzz-crashes/; done; exit $$status
+
+# make bench-usdr: peak memory of USDR tiling at 256², 4096² and 8192² outputs with a stand-in ε-network
+# (Tools/bench/usdr_memory.py; standard-library Python, /usr/bin/time from the `time` package).
+bench-usdr: build
+	@command -v /usr/bin/time >/dev/null || { echo "bench-usdr needs /usr/bin/time: apt-get install time" >&2; exit 1; }
+	python3 Tools/bench/usdr_memory.py --binary $(BIN)/restore
 
 clean:
 	rm -rf .build demo-out

@@ -114,3 +114,10 @@ double dr_fma_peak_gflops(double seconds, int allow_avx512) {
     }
     return best * 1e-9;
 }
+
+#if defined(__GLIBC__)
+#include <malloc.h>
+int dr_fix_mmap_threshold(long bytes) { return mallopt(M_MMAP_THRESHOLD, (int)bytes); }
+#else
+int dr_fix_mmap_threshold(long bytes) { (void)bytes; return 0; }
+#endif

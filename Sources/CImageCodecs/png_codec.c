@@ -331,3 +331,111 @@ CICStatus cic_png_encode(const void *pixels, uint32_t width, uint32_t height, ui
     *out_length = context.length;
     return CIC_OK;
 }
+
+// ---- Streaming encoder: rows come from a callback, bytes go to a sink (no whole-image buffers) ----
+
+typedef struct PNGStreamContext {
+    CICStatus status;
+    char *message;
+    size_t message_capacity;
+    CICPNGSink sink;
+    void *sink_context;
+    png_bytep row;
+    png_text *texts;
+} PNGStreamContext;
+
+static void png_stream_error(png_structp png, png_const_charp text) {
+    PNGStreamContext *context = (PNGStreamContext *)png_get_error_ptr(png);
+    if (context->status == CIC_OK) {
+        context->status = CIC_ERROR_INVALID_ARGUMENT;
+        cic_set_message(context->message, context->message_capacity, "PNG encoder: %s", text);
+    }
+    png_longjmp(png, 1);
+}
+
+static void png_write_to_sink(png_structp png, png_bytep bytes, size_t count) {
+    PNGStreamContext *context = (PNGStreamContext *)png_get_io_ptr(png);
+    if (context->sink(context->sink_context, bytes, count) != 0) {
+        context->status = CIC_ERROR_IO;
+        cic_set_message(context->message, context->message_capacity, "writing the PNG failed");
+        png_error(png, "write failed");
+    }
+}
+
+static CICStatus png_stream_with_libpng(PNGStreamContext *context, png_structp png, png_infop info, uint32_t width,
+                                        uint32_t height, uint32_t channels, uint32_t bit_depth,
+                                        const CICTextEntry *texts, size_t text_count,
+                                        CICPNGRowProvider rows, void *rows_context) {
+    if (setjmp(png_jmpbuf(png))) {
+        return context->status == CIC_OK ? CIC_ERROR_INVALID_ARGUMENT : context->status;
+    }
+    static const int color_types[4] = {PNG_COLOR_TYPE_GRAY, PNG_COLOR_TYPE_GRAY_ALPHA, PNG_COLOR_TYPE_RGB,
+                                       PNG_COLOR_TYPE_RGB_ALPHA};
+    png_set_write_fn(png, context, png_write_to_sink, png_flush_nothing);
+    png_set_IHDR(png, info, width, height, (int)bit_depth, color_types[channels - 1], PNG_INTERLACE_NONE,
+                 PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
+    if (text_count > 0) {
+        context->texts = calloc(text_count, sizeof(png_text));
+        if (context->texts == NULL) {
+            context->status = CIC_ERROR_OUT_OF_MEMORY;
+            cic_set_message(context->message, context->message_capacity, "out of memory encoding a PNG");
+            return context->status;
+        }
+        for (size_t i = 0; i < text_count; i++) {
+            context->texts[i].compression = PNG_ITXT_COMPRESSION_NONE;
+            context->texts[i].key = (png_charp)texts[i].key;
+            context->texts[i].text = (png_charp)texts[i].value;
+            context->texts[i].itxt_length = strlen(texts[i].value);
+        }
+        png_set_text(png, info, context->texts, (int)text_count);
+    }
+    png_write_info(png, info);
+    if (bit_depth == 16 && CIC_HOST_IS_LITTLE_ENDIAN) png_set_swap(png);
+    context->row = malloc((size_t)width * channels * (bit_depth / 8));
+    if (context->row == NULL) {
+        context->status = CIC_ERROR_OUT_OF_MEMORY;
+        cic_set_message(context->message, context->message_capacity, "out of memory encoding a PNG");
+        return context->status;
+    }
+    for (uint32_t y = 0; y < height; y++) {
+        if (rows(rows_context, y, context->row) != 0) {
+            context->status = CIC_ERROR_INVALID_ARGUMENT;
+            cic_set_message(context->message, context->message_capacity, "the row provider failed at row %u", y);
+            return context->status;
+        }
+        png_write_row(png, context->row);
+    }
+    png_write_end(png, NULL);
+    return CIC_OK;
+}
+
+CICStatus cic_png_encode_rows(uint32_t width, uint32_t height, uint32_t channels, uint32_t bit_depth,
+                              const CICTextEntry *texts, size_t text_count, CICPNGRowProvider rows,
+                              void *rows_context, CICPNGSink sink, void *sink_context, char *message,
+                              size_t message_capacity) {
+    if (message != NULL && message_capacity > 0) message[0] = '\0';
+    if (rows == NULL || sink == NULL || width == 0 || height == 0 || width > 0x7fffffffu || height > 0x7fffffffu ||
+        channels < 1 || channels > 4 || (bit_depth != 8 && bit_depth != 16) || (text_count > 0 && texts == NULL)) {
+        cic_set_message(message, message_capacity, "invalid PNG encoder arguments (%ux%u, %u channels, %u bits)",
+                        width, height, channels, bit_depth);
+        return CIC_ERROR_INVALID_ARGUMENT;
+    }
+    PNGStreamContext context = {0};
+    context.message = message;
+    context.message_capacity = message_capacity;
+    context.sink = sink;
+    context.sink_context = sink_context;
+    png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, &context, png_stream_error, png_ignore_warning);
+    png_infop info = png != NULL ? png_create_info_struct(png) : NULL;
+    if (png == NULL || info == NULL) {
+        png_destroy_write_struct(&png, &info);
+        cic_set_message(message, message_capacity, "out of memory creating a PNG encoder");
+        return CIC_ERROR_OUT_OF_MEMORY;
+    }
+    CICStatus status = png_stream_with_libpng(&context, png, info, width, height, channels, bit_depth, texts,
+                                              text_count, rows, rows_context);
+    png_destroy_write_struct(&png, &info);
+    free(context.row);
+    free(context.texts);
+    return status;
+}

@@ -16,9 +16,18 @@ enum AtomicFileWriter {
     /// file is complete and synced, just before it is moved into place (tests use it to inject failures).
     static func write(_ bytes: [UInt8], to path: String, overwrite: Bool,
                       beforeCommit: () throws(ImageIOError) -> Void = {}) throws(ImageIOError) {
+        try write(to: path, overwrite: overwrite, beforeCommit: beforeCommit) { (descriptor: Int32) throws(ImageIOError) in
+            try writeAll(bytes, to: descriptor, path: path)
+        }
+    }
+
+    /// The same with the content produced by `content`, which writes to the open descriptor (streamed
+    /// encoders); it may run twice when the unnamed-file path is unavailable and the named one is used.
+    static func write(to path: String, overwrite: Bool, beforeCommit: () throws(ImageIOError) -> Void = {},
+                      content: (Int32) throws(ImageIOError) -> Void) throws(ImageIOError) {
         let folder = FileSystem.parentFolder(of: path)
         #if os(Linux)
-        if try writeAnonymously(bytes, to: path, folder: folder, overwrite: overwrite, beforeCommit: beforeCommit) { return }
+        if try writeAnonymously(content, to: path, folder: folder, overwrite: overwrite, beforeCommit: beforeCommit) { return }
         #endif
         let (descriptor, temporaryPath) = try createTemporaryFile(in: folder, for: path)
         var committed = false
@@ -27,7 +36,7 @@ enum AtomicFileWriter {
             if isOpen { close(descriptor) }
             if !committed { unlink(temporaryPath) }
         }
-        try writeAll(bytes, to: descriptor, path: path)
+        try content(descriptor)
         guard fsync(descriptor) == 0 else { throw .writeFailed(path: path, reason: FileSystem.reason(errno)) }
         isOpen = false
         guard close(descriptor) == 0 else { throw .writeFailed(path: path, reason: FileSystem.reason(errno)) }
@@ -49,7 +58,7 @@ enum AtomicFileWriter {
     /// Overwriting links it under a temporary name and renames that over the target (the only window
     /// in which a kill leaves a `.partial` file is between those two calls). Returns false when the file
     /// system has no O_TMPFILE (the caller then uses a named temporary file).
-    private static func writeAnonymously(_ bytes: [UInt8], to path: String, folder: String, overwrite: Bool,
+    private static func writeAnonymously(_ content: (Int32) throws(ImageIOError) -> Void, to path: String, folder: String, overwrite: Bool,
                                           beforeCommit: () throws(ImageIOError) -> Void) throws(ImageIOError) -> Bool {
         let oTmpfile: Int32 = 0o20000000 | O_DIRECTORY  // __O_TMPFILE | O_DIRECTORY (include/uapi/asm-generic/fcntl.h)
         let descriptor = open(folder, oTmpfile | O_WRONLY | O_CLOEXEC, 0o666)
@@ -59,7 +68,7 @@ enum AtomicFileWriter {
             throw .cannotWriteFolder(path: path, folder: folder, reason: FileSystem.reason(code))
         }
         defer { close(descriptor) }
-        try writeAll(bytes, to: descriptor, path: path)
+        try content(descriptor)
         guard fsync(descriptor) == 0 else { throw .writeFailed(path: path, reason: FileSystem.reason(errno)) }
         try beforeCommit()
         let handle = "/proc/self/fd/\(descriptor)"
@@ -111,7 +120,7 @@ enum AtomicFileWriter {
         throw .cannotWriteFolder(path: path, folder: folder, reason: "cannot create a temporary file")
     }
 
-    private static func writeAll(_ bytes: [UInt8], to descriptor: Int32, path: String) throws(ImageIOError) {
+    static func writeAll(_ bytes: [UInt8], to descriptor: Int32, path: String) throws(ImageIOError) {
         var written = 0
         while written < bytes.count {
             let count = bytes.withUnsafeBytes { buffer in
@@ -123,6 +132,20 @@ enum AtomicFileWriter {
             }
             written += count
         }
+    }
+
+    /// Writes `count` bytes at `buffer` to `descriptor` (retrying short writes and EINTR); false on failure.
+    static func writeAll(_ buffer: UnsafeRawPointer, count: Int, to descriptor: Int32) -> Bool {
+        var written = 0
+        while written < count {
+            let n = posixWrite(descriptor, buffer + written, count - written)
+            if n < 0 {
+                if errno == EINTR { continue }
+                return false
+            }
+            written += n
+        }
+        return true
     }
 
     /// Moves the temporary file into place only if nothing exists at `path`: link(2) fails with EEXIST

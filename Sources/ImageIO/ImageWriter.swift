@@ -46,6 +46,47 @@ public enum ImageWriter {
         try AtomicFileWriter.write(bytes, to: path, overwrite: overwrite, beforeCommit: beforeCommit)
     }
 
+    /// Writes a PNG whose rows come from `row(y, samples)` (fill `width × channels` samples in [0, 1]),
+    /// encoded and written as they come: no whole-image buffer is made (USDR's large outputs). Same safety
+    /// as `write`: unnamed temporary file, never over an input, an existing file only with `overwrite`.
+    public static func writePNGRows(to path: String, width: Int, height: Int, channels: Int, bits: Int = 8,
+                                    text: [String: String] = [:], overwrite: Bool = false, protecting inputs: [String] = [],
+                                    row: @escaping (Int, UnsafeMutableBufferPointer<Float>) -> Void) throws(ImageIOError) {
+        guard width > 0, height > 0, width <= Int(Int32.max), height <= Int(Int32.max), (1...4).contains(channels), bits == 8 || bits == 16 else {
+            throw .invalidEncoding(path: path, reason: "cannot write a \(width)x\(height) PNG with \(channels) channels and \(bits) bits")
+        }
+        for key in text.keys { if let problem = problemWithTextKeyword(key) { throw .invalidEncoding(path: path, reason: problem) } }
+        try checkDestination(path, overwrite: overwrite, inputs: inputs)
+        let entries = text.sorted { $0.key < $1.key }
+        let keys = entries.map { strdupBytes($0.key.unicodeScalars.map { UInt8($0.value) }) }
+        let values = entries.map { strdupBytes(Array($0.value.utf8)) }
+        defer { (keys + values).forEach { free($0) } }
+        let cEntries = zip(keys, values).map { CICTextEntry(key: $0, value: $1) }
+        try AtomicFileWriter.write(to: path, overwrite: overwrite) { (descriptor: Int32) throws(ImageIOError) in
+            let stream = PNGRowStream(width: width, channels: channels, bits: bits, descriptor: descriptor, row: row)
+            var message = [CChar](repeating: 0, count: 512)
+            let context = Unmanaged.passUnretained(stream).toOpaque()
+            let status = message.withUnsafeMutableBufferPointer { buffer in
+                cic_png_encode_rows(UInt32(width), UInt32(height), UInt32(channels), UInt32(bits), cEntries, cEntries.count,
+                                    { context, y, destination in
+                                        Unmanaged<PNGRowStream>.fromOpaque(context!).takeUnretainedValue().fill(Int(y), destination!)
+                                        return 0
+                                    }, context,
+                                    { context, bytes, count in
+                                        let stream = Unmanaged<PNGRowStream>.fromOpaque(context!).takeUnretainedValue()
+                                        return AtomicFileWriter.writeAll(bytes!, count: count, to: stream.descriptor) ? 0 : 1
+                                    }, context, buffer.baseAddress!, buffer.count)
+            }
+            withExtendedLifetime(stream) {}
+            guard status == CIC_OK else {
+                if status == CIC_ERROR_OUT_OF_MEMORY { throw .outOfMemory(path: path) }
+                if status == CIC_ERROR_IO { throw .writeFailed(path: path, reason: FileSystem.reason(errno)) }
+                let detail = String(decoding: message.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+                throw .invalidEncoding(path: path, reason: detail.isEmpty ? "the encoder failed" : detail)
+            }
+        }
+    }
+
     /// Encodes `image` as a complete PNG or JPEG file in memory; `name` is used in error messages.
     ///
     /// - Throws: `ImageIOError.invalidEncoding` for PNG bits other than 8 or 16, JPEG quality outside
@@ -195,6 +236,35 @@ public enum ImageWriter {
                 throw .writeFailed(path: path, reason: "a folder exists at the output path")
             }
             if !overwrite { throw .outputExists(path: path) }
+        }
+    }
+}
+
+/// The state of one streamed PNG: quantizes the caller's float rows into the encoder's row buffer.
+private final class PNGRowStream {
+    let width: Int, channels: Int, bits: Int, descriptor: Int32
+    let row: (Int, UnsafeMutableBufferPointer<Float>) -> Void
+    var samples: [Float]
+
+    init(width: Int, channels: Int, bits: Int, descriptor: Int32, row: @escaping (Int, UnsafeMutableBufferPointer<Float>) -> Void) {
+        self.width = width
+        self.channels = channels
+        self.bits = bits
+        self.descriptor = descriptor
+        self.row = row
+        samples = [Float](repeating: 0, count: width * channels)
+    }
+
+    /// Rounds to nearest, clamps to [0, 1] (NaN → 0), as `ImageWriter.quantize`.
+    func fill(_ y: Int, _ destination: UnsafeMutablePointer<UInt8>) {
+        samples.withUnsafeMutableBufferPointer { row(y, $0) }
+        let scale: Float = bits == 16 ? 65535 : 255
+        if bits == 16 {
+            destination.withMemoryRebound(to: UInt16.self, capacity: samples.count) { out in
+                for i in 0..<samples.count { let v = samples[i]; out[i] = UInt16((v >= 0 ? min(v, 1) : 0) * scale + 0.5) }
+            }
+        } else {
+            for i in 0..<samples.count { let v = samples[i]; destination[i] = UInt8((v >= 0 ? min(v, 1) : 0) * scale + 0.5) }
         }
     }
 }

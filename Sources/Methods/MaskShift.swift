@@ -76,7 +76,7 @@ public struct MaskShiftRestoration {
             throw SamplerError("tiling restores one image of \(plan.width)×\(plan.height), got \(imageShape)")
         }
         let canvas = try Tensor(shape: imageShape, repeating: 0)
-        var finished = [Bool](repeating: false, count: plan.height * plan.width)
+        var finished: [PixelRect] = []  // the windows done (no per-pixel map: memory stays per window)
         let perWindow = sampler.timesteps.networkEvaluations
         let total = perWindow * plan.rects.count
         for (index, rect) in plan.rects.enumerated() {
@@ -86,10 +86,13 @@ public struct MaskShiftRestoration {
             if tiling == .msr {
                 var keep = [Float](repeating: 0, count: rect.height * rect.width)
                 var any = false
-                for r in 0..<rect.height { for c in 0..<rect.width where finished[(rect.y + r) * plan.width + rect.x + c] {
-                    keep[r * rect.width + c] = 1
+                for done in finished {  // the overlap of each finished window with this one
+                    let top = max(done.y, rect.y), bottom = min(done.y + done.height, rect.y + rect.height)
+                    let left = max(done.x, rect.x), right = min(done.x + done.width, rect.x + rect.width)
+                    guard top < bottom, left < right else { continue }
                     any = true
-                } }
+                    for r in top..<bottom { for c in left..<right { keep[(r - rect.y) * rect.width + c - rect.x] = 1 } }
+                }
                 if any { known = KnownRegion(keep: keep, values: try canvas.crop(rect)) }
             }
             var guide: BlockMeanGuide?
@@ -106,7 +109,7 @@ public struct MaskShiftRestoration {
                 progress(index, plan.rects.count, index * perWindow + done, total)
             }
             try canvas.paste(restored, at: rect)
-            for r in 0..<rect.height { for c in 0..<rect.width { finished[(rect.y + r) * plan.width + rect.x + c] = true } }
+            finished.append(rect)
             progress(index + 1, plan.rects.count, (index + 1) * perWindow, total)
         }
         return canvas

@@ -170,6 +170,13 @@ struct DDNMCommand: ParsableCommand {
 
     static func gcd(_ a: Int, _ b: Int) -> Int { b == 0 ? a : gcd(b, a % b) }
 
+    /// Full-width bands of about 64² pixels each (rows a multiple of `alignment`), covering the image: the
+    /// unit of the band-wise report and projection computations, so their temporaries stay small at any size.
+    static func bands(height: Int, width: Int, alignment: Int) -> [PixelRect] {
+        let rows = max(alignment, 4096 / max(width, 1) / alignment * alignment)
+        return stride(from: 0, to: height, by: rows).map { PixelRect(y: $0, x: 0, height: min(rows, height - $0), width: width) }
+    }
+
     /// Clamps to [-1, 1] in place (NaN → −1).
     static func clampInPlace(_ x: Tensor) {
         for i in 0..<x.count { let v = x.data[i]; x.data[i] = v >= -1 ? min(v, 1) : -1 }
@@ -189,14 +196,9 @@ struct DDNMCommand: ParsableCommand {
         let local = a as? any WindowableOperator
         let windowable = local != nil && ((a as? CompositeOperator)?.isWindowable ?? true) && x.shape[0] == 1
         if let local, windowable, local.windowAlignment > 0 {
-            let (h, w) = (x.shape[1], x.shape[2])
-            let band = max(local.windowAlignment, 64 / local.windowAlignment * local.windowAlignment)
-            var top = 0
-            while top < h {
-                let rect = PixelRect(y: top, x: 0, height: min(band, h - top), width: w)
+            for rect in Self.bands(height: x.shape[1], width: x.shape[2], alignment: local.windowAlignment) {
                 let (op, observed) = try local.window(rect)
                 try add(try x.crop(rect), try y.crop(observed), op)
-                top += band
             }
         } else {
             try add(x, y, a)
@@ -219,25 +221,25 @@ struct DDNMCommand: ParsableCommand {
             return try restore(observation: y, clean: nil, alpha: nil, bitDepth: 8, input: input, output: output, extras: extras, operator: a, network: network,
                                sampler: sampler, noise: SeededGaussian(seed: seed), modelName: modelName, modelHash: modelHash, nativeSize: nativeSize, start: start)
         }
-        let image = try ImageReader.read(path: input, maxPixels: io.maxPixels)
-        let (color, alpha) = image.splittingAlpha()
         var noise = SeededGaussian(seed: seed)
-        // y (and, with --simulate, the clean x it came from), on the [-1, 1] scale.
-        var clean: Tensor?
-        var y: Tensor
-        let observed = try Self.tensor(color)
-        if simulate {
-            let x = color.channels == 3 ? observed : try Self.tensor(color.expandingGrayToRGB())
-            clean = x
-            y = try a.apply(x)
-            if sigmaY > 0 { y = try axpby(1, y, 2 * sigmaY, try noise.next(shape: y.shape)) }
-        } else {
+        // y (and, with --simulate, the clean x it came from), on the [-1, 1] scale; the decoded image and its
+        // copies end with this closure, so only y (and x) stay in memory while restoring.
+        let (y, clean, alpha, bitDepth): (Tensor, Tensor?, AlphaPlane?, Int) = try {
+            let image = try ImageReader.read(path: input, maxPixels: io.maxPixels)
+            let (color, alpha) = image.splittingAlpha()
+            let observed = try Self.tensor(color)
+            if simulate {
+                let x = color.channels == 3 ? observed : try Self.tensor(color.expandingGrayToRGB())
+                var y = try a.apply(x)
+                if sigmaY > 0 { y = try axpby(1, y, 2 * sigmaY, try noise.next(shape: y.shape)) }
+                return (y, x, alpha, image.sourceBitDepth)
+            }
             guard !Self.observesCoefficients(a) else {
                 throw CommandFailure("compressed-sensing observations are coefficient vectors: pass a .safetensors file with a tensor \"y\" [M, C], or use --simulate with a clean image (\(input))")
             }
-            y = try Self.observation(observed, for: a)
-        }
-        return try restore(observation: y, clean: clean, alpha: alpha, bitDepth: image.sourceBitDepth, input: input, output: output, extras: extras, operator: a,
+            return (try Self.observation(observed, for: a), nil, alpha, image.sourceBitDepth)
+        }()
+        return try restore(observation: y, clean: clean, alpha: alpha, bitDepth: bitDepth, input: input, output: output, extras: extras, operator: a,
                            network: network, sampler: sampler, noise: noise, modelName: modelName, modelHash: modelHash, nativeSize: nativeSize, start: start)
     }
 
@@ -343,13 +345,17 @@ struct DDNMCommand: ParsableCommand {
         report["seconds_per_step"] = Date().timeIntervalSince(start) / Double(max(sampler.timesteps.networkEvaluations * windowCount + globalEvaluations, 1))
         report["irreducible_rms"] = irreducibleRMS  // ‖(I − ÃÃ†) y‖: what no x can explain
         for (key, value) in report { if let number = value as? Double, !number.isFinite { report[key] = nil } }  // JSON has no NaN
-        let result = Image(width: shape[2], height: shape[1], channels: 3,
-                           pixels: Array(unsafeUninitializedCapacity: clamped.count) { buffer, count in
-                               for i in 0..<clamped.count { buffer[i] = (clamped.data[i] + 1) * 0.5 }  // clamped: within [0, 1]
-                               count = clamped.count
-                           }, sourceBitDepth: bitDepth)
-        let resizedAlpha = alpha.map { $0.width == shape[2] && $0.height == shape[1] ? $0 : $0.resized(width: shape[2], height: shape[1]) }
-        try io.write(result.attachingAlpha(resizedAlpha), to: output, report: report, inputs: [input])
+        if let alpha {
+            let result = Image(width: shape[2], height: shape[1], channels: 3,
+                               pixels: Array(unsafeUninitializedCapacity: clamped.count) { buffer, count in
+                                   for i in 0..<clamped.count { buffer[i] = (clamped.data[i] + 1) * 0.5 }  // clamped: within [0, 1]
+                                   count = clamped.count
+                               }, sourceBitDepth: bitDepth)
+            let resized = alpha.width == shape[2] && alpha.height == shape[1] ? alpha : alpha.resized(width: shape[2], height: shape[1])
+            try io.write(result.attachingAlpha(resized), to: output, report: report, inputs: [input])
+        } else {
+            try io.write(signed: clamped, sourceBitDepth: bitDepth, to: output, report: report, inputs: [input])  // rows streamed
+        }
         if let saveObservation = extras.observation, y.shape[1] > 0, y.shape[2] > 0, [1, 3].contains(y.shape[3]), !Self.observesCoefficients(a) {
             let observed = Image.fromSignedRange(try clamp(y, to: -1...1).values, width: y.shape[2], height: y.shape[1], channels: y.shape[3])
             try io.write(observed, to: saveObservation, report: report.merging(["panel": "observation y"]) { $1 }, inputs: [input, output], quietJSON: true)
@@ -390,7 +396,9 @@ struct DDNMCommand: ParsableCommand {
 
     /// An image as a [1, H, W, C] tensor on the [-1, 1] scale.
     static func tensor(_ image: Image) throws -> Tensor {
-        try Tensor(shape: [1, image.height, image.width, image.channels], values: image.toSignedRange())
+        let x = try Tensor(uninitializedShape: [1, image.height, image.width, image.channels])
+        image.pixels.withUnsafeBufferPointer { p in for i in 0..<p.count { x.data[i] = p[i] * 2 - 1 } }
+        return x
     }
 
     /// The observation y in the form the operator produces (one channel after `gray`, else three),
@@ -403,6 +411,16 @@ struct DDNMCommand: ParsableCommand {
         if !wantsGray, channels == 1 {
             y = try Tensor(uninitializedShape: [x.shape[0], x.shape[1], x.shape[2], 3])
             for p in 0..<x.count { for k in 0..<3 { y.data[3 * p + k] = x.data[p] } }
+        }
+        // y ← A A† y, in bands of rows for local operators (no image-sized A† y at once).
+        if let local = a as? any WindowableOperator, (a as? CompositeOperator)?.isWindowable ?? true, local.windowAlignment > 0, y.shape[0] == 1 {
+            let projected = try Tensor(uninitializedShape: y.shape)
+            let shape = try a.imageShape(for: y.shape)
+            for rect in Self.bands(height: shape[1], width: shape[2], alignment: local.windowAlignment) {
+                let (op, observed) = try local.window(rect)
+                try projected.paste(try op.apply(try op.pseudoInverse(try y.crop(observed))), at: observed)
+            }
+            return projected
         }
         return try a.apply(try a.pseudoInverse(y))
     }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Engine
 import ImageIO
 
 /// Input/output flags shared by every image-producing subcommand (see the CLI conventions in the README).
@@ -71,8 +72,27 @@ struct ImageIOOptions: ParsableArguments {
         }
     }
 
-    /// Writes `image` safely (temporary file, then rename), with `report` as the PNG's
-    /// `DiffusionRestore` iTXt chunk, and prints the report with `--json`.
+    /// Writes an NHWC tensor in [-1, 1] (sample 0, RGB) without an intermediate image: PNG rows are
+    /// converted and encoded as they are written (USDR's large outputs); other formats go through `Image`.
+    func write(signed tensor: Tensor, sourceBitDepth: Int, to path: String, report: [String: Any], inputs: [String]) throws {
+        let (h, w, c) = (tensor.shape[1], tensor.shape[2], tensor.shape[3])
+        guard case .png(let bits) = try fileFormat(for: path, sourceBitDepth: sourceBitDepth) else {
+            let image = Image(width: w, height: h, channels: c, pixels: Array(unsafeUninitializedCapacity: h * w * c) { buffer, count in
+                for i in 0..<(h * w * c) { buffer[i] = (tensor.data[i] + 1) * 0.5 }
+                count = h * w * c
+            }, sourceBitDepth: sourceBitDepth)
+            return try write(image, to: path, report: report, inputs: inputs)
+        }
+        let data = try JSONSerialization.data(withJSONObject: report, options: [.sortedKeys])
+        let text = String(decoding: data, as: UTF8.self)
+        try ImageWriter.writePNGRows(to: path, width: w, height: h, channels: c, bits: bits, text: ["DiffusionRestore": text],
+                                     overwrite: overwrite, protecting: inputs) { y, samples in
+            let source = tensor.data + y * w * c
+            for i in 0..<(w * c) { samples[i] = (source[i] + 1) * 0.5 }
+        }
+        if json { print(text) }
+    }
+
     /// Writes `image` (atomically) with the report in its text chunk; prints the report with --json unless `quietJSON`.
     func write(_ image: Image, to path: String, report: [String: Any], inputs: [String], quietJSON: Bool = false) throws {
         let data = try JSONSerialization.data(withJSONObject: report, options: [.sortedKeys])

@@ -18,6 +18,7 @@ struct Restore: ParsableCommand {
     )
 
     static func main() {
+        MemoryTuning.fixMmapThreshold()  // bounded memory for tiled runs (Engine/Memory.swift)
         guard CPU.hasAVX2FMA else {
             FileHandle.standardError.write(Data("restore: error: this CPU lacks AVX2/FMA, which this build requires (rebuild without -target-cpu, or use a newer CPU)\n".utf8))
             Foundation.exit(1)

@@ -17,6 +17,10 @@ void dr_parallel_for(long n, long grain, void *context, dr_range_body body);
 
 /// Threads in the pool (omp_get_max_threads).
 int dr_max_threads(void);
+
+/// Fixes glibc's mmap threshold (it otherwise grows after large frees, and many window-sized tensors then
+/// fragment the heap); no-op elsewhere. Returns 1 when applied.
+int dr_fix_mmap_threshold(long bytes);
 /// Sets the pool's thread count (omp_set_num_threads); affects oneDNN too.
 void dr_set_num_threads(int n);
 

@@ -23,7 +23,8 @@ typedef enum CICStatus {
     CIC_ERROR_TOO_LARGE = 4,     ///< width × height exceeds the caller's pixel limit (checked before allocating).
     CIC_ERROR_UNSUPPORTED = 5,   ///< Valid but unsupported (e.g. an unknown JPEG colour space).
     CIC_ERROR_OUT_OF_MEMORY = 6, ///< malloc failed.
-    CIC_ERROR_INVALID_ARGUMENT = 7 ///< Bad parameters from the caller (encoders).
+    CIC_ERROR_INVALID_ARGUMENT = 7, ///< Bad parameters from the caller (encoders).
+    CIC_ERROR_IO = 8             ///< The output sink failed (streaming encoder).
 } CICStatus;
 
 /// One text chunk read from a PNG (tEXt, zTXt or iTXt). Strings are malloc'ed and NUL-terminated.
@@ -77,6 +78,18 @@ void cic_image_free(CICImage *image);
 CICStatus cic_png_encode(const void *pixels, uint32_t width, uint32_t height, uint32_t channels,
                          uint32_t bit_depth, const CICTextEntry *texts, size_t text_count,
                          uint8_t **out_data, size_t *out_length, char *message, size_t message_capacity);
+
+/// Fills row `y` (width × channels samples, 8-bit or 16-bit in host order); returns 0 on success.
+typedef int (*CICPNGRowProvider)(void *context, uint32_t y, uint8_t *row);
+/// Receives encoded bytes; returns 0 on success.
+typedef int (*CICPNGSink)(void *context, const uint8_t *bytes, size_t count);
+
+/// Encodes a PNG row by row: rows come from `rows`, the encoded bytes go to `sink` as they are produced,
+/// so no whole-image buffer exists (large outputs in bounded memory). Same layouts as cic_png_encode.
+CICStatus cic_png_encode_rows(uint32_t width, uint32_t height, uint32_t channels, uint32_t bit_depth,
+                              const CICTextEntry *texts, size_t text_count, CICPNGRowProvider rows,
+                              void *rows_context, CICPNGSink sink, void *sink_context, char *message,
+                              size_t message_capacity);
 
 /// Encodes 8-bit gray (`channels` 1) or RGB (`channels` 3) samples as a baseline JPEG in memory with the
 /// given quality (1-100). On success `*out_data` is malloc'ed (free with cic_buffer_free).
