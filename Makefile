@@ -21,7 +21,7 @@ TEST_FLAGS := -c release $(SPEED_FLAGS) -Xswiftc -enable-testing
 BIN := .build/release
 PYTHON ?= $(shell for p in "$$TORCH_PYTHON" /work/venv/bin/python venv/bin/python; do [ -x "$$p" ] && echo "$$p" && break; done)
 
-.PHONY: help deps build demo test bench bench-usdr fuzz clean train-prior eval
+.PHONY: help deps build demo test bench bench-usdr fuzz clean train-prior eval eval-usdr
 
 FUZZ_SECONDS ?= 600
 FUZZ_FIXTURES := Tests/CheckpointsTests/Fixtures
@@ -108,3 +108,12 @@ eval: build
 	  exit 1; \
 	fi; \
 	"$$py" Tools/eval/eval_prior.py --binary $(BIN)/restore $(EVAL_ARGS)
+
+# make eval-usdr: USDR ablation (HiR on/off, naive tiles) for colorization and inpainting at 128²
+# (Tools/eval/usdr_ablation.py); appends its section to Benchmarks/QUALITY.md.
+eval-usdr: build
+	@py="$(PYTHON)"; \
+	if [ -z "$$py" ] || ! "$$py" -c 'import numpy, cv2, skimage' >/dev/null 2>&1; then \
+	  echo "eval-usdr needs a Python with numpy, opencv-python-headless and scikit-image" >&2; exit 1; \
+	fi; \
+	"$$py" Tools/eval/usdr_ablation.py --binary $(BIN)/restore $(EVAL_ARGS)
