@@ -6,6 +6,8 @@
 #   make build   release build of the `restore` binary only
 #   make fuzz    libFuzzer + AddressSanitizer on the checkpoint readers (FUZZ_SECONDS, default 600)
 #   make train-prior  train (or resume) our own diffusion prior from ../shared/data/train (PyTorch venv)
+#   make eval    DDNM quality on the bundled prior vs bicubic / Telea (Benchmarks/QUALITY.md); eval-usdr: HiR ablation
+#   make bench-usdr  peak memory of USDR tiling at 256², 4096², 8192² outputs (stand-in ε-network)
 
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
@@ -27,7 +29,7 @@ FUZZ_SECONDS ?= 600
 FUZZ_FIXTURES := Tests/CheckpointsTests/Fixtures
 
 help:
-	@sed -n '3,9p' Makefile | sed 's/^# *//'
+	@sed -n '3,11p' Makefile | sed 's/^# *//'
 
 deps:
 	@missing=""; for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
