@@ -23,7 +23,7 @@ TEST_FLAGS := -c release $(SPEED_FLAGS) -Xswiftc -enable-testing
 BIN := .build/release
 PYTHON ?= $(shell for p in "$$TORCH_PYTHON" /work/venv/bin/python venv/bin/python; do [ -x "$$p" ] && echo "$$p" && break; done)
 
-.PHONY: help deps build demo test bench bench-usdr fuzz clean train-prior eval eval-usdr
+.PHONY: help deps build demo test bench bench-usdr fuzz clean train-prior eval eval-usdr eval-dreamclean
 
 FUZZ_SECONDS ?= 600
 FUZZ_FIXTURES := Tests/CheckpointsTests/Fixtures
@@ -119,3 +119,12 @@ eval-usdr: build
 	  echo "eval-usdr needs a Python with numpy, opencv-python-headless and scikit-image" >&2; exit 1; \
 	fi; \
 	"$$py" Tools/eval/usdr_ablation.py --binary $(BIN)/restore $(EVAL_ARGS)
+
+# make eval-dreamclean: DreamClean vs degraded inputs and classical methods (JPEG q10/q20, noise, ×4 SR + noise)
+# on the bundled prior (Tools/eval/eval_dreamclean.py); appends its section to Benchmarks/QUALITY.md.
+eval-dreamclean: build
+	@py="$(PYTHON)"; \
+	if [ -z "$$py" ] || ! "$$py" -c 'import numpy, cv2, skimage' >/dev/null 2>&1; then \
+	  echo "eval-dreamclean needs a Python with numpy, opencv-python-headless and scikit-image" >&2; exit 1; \
+	fi; \
+	"$$py" Tools/eval/eval_dreamclean.py --binary $(BIN)/restore $(EVAL_ARGS)
