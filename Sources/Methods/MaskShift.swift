@@ -80,7 +80,7 @@ public struct MaskShiftRestoration {
         let perWindow = sampler.timesteps.networkEvaluations
         let total = perWindow * plan.rects.count
         for (index, rect) in plan.rects.enumerated() {
-            let (local, observed) = try a.window(rect)
+            let (local, observed) = try a.window(rect, imageShape: imageShape)
             let yWindow = try y.crop(observed)
             var known: KnownRegion?
             if tiling == .msr {

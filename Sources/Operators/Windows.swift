@@ -22,23 +22,25 @@ public struct PixelRect: Equatable, Sendable, CustomStringConvertible {
 public protocol WindowableOperator: DegradationOperator {
     /// Windows and their offsets must be multiples of this (s for s×s pooling, 1 for per-pixel operators).
     var windowAlignment: Int { get }
-    /// The operator of the image window `rect` (aligned) and the rect of y it observes.
-    func window(_ rect: PixelRect) throws -> (operator: any DegradationOperator, observation: PixelRect)
+    /// The operator of the image window `rect` (aligned) of an image of `imageShape` ([N, H, W, C]) and the rect
+    /// of y it observes (operators with a support wider than a pixel observe only the samples whose support
+    /// lies inside the window: a halo).
+    func window(_ rect: PixelRect, imageShape: [Int]) throws -> (operator: any DegradationOperator, observation: PixelRect)
 }
 
 extension IdentityOperator: WindowableOperator {
     public var windowAlignment: Int { 1 }
-    public func window(_ rect: PixelRect) throws -> (operator: any DegradationOperator, observation: PixelRect) { (self, rect) }
+    public func window(_ rect: PixelRect, imageShape: [Int]) throws -> (operator: any DegradationOperator, observation: PixelRect) { (self, rect) }
 }
 
 extension GrayscaleOperator: WindowableOperator {
     public var windowAlignment: Int { 1 }
-    public func window(_ rect: PixelRect) throws -> (operator: any DegradationOperator, observation: PixelRect) { (self, rect) }
+    public func window(_ rect: PixelRect, imageShape: [Int]) throws -> (operator: any DegradationOperator, observation: PixelRect) { (self, rect) }
 }
 
 extension AveragePoolingOperator: WindowableOperator {
     public var windowAlignment: Int { factor }
-    public func window(_ rect: PixelRect) throws -> (operator: any DegradationOperator, observation: PixelRect) {
+    public func window(_ rect: PixelRect, imageShape: [Int]) throws -> (operator: any DegradationOperator, observation: PixelRect) {
         guard rect.y % factor == 0, rect.x % factor == 0, rect.height % factor == 0, rect.width % factor == 0 else {
             throw OperatorError("pool:\(factor) windows must be aligned to \(factor) px, got \(rect)")
         }
@@ -48,8 +50,9 @@ extension AveragePoolingOperator: WindowableOperator {
 
 extension MaskOperator: WindowableOperator {
     public var windowAlignment: Int { 1 }
-    public func window(_ rect: PixelRect) throws -> (operator: any DegradationOperator, observation: PixelRect) {
+    public func window(_ rect: PixelRect, imageShape: [Int]) throws -> (operator: any DegradationOperator, observation: PixelRect) {
         let (h, w) = (keep.shape[0], keep.shape[1])
+        _ = try observationShape(for: imageShape)  // the mask is the image's size
         guard rect.y >= 0, rect.x >= 0, rect.y + rect.height <= h, rect.x + rect.width <= w else {
             throw OperatorError("window \(rect) lies outside the \(w)×\(h) mask (\(source))")
         }
@@ -73,13 +76,15 @@ extension CompositeOperator: WindowableOperator {
         return alignment
     }
 
-    public func window(_ rect: PixelRect) throws -> (operator: any DegradationOperator, observation: PixelRect) {
+    public func window(_ rect: PixelRect, imageShape: [Int]) throws -> (operator: any DegradationOperator, observation: PixelRect) {
         var current = rect, restricted: [any DegradationOperator] = []
+        var shape = imageShape
         for part in parts {
             guard let local = part as? any WindowableOperator else { throw OperatorError("\(part.spec) cannot be restricted to a window") }
-            let (op, next) = try local.window(current)
+            let (op, next) = try local.window(current, imageShape: shape)
             restricted.append(op)
             current = next
+            shape = try part.observationShape(for: shape)
         }
         return (CompositeOperator(restricted), current)
     }

@@ -197,7 +197,7 @@ struct DDNMCommand: ParsableCommand {
         let windowable = local != nil && ((a as? CompositeOperator)?.isWindowable ?? true) && x.shape[0] == 1
         if let local, windowable, local.windowAlignment > 0 {
             for rect in Self.bands(height: x.shape[1], width: x.shape[2], alignment: local.windowAlignment) {
-                let (op, observed) = try local.window(rect)
+                let (op, observed) = try local.window(rect, imageShape: x.shape)
                 try add(try x.crop(rect), try y.crop(observed), op)
             }
         } else {
@@ -417,7 +417,7 @@ struct DDNMCommand: ParsableCommand {
             let projected = try Tensor(uninitializedShape: y.shape)
             let shape = try a.imageShape(for: y.shape)
             for rect in Self.bands(height: shape[1], width: shape[2], alignment: local.windowAlignment) {
-                let (op, observed) = try local.window(rect)
+                let (op, observed) = try local.window(rect, imageShape: shape)
                 try projected.paste(try op.apply(try op.pseudoInverse(try y.crop(observed))), at: observed)
             }
             return projected

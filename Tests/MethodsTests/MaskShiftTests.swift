@@ -67,7 +67,7 @@ final class MaskShiftTests: XCTestCase {
                                                                                  predictNoise: standIn, noise: &noise)
         var alone = SeededGaussian(seed: 21)
         let first = plan.rects[0]
-        let (local, observed) = try a.window(first)
+        let (local, observed) = try a.window(first, imageShape: [1, 32, 48, 3])
         let own = try sampler.sample(observation: try y.crop(observed), operator: local, imageShape: [1, 32, 32, 3], predictNoise: standIn, noise: &alone)
         XCTAssertEqual(TestSupport.maxDifference(try full.crop(first), own), 0, accuracy: 1e-6)
         // The second window overlaps the first on 16 columns and starts from different noise: without the
