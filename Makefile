@@ -98,33 +98,30 @@ train-prior:
 	fi; \
 	"$$py" Tools/train/train_prior.py $(TRAIN_ARGS)
 
+# The evaluations run the release binary from a Python with numpy, OpenCV and scikit-image (baselines, metrics).
+define eval_python
+@py="$(PYTHON)"; \
+	if [ -z "$$py" ] || ! "$$py" -c 'import numpy, cv2, skimage' >/dev/null 2>&1; then \
+	  echo "$@ needs a Python with numpy, opencv-python-headless and scikit-image:" >&2; \
+	  echo "  python3 -m venv venv && venv/bin/pip install numpy opencv-python-headless scikit-image" >&2; \
+	  exit 1; \
+	fi; \
+	"$$py" $(1) --binary $(BIN)/restore $(EVAL_ARGS)
+endef
+
 # make eval: DDNM quality on our own prior (Tools/eval/eval_prior.py): ×4 SR vs bicubic and inpainting vs
 # OpenCV Telea on 12 crops of scikit-image's CC0 photos; writes Benchmarks/QUALITY.md and
 # Benchmarks/quality-prior.csv. Needs a Python with numpy, opencv-python-headless and scikit-image.
 EVAL_ARGS ?=
 eval: build
-	@py="$(PYTHON)"; \
-	if [ -z "$$py" ] || ! "$$py" -c 'import numpy, cv2, skimage' >/dev/null 2>&1; then \
-	  echo "eval needs a Python with numpy, opencv-python-headless and scikit-image:" >&2; \
-	  echo "  python3 -m venv venv && venv/bin/pip install numpy opencv-python-headless scikit-image" >&2; \
-	  exit 1; \
-	fi; \
-	"$$py" Tools/eval/eval_prior.py --binary $(BIN)/restore $(EVAL_ARGS)
+	$(call eval_python,Tools/eval/eval_prior.py)
 
 # make eval-usdr: USDR ablation (HiR on/off, naive tiles) for colorization and inpainting at 128²
 # (Tools/eval/usdr_ablation.py); appends its section to Benchmarks/QUALITY.md.
 eval-usdr: build
-	@py="$(PYTHON)"; \
-	if [ -z "$$py" ] || ! "$$py" -c 'import numpy, cv2, skimage' >/dev/null 2>&1; then \
-	  echo "eval-usdr needs a Python with numpy, opencv-python-headless and scikit-image" >&2; exit 1; \
-	fi; \
-	"$$py" Tools/eval/usdr_ablation.py --binary $(BIN)/restore $(EVAL_ARGS)
+	$(call eval_python,Tools/eval/usdr_ablation.py)
 
 # make eval-dreamclean: DreamClean vs degraded inputs and classical methods (JPEG q10/q20, noise, ×4 SR + noise)
 # on the bundled prior (Tools/eval/eval_dreamclean.py); appends its section to Benchmarks/QUALITY.md.
 eval-dreamclean: build
-	@py="$(PYTHON)"; \
-	if [ -z "$$py" ] || ! "$$py" -c 'import numpy, cv2, skimage' >/dev/null 2>&1; then \
-	  echo "eval-dreamclean needs a Python with numpy, opencv-python-headless and scikit-image" >&2; exit 1; \
-	fi; \
-	"$$py" Tools/eval/eval_dreamclean.py --binary $(BIN)/restore $(EVAL_ARGS)
+	$(call eval_python,Tools/eval/eval_dreamclean.py)

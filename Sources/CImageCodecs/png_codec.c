@@ -3,6 +3,7 @@
 // in memory, not in a register, when the longjmp lands) and is released after the jump.
 #include <png.h>
 #include <setjmp.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -211,88 +212,44 @@ CICStatus cic_png_decode(const uint8_t *data, size_t length, uint64_t max_pixels
     return CIC_OK;
 }
 
-typedef struct PNGEncodeContext {
-    uint8_t *buffer;
-    size_t length;
-    size_t capacity;
-    CICStatus status;
-    char *message;
-    size_t message_capacity;
-    png_bytep *rows;
-    png_text *texts;
-} PNGEncodeContext;
-
-static void png_encode_error(png_structp png, png_const_charp text) {
-    PNGEncodeContext *context = (PNGEncodeContext *)png_get_error_ptr(png);
-    if (context->status == CIC_OK) {
-        context->status = CIC_ERROR_INVALID_ARGUMENT;
-        cic_set_message(context->message, context->message_capacity, "PNG encoder: %s", text);
-    }
-    png_longjmp(png, 1);
-}
-
-static void png_write_to_memory(png_structp png, png_bytep bytes, size_t count) {
-    PNGEncodeContext *context = (PNGEncodeContext *)png_get_io_ptr(png);
-    if (count > context->capacity - context->length) {
-        size_t capacity = context->capacity > 0 ? context->capacity : 65536;
-        while (count > capacity - context->length) capacity *= 2;
-        uint8_t *grown = realloc(context->buffer, capacity);
-        if (grown == NULL) {
-            context->status = CIC_ERROR_OUT_OF_MEMORY;
-            cic_set_message(context->message, context->message_capacity, "out of memory encoding a PNG");
-            png_error(png, "out of memory");
-        }
-        context->buffer = grown;
-        context->capacity = capacity;
-    }
-    memcpy(context->buffer + context->length, bytes, count);
-    context->length += count;
-}
-
 static void png_flush_nothing(png_structp png) {
     (void)png;
 }
 
-static CICStatus png_encode_with_libpng(PNGEncodeContext *context, png_structp png, png_infop info,
-                                        const void *pixels, uint32_t width, uint32_t height, uint32_t channels,
-                                        uint32_t bit_depth, const CICTextEntry *texts, size_t text_count) {
-    if (setjmp(png_jmpbuf(png))) {
-        return context->status == CIC_OK ? CIC_ERROR_INVALID_ARGUMENT : context->status;
-    }
-    static const int color_types[4] = {PNG_COLOR_TYPE_GRAY, PNG_COLOR_TYPE_GRAY_ALPHA, PNG_COLOR_TYPE_RGB,
-                                       PNG_COLOR_TYPE_RGB_ALPHA};
-    png_set_write_fn(png, context, png_write_to_memory, png_flush_nothing);
-    png_set_IHDR(png, info, width, height, (int)bit_depth, color_types[channels - 1], PNG_INTERLACE_NONE,
-                 PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
-    if (text_count > 0) {
-        context->texts = calloc(text_count, sizeof(png_text));
-        if (context->texts == NULL) {
-            context->status = CIC_ERROR_OUT_OF_MEMORY;
-            cic_set_message(context->message, context->message_capacity, "out of memory encoding a PNG");
-            return context->status;
-        }
-        for (size_t i = 0; i < text_count; i++) {
-            context->texts[i].compression = PNG_ITXT_COMPRESSION_NONE;
-            context->texts[i].key = (png_charp)texts[i].key;
-            context->texts[i].text = (png_charp)texts[i].value;
-            context->texts[i].itxt_length = strlen(texts[i].value);
-        }
-        png_set_text(png, info, context->texts, (int)text_count);
-    }
-    png_write_info(png, info);
-    if (bit_depth == 16 && CIC_HOST_IS_LITTLE_ENDIAN) png_set_swap(png);
+/// The in-memory encoder is the streaming one with a growing buffer as its sink.
+typedef struct PNGMemorySink {
+    uint8_t *buffer;
+    size_t length;
+    size_t capacity;
+} PNGMemorySink;
 
-    size_t row_bytes = (size_t)width * channels * (bit_depth / 8);
-    context->rows = malloc(sizeof(png_bytep) * height);
-    if (context->rows == NULL) {
-        context->status = CIC_ERROR_OUT_OF_MEMORY;
-        cic_set_message(context->message, context->message_capacity, "out of memory encoding a PNG");
-        return context->status;
+static int png_memory_sink(void *context, const uint8_t *bytes, size_t count) {
+    PNGMemorySink *sink = (PNGMemorySink *)context;
+    if (count > sink->capacity - sink->length) {
+        size_t capacity = sink->capacity > 0 ? sink->capacity : 65536;
+        while (count > capacity - sink->length) {
+            if (capacity > SIZE_MAX / 2) return 1;
+            capacity *= 2;
+        }
+        uint8_t *grown = realloc(sink->buffer, capacity);
+        if (grown == NULL) return 1;
+        sink->buffer = grown;
+        sink->capacity = capacity;
     }
-    for (uint32_t y = 0; y < height; y++) context->rows[y] = (png_bytep)pixels + (size_t)y * row_bytes;
-    png_write_image(png, context->rows);
-    png_write_end(png, NULL);
-    return CIC_OK;
+    memcpy(sink->buffer + sink->length, bytes, count);
+    sink->length += count;
+    return 0;
+}
+
+typedef struct PNGPixelRows {
+    const uint8_t *pixels;
+    size_t row_bytes;
+} PNGPixelRows;
+
+static int png_pixel_rows(void *context, uint32_t y, uint8_t *row) {
+    PNGPixelRows *rows = (PNGPixelRows *)context;
+    memcpy(row, rows->pixels + (size_t)y * rows->row_bytes, rows->row_bytes);
+    return 0;
 }
 
 CICStatus cic_png_encode(const void *pixels, uint32_t width, uint32_t height, uint32_t channels,
@@ -302,33 +259,24 @@ CICStatus cic_png_encode(const void *pixels, uint32_t width, uint32_t height, ui
     if (out_data == NULL || out_length == NULL) return CIC_ERROR_INVALID_ARGUMENT;
     *out_data = NULL;
     *out_length = 0;
-    if (pixels == NULL || width == 0 || height == 0 || width > 0x7fffffffu || height > 0x7fffffffu ||
-        channels < 1 || channels > 4 || (bit_depth != 8 && bit_depth != 16) || (text_count > 0 && texts == NULL)) {
-        cic_set_message(message, message_capacity, "invalid PNG encoder arguments (%ux%u, %u channels, %u bits)",
-                        width, height, channels, bit_depth);
+    if (pixels == NULL) {
+        cic_set_message(message, message_capacity, "invalid PNG encoder arguments (no pixels)");
         return CIC_ERROR_INVALID_ARGUMENT;
     }
-    PNGEncodeContext context = {0};
-    context.message = message;
-    context.message_capacity = message_capacity;
-    png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, &context, png_encode_error, png_ignore_warning);
-    png_infop info = png != NULL ? png_create_info_struct(png) : NULL;
-    if (png == NULL || info == NULL) {
-        png_destroy_write_struct(&png, &info);
-        cic_set_message(message, message_capacity, "out of memory creating a PNG encoder");
-        return CIC_ERROR_OUT_OF_MEMORY;
+    PNGMemorySink sink = {0};
+    PNGPixelRows rows = {(const uint8_t *)pixels, (size_t)width * channels * (bit_depth / 8)};
+    CICStatus status = cic_png_encode_rows(width, height, channels, bit_depth, texts, text_count, png_pixel_rows, &rows,
+                                           png_memory_sink, &sink, message, message_capacity);
+    if (status == CIC_ERROR_IO) {  // the memory sink fails only when it cannot grow
+        status = CIC_ERROR_OUT_OF_MEMORY;
+        cic_set_message(message, message_capacity, "out of memory encoding a PNG");
     }
-    CICStatus status = png_encode_with_libpng(&context, png, info, pixels, width, height, channels, bit_depth,
-                                              texts, text_count);
-    png_destroy_write_struct(&png, &info);
-    free(context.rows);
-    free(context.texts);
     if (status != CIC_OK) {
-        free(context.buffer);
+        free(sink.buffer);
         return status;
     }
-    *out_data = context.buffer;
-    *out_length = context.length;
+    *out_data = sink.buffer;
+    *out_length = sink.length;
     return CIC_OK;
 }
 

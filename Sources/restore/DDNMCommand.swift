@@ -34,17 +34,7 @@ struct DDNMCommand: ParsableCommand {
     @Option(help: "The degradation operator A, e.g. pool:4, gray, mask:holes.png, noise, or mask:m.png,gray,pool:2.")
     var degradation: String
 
-    @Option(help: "A diffusion prior: an official checkpoint (.pt/.ckpt) or a converted .safetensors (default: the bundled Models/adm64-prior.safetensors, 64² natural-photo patches).")
-    var model: String?
-
-    @Option(help: "Force the architecture of --model: \(NetworkPreset.all.map(\.name).joined(separator: ", ")) (default: detected).")
-    var preset: String?
-
-    @Option(help: "A JSON file with the architecture of a custom prior: guided-diffusion UNetModel arguments (image_size, model_channels, …) or the DDPM model section (ch, ch_mult, …, with resolution).")
-    var modelConfig: String?
-
-    @Option(name: .customLong("class"), help: "Class id for a class-conditional prior (ImageNet: 0–999).")
-    var classID: Int?
+    @OptionGroup var prior: PriorOptions
 
     @Option(help: "Observation noise σy on the [0, 1] image scale (DDNM+); 0 = noise-free DDNM.")
     var sigmaY: Float = 0
@@ -116,12 +106,6 @@ struct DDNMCommand: ParsableCommand {
 
     func run() throws {
         try failingCleanly {
-            let model = try self.model ?? (standInNetwork != nil ? "stand-in" : BundledModels.locate(BundledModels.defaultPrior))
-            var forced = try preset.map { name -> NetworkArchitecture in
-                guard let p = NetworkPreset.named(name) else { throw CommandFailure("unknown preset \(name); known: \(NetworkPreset.all.map(\.name).joined(separator: ", "))") }
-                return p.architecture
-            }
-            if let modelConfig { forced = try NetworkArchitecture.decode(jsonFile: modelConfig) }
             let jobs = try io.jobs()
             if jobs.count > 1, sideBySide != nil || saveObservation != nil {
                 throw CommandFailure("--side-by-side and --save-observation take one input image, not a folder")
@@ -130,28 +114,8 @@ struct DDNMCommand: ParsableCommand {
             let a = try OperatorSpec.parse(degradation, path: variant == .svd ? .svd : .simplified, referenceExact: referenceExact, seed: seed,
                                            loadMask: { path in try MaskImage.load(path, keepWhite: maskKeepWhite, maxPixels: io.maxPixels) },
                                            loadKernelImage: { path in try KernelImage.load(path, maxPixels: io.maxPixels) })
-            let started = Date()
-            let loaded: (network: any DiffusionNetwork, architecture: NetworkArchitecture, preset: NetworkPreset?)
-            if let standInNetwork {
-                let zero = ZeroNetwork()
-                loaded = (zero, .adm(ADMConfiguration(imageSize: standInNetwork, modelChannels: 8, outChannels: 3, numResBlocks: 1,
-                                                      attentionResolutions: [], channelMult: [1, 1, 1, 1])), nil)
-            } else {
-                let l = try NetworkLoader.load(path: model, architecture: forced)
-                loaded = (l.network, l.architecture, l.preset)
-            }
+            let loaded = try prior.load(command: "ddnm", quiet: io.quiet, standIn: standInNetwork.map { (ZeroNetwork(), $0) })
             let network = loaded.network
-            if network.classCount != nil, classID == nil {
-                throw CommandFailure("this prior is class-conditional: pass --class ID (0–\(network.classCount! - 1))")
-            }
-            if let classID, let count = network.classCount, !(0..<count).contains(classID) {
-                throw CommandFailure("--class \(classID) is outside 0–\(count - 1)")
-            }
-            if network.classCount == nil, classID != nil { throw CommandFailure("--class needs a class-conditional prior") }
-            let modelHash = standInNetwork == nil ? try SHA256.hex(ofFile: model) : "stand-in"
-            if !io.quiet {
-                FileHandle.standardError.write(Data("ddnm: prior \((model as NSString).lastPathComponent) (\(loaded.preset?.name ?? "custom architecture"), native \(loaded.architecture.nativeSize)²) loaded in \(String(format: "%.1f", Date().timeIntervalSince(started))) s\n".utf8))
-            }
             let (travelLength, travelRepeat) = travelValues!
             let sampler = try DDNMSampler(timesteps: try TimeTravelSchedule(samplingSteps: steps, travelLength: travelLength, travelRepeat: travelRepeat),
                                       eta: eta, sigmaY: 2 * sigmaY, variant: variant)
@@ -161,8 +125,8 @@ struct DDNMCommand: ParsableCommand {
                     let extras = (observation: saveObservation.map { samples == 1 ? $0 : Self.suffixed($0, sample + 1) },
                                   sideBySide: sideBySide.map { samples == 1 ? $0 : Self.suffixed($0, sample + 1) })
                     try restoreOne(input: job.input, output: output, extras: extras, operator: a, network: network, sampler: sampler,
-                                   seed: seed &+ UInt64(sample), modelName: (model as NSString).lastPathComponent, modelHash: modelHash,
-                                   nativeSize: loaded.architecture.nativeSize)
+                                   seed: seed &+ UInt64(sample), modelName: loaded.name, modelHash: loaded.sha256,
+                                   nativeSize: loaded.nativeSize)
                 }
             }
         }
@@ -275,9 +239,7 @@ struct DDNMCommand: ParsableCommand {
         var hir = "none"
         var globalEvaluations = 0
         let restored: Tensor
-        let predict: NoisePredictor = { x, t in
-            try network(x, timesteps: Array(repeating: Float(t), count: x.shape[0]), classLabels: self.classID.map { Array(repeating: $0, count: x.shape[0]) })
-        }
+        let predict: NoisePredictor = prior.predictor(network)
         if tiled {
             // USDR mask-shift windows at the prior's native size (Methods/MaskShift.swift).
             guard let local = a as? any WindowableOperator, !((a as? CompositeOperator).map { !$0.isWindowable } ?? false) else {
@@ -335,7 +297,7 @@ struct DDNMCommand: ParsableCommand {
             "network_evaluations": sampler.timesteps.networkEvaluations * windowCount + globalEvaluations, "input": (input as NSString).lastPathComponent,
             "version": BuildInfo.version, "windows": windowCount, "tiling": tiled ? tiling.rawValue : "none", "hir": hir,
         ]
-        if let classID { report["class"] = classID }
+        if let classID = prior.classID { report["class"] = classID }
         if let clean, clean.shape == clamped.shape {
             report["psnr_db"] = Quality.psnr(clamped, clean)
             let ssim = Quality.ssim(clamped, clean)

@@ -26,17 +26,7 @@ struct DreamCleanCommand: ParsableCommand {
 
     @OptionGroup var io: ImageIOOptions
 
-    @Option(help: "A diffusion prior (default: the bundled Models/adm64-prior.safetensors).")
-    var model: String?
-
-    @Option(help: "Force the architecture of --model: \(NetworkPreset.all.map(\.name).joined(separator: ", ")) (default: detected).")
-    var preset: String?
-
-    @Option(help: "A JSON file with the architecture of a custom prior (as for restore ddnm).")
-    var modelConfig: String?
-
-    @Option(name: .customLong("class"), help: "Class id for a class-conditional prior.")
-    var classID: Int?
+    @OptionGroup var prior: PriorOptions
 
     @Option(help: "Inverse strength τ: the timestep (1–999) the DDIM inversion reaches (provisional default).")
     var tau: Int = 400
@@ -70,12 +60,6 @@ struct DreamCleanCommand: ParsableCommand {
 
     func run() throws {
         try failingCleanly {
-            let model = try self.model ?? BundledModels.locate(BundledModels.defaultPrior)
-            var forced = try preset.map { name -> NetworkArchitecture in
-                guard let p = NetworkPreset.named(name) else { throw CommandFailure("unknown preset \(name); known: \(NetworkPreset.all.map(\.name).joined(separator: ", "))") }
-                return p.architecture
-            }
-            if let modelConfig { forced = try NetworkArchitecture.decode(jsonFile: modelConfig) }
             let defaultSteps = degradation == nil ? 30 : 20
             let sampler: DreamCleanSampler
             do {
@@ -87,22 +71,10 @@ struct DreamCleanCommand: ParsableCommand {
                                        loadKernelImage: { path in try KernelImage.load(path, maxPixels: io.maxPixels) })
             }
             let jobs = try io.jobs()
-            let started = Date()
-            let loaded = try NetworkLoader.load(path: model, architecture: forced)
+            let loaded = try prior.load(command: "dreamclean", quiet: io.quiet)
             let network = loaded.network
-            if let count = network.classCount {
-                guard let classID, (0..<count).contains(classID) else { throw CommandFailure("this prior is class-conditional: pass --class ID (0–\(count - 1))") }
-            } else if classID != nil {
-                throw CommandFailure("--class needs a class-conditional prior")
-            }
-            let modelHash = try SHA256.hex(ofFile: model)
-            if !io.quiet {
-                FileHandle.standardError.write(Data("dreamclean: prior \((model as NSString).lastPathComponent) (native \(loaded.architecture.nativeSize)²) loaded in \(String(format: "%.1f", Date().timeIntervalSince(started))) s\n".utf8))
-            }
-            let native = loaded.architecture.nativeSize
-            let direct: NoisePredictor = { x, t in
-                try network(x, timesteps: Array(repeating: Float(t), count: x.shape[0]), classLabels: self.classID.map { Array(repeating: $0, count: x.shape[0]) })
-            }
+            let native = loaded.nativeSize
+            let direct = prior.predictor(network)
             let side = min(window ?? native, native)
             let predict = TiledNoisePredictor(window: side, overlap: overlap, sizeMultiple: network.sizeMultiple).wrap(direct)
             for job in jobs {
@@ -133,7 +105,7 @@ struct DreamCleanCommand: ParsableCommand {
                 var report: [String: Any] = [
                     "method": "dreamclean" + (a == nil ? "" : "*"), "tau": tau, "gamma": Double(gamma.description) ?? 0, "vps_iterations": vpsIters,
                     "inversion_steps": sampler.inversionSteps, "steps": sampler.samplingSteps, "network_evaluations": sampler.networkEvaluations,
-                    "seed": seed, "model": (model as NSString).lastPathComponent, "model_sha256": modelHash,
+                    "seed": seed, "model": loaded.name, "model_sha256": loaded.sha256,
                     "input": (job.input as NSString).lastPathComponent, "version": BuildInfo.version, "provisional_defaults": true,
                     "elapsed_s": Date().timeIntervalSince(start),
                     "seconds_per_evaluation": Date().timeIntervalSince(start) / Double(max(sampler.networkEvaluations, 1)),

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from eval_prior import crops, psnr, ssim, read, write  # noqa: E402
+from eval_prior import crops, psnr, read, ssim, write, write_section  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -108,12 +108,7 @@ def main():
         m = means[t]
         md.append(f"| {names[t]} | {m[0]:.2f} / {m[1]:.4f} | {m[2]:.2f} / {m[3]:.4f} | {m[4]:.2f} / {m[5]:.4f} | {classic[t]} |")
     md.append("")
-    start, end = "<!-- eval_dreamclean:start -->", "<!-- eval_dreamclean:end -->"
-    section = start + "\n" + "\n".join(md) + end
-    path = Path(args.markdown)
-    text = path.read_text() if path.exists() else "# Restoration quality\n\n"
-    text = text[:text.index(start)] + section + text[text.index(end) + len(end):] if start in text else text.rstrip("\n") + "\n\n" + section + "\n"
-    path.write_text(text)
+    write_section(args.markdown, "eval_dreamclean", md)
     print("\n".join(md))
 
 

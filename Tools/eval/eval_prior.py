@@ -87,6 +87,20 @@ def box_mask() -> np.ndarray:
     return m
 
 
+def write_section(markdown, marker, lines):
+    """Replaces (or appends) this evaluation's section of the shared table file, between HTML-comment
+    markers, so every evaluation keeps its own section in Benchmarks/QUALITY.md."""
+    start, end = f"<!-- {marker}:start -->", f"<!-- {marker}:end -->"
+    section = start + "\n" + "\n".join(lines) + end
+    path = Path(markdown)
+    text = path.read_text() if path.exists() else "# Restoration quality\n\n"
+    if start in text and end in text:
+        text = text[:text.index(start)] + section + text[text.index(end) + len(end):]
+    else:
+        text = text.rstrip("\n") + "\n\n" + section + "\n"
+    path.write_text(text)
+
+
 def psnr(a, b, mask=None):
     d = (a.astype(np.float64) - b.astype(np.float64)) / 255.0 if a.dtype == np.uint8 else a - b
     if mask is not None:
@@ -253,16 +267,7 @@ def main():
         "Per-crop figures: `Benchmarks/quality-prior.csv`.",
         "",
     ]
-    # The section between the markers is ours; other evaluations keep theirs in the same file.
-    start, end = "<!-- eval_prior:start -->", "<!-- eval_prior:end -->"
-    section = start + "\n" + "\n".join(md) + end
-    path = Path(args.markdown)
-    text = path.read_text() if path.exists() else "# Restoration quality\n\n"
-    if start in text and end in text:
-        text = text[:text.index(start)] + section + text[text.index(end) + len(end):]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    path.write_text(text)
+    write_section(args.markdown, "eval_prior", md)
     print("\n".join(md))
 
 

@@ -6,12 +6,16 @@ window. Python is used only to make the crops and masks and to read the reports.
 import argparse
 import json
 import os
+import sys
 import subprocess
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from eval_prior import write_section  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 PHOTOS = ["astronaut", "chelsea", "coffee", "rocket"]
@@ -75,12 +79,7 @@ def main():
         a = np.array([r[:3] for r in v], dtype=float)
         md.append(f"| {task} | {mode} | {a[:, 0].mean():.2f} | {np.nanmean(a[:, 1]):.4f} | {a[:, 2].mean():.4f} | {v[0][3]} | {v[0][4]} |")
     md.append("")
-    start, end = "<!-- usdr_ablation:start -->", "<!-- usdr_ablation:end -->"
-    section = start + "\n" + "\n".join(md) + end
-    path = Path(args.markdown)
-    text = path.read_text() if path.exists() else "# Restoration quality\n\n"
-    text = text[:text.index(start)] + section + text[text.index(end) + len(end):] if start in text else text.rstrip("\n") + "\n\n" + section + "\n"
-    path.write_text(text)
+    write_section(args.markdown, "usdr_ablation", md)
     print("\n".join(md))
 
 
