@@ -90,17 +90,23 @@ public struct DDNMSampler {
         if let known { try known.check(imageShape) }
         if let guide { try guide.check(imageShape) }
         // DDNM+ on the SVD path needs the operator's block SVD.
-        var blocks: SpectralBlocks?
+        // Λ(v; a, σ_t) and Λ_noise(z, ε; a, σ_t) of a block SVD or of an operator that computes its own.
+        var plus: (lambda: (Tensor, Float, Float) throws -> Tensor, noise: (Tensor, Tensor, Float, Float) throws -> Tensor)?
         var svd: (form: any SVDForm, raw: ([Float]) -> [Float])?
-        var plus: (any DDNMPlusProviding)?
+        let (sigmaY, eta) = (self.sigmaY, self.eta)
         if variant == .svd, sigmaY > 0 {
             if let spectral = a as? any SpectralOperator {
                 let own = try spectral.spectralBlocks(imageShape: imageShape)
-                blocks = adjustSpectralBlocks?(own) ?? own
+                let blocks = adjustSpectralBlocks?(own) ?? own
+                let denoising = a is IdentityOperator
+                plus = ({ v, root, sigmaT in try DDNMPlusSpectral.lambda(v, blocks, a: root, sigmaY: sigmaY, sigmaT: sigmaT, eta: eta) },
+                        { z, e, root, sigmaT in try DDNMPlusSpectral.noise(z, e, blocks, a: root, sigmaY: sigmaY, sigmaT: sigmaT, eta: eta, denoising: denoising) })
             } else if let providing = a as? any SVDFormProviding {
+                guard known == nil, guide == nil else { throw SamplerError("known regions (tiling) are not supported with DDNM+ on an SVD form (\(a.spec))") }
                 svd = try providing.svdForm(imageShape: imageShape)
             } else if let own = a as? any DDNMPlusProviding, own.ddnmPlusAvailable(imageShape: imageShape) {
-                plus = own
+                plus = ({ v, root, sigmaT in try own.ddnmPlusLambda(v, a: root, sigmaY: sigmaY, sigmaT: sigmaT, eta: eta) },
+                        { z, e, root, sigmaT in try own.ddnmPlusNoise(z, e, a: root, sigmaY: sigmaY, sigmaT: sigmaT, eta: eta) })
             } else {
                 throw SamplerError("DDNM+ (σy > 0) on the SVD path supports pool, gray, mask, noise, cs-wht, bicubic and the separable blurs; use --simplified for \(a.spec)")
             }
@@ -128,7 +134,6 @@ public struct DDNMSampler {
                 let root = aNext.squareRoot(), sigmaT = (1 - aNext).squareRoot()
                 let correction = try a.pseudoInverse(try subtract(try a.apply(x0), y))
                 let z = try noise.next(shape: imageShape)
-                guard known == nil, guide == nil else { throw SamplerError("known regions (tiling) are not supported with DDNM+ on an SVD form (\(a.spec))") }
                 let next = try Tensor(uninitializedShape: imageShape)
                 for b in 0..<imageShape[0] {
                     let lambda = DDNMPlusSVD.lambda(correction.channelMajor(batch: b), svd.form, a: root, sigmaY: sigmaY, sigmaT: sigmaT, eta: eta)
@@ -143,26 +148,13 @@ public struct DDNMSampler {
                 continue
             }
             if let plus {
-                // The same step with the operator's own Λ / Λ_noise (separable blurs and bicubic).
+                // ddnm_plus_diffusion: x̂0 = x0 − Λ A†(A x0 − y) (Eq. 17), x_{t−1} = √ᾱ' x̂0 + Λ_noise(z, ε) (Eq. 51 of the code);
+                // Λ on the operator's block SVD, or its own (separable blurs, bicubic, FFT kernels).
                 let root = aNext.squareRoot(), sigmaT = (1 - aNext).squareRoot()
                 let correction = try a.pseudoInverse(try subtract(try a.apply(x0), y))
-                let x0Hat = try impose(known, on: try guided(guide, subtract(x0, try plus.ddnmPlusLambda(correction, a: root, sigmaY: sigmaY, sigmaT: sigmaT, eta: eta))))
+                let x0Hat = try impose(known, on: try guided(guide, subtract(x0, try plus.lambda(correction, root, sigmaT))))
                 let z = try noise.next(shape: imageShape)
-                let stochastic = try plus.ddnmPlusNoise(z, epsilon, a: root, sigmaY: sigmaY, sigmaT: sigmaT, eta: eta)
-                x = try axpby(root, x0Hat, 1, stochastic)
-                evaluations += 1
-                progress(evaluations, total)
-                continue
-            }
-            if let blocks {
-                // ddnm_plus_diffusion: x̂0 = x0 − Λ A†(A x0 − y) (Eq. 17), x_{t−1} = √ᾱ' x̂0 + Λ_noise(z, ε) (Eq. 51 of the code).
-                let root = aNext.squareRoot(), sigmaT = (1 - aNext).squareRoot()
-                let correction = try a.pseudoInverse(try subtract(try a.apply(x0), y))
-                let x0Hat = try impose(known, on: try guided(guide, subtract(x0, try DDNMPlusSpectral.lambda(correction, blocks, a: root, sigmaY: sigmaY, sigmaT: sigmaT, eta: eta))))
-                let z = try noise.next(shape: imageShape)
-                let stochastic = try DDNMPlusSpectral.noise(z, epsilon, blocks, a: root, sigmaY: sigmaY, sigmaT: sigmaT, eta: eta,
-                                                            denoising: a is IdentityOperator)
-                x = try axpby(root, x0Hat, 1, stochastic)
+                x = try axpby(root, x0Hat, 1, try plus.noise(z, epsilon, root, sigmaT))
                 evaluations += 1
                 progress(evaluations, total)
                 continue
