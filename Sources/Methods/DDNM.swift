@@ -166,7 +166,8 @@ public struct DDNMSampler {
             } else {
                 (lambda, gamma) = (sigmaT / (aNext * sigmaY), 0)
             }
-            let x0Hat = try impose(known, on: try guided(guide, a.rangeNullCorrection(x0, observation: y, strength: lambda)))  // Eq. 17
+            var x0Hat = try impose(known, on: try guided(guide, a.rangeNullCorrection(x0, observation: y, strength: lambda)))  // Eq. 17
+            if lambda == 1, let known, known.refinements > 0 { x0Hat = try settle(x0Hat, known, a, y) }
             let c1 = (1 - aNext).squareRoot() * eta, c2 = (1 - aNext).squareRoot() * (1 - eta * eta).squareRoot()
             // svd: γ = σ_t (σy = 0), so the scale is 1 — plain DDIM noise; paper: γ/σ_t; simplified: γ (the quirk).
             let noiseScale = variant == .simplified ? gamma : (sigmaT > 0 ? gamma / sigmaT : 0)
@@ -185,9 +186,15 @@ public struct DDNMSampler {
 public struct KnownRegion {
     public let keep: [Float]
     public let values: Tensor
-    public init(keep: [Float], values: Tensor) {
+    /// Extra rounds of (range–null correction, re-imposition) after each step: for operators whose samples
+    /// straddle the known region's edge (blur, bicubic windows), where one round leaves those samples off.
+    /// Alternating projections onto {A x = y} and {x_known = values}; 0 for pixel- and block-local operators,
+    /// where one round is already exact.
+    public var refinements: Int
+    public init(keep: [Float], values: Tensor, refinements: Int = 0) {
         self.keep = keep
         self.values = values
+        self.refinements = refinements
     }
 
     func check(_ shape: [Int]) throws {
@@ -244,6 +251,46 @@ public struct BlockMeanGuide {
 func guided(_ guide: BlockMeanGuide?, _ x: Tensor) throws -> Tensor { try guide?.apply(x) ?? x }
 
 /// x ← keep ⊙ values + (1 − keep) ⊙ x, per pixel, for every sample.
+/// Makes x̂0 (known pixels already imposed) satisfy A x = y by changing only the free pixels, by the least
+/// change: δ = D Aᵀ λ with (A D Aᵀ) λ = y − A x (D: the free pixels), solved by conjugate gradients for
+/// operators with Aᵀ (at most `refinements` iterations); otherwise `refinements` rounds of alternating
+/// projections x ← impose(x − A†(A x − y)).
+func settle(_ x: Tensor, _ known: KnownRegion, _ a: any DegradationOperator, _ y: Tensor) throws -> Tensor {
+    guard let t = a as? any TransposableOperator else {
+        var x = x
+        for _ in 0..<known.refinements { x = try impose(known, on: try a.rangeNullCorrection(x, observation: y, strength: 1)) }
+        return x
+    }
+    let (n, h, w, c) = try x.nhwc("known region")
+    func free(_ v: Tensor) -> Tensor {  // D v
+        for b in 0..<n { for p in 0..<(h * w) where known.keep[p] != 0 {
+            for k in 0..<c { v.data[(b * h * w + p) * c + k] *= 1 - known.keep[p] }
+        } }
+        return v
+    }
+    func dot(_ u: Tensor, _ v: Tensor) -> Double { (0..<u.count).reduce(0.0) { $0 + Double(u.data[$1]) * Double(v.data[$1]) } }
+    // (A D Aᵀ + μ I) λ = r: rows with little free support make A D Aᵀ ill-conditioned; μ keeps CG stable.
+    let residual0 = try subtract(y, try t.apply(x))
+    var r = residual0
+    let lambda = try Tensor(shape: r.shape, repeating: 0)
+    var p = r
+    var rr = dot(r, r)
+    let mu: Float = 1e-4
+    let tolerance = 1e-14 * max(dot(y, y), 1e-30)
+    for _ in 0..<known.refinements where rr > tolerance {
+        let q = try axpby(1, try t.apply(free(try t.applyTranspose(p))), mu, p)
+        let pq = dot(p, q)
+        guard pq > 0 else { break }
+        let alpha = Float(rr / pq)
+        for i in 0..<lambda.count { lambda.data[i] += alpha * p.data[i] }
+        r = try axpby(1, r, -alpha, q)
+        let next = dot(r, r)
+        p = try axpby(1, r, Float(next / rr), p)
+        rr = next
+    }
+    return try axpby(1, x, 1, free(try t.applyTranspose(lambda)))
+}
+
 func impose(_ known: KnownRegion?, on x: Tensor) throws -> Tensor {
     guard let known else { return x }
     let (n, h, w, c) = try x.nhwc("known region")

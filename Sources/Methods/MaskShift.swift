@@ -75,6 +75,17 @@ public struct MaskShiftRestoration {
         guard imageShape.count == 4, imageShape[0] == 1, imageShape[1] == plan.height, imageShape[2] == plan.width else {
             throw SamplerError("tiling restores one image of \(plan.width)×\(plan.height), got \(imageShape)")
         }
+        // Operators with a halo (blur, bicubic): a finished window keeps only its part `halo` pixels away from
+        // its inner edges; the neighbour re-restores that ring, where samples straddle the two windows. The
+        // overlap must leave the neighbour's own unobserved ring inside the kept part.
+        let halo = tiling == .msr ? a.windowHalo : 0
+        if halo > 0 {
+            let overlaps = [plan.rects.count > 1 && plan.width > plan.windowWidth ? plan.windowWidth - plan.stride : Int.max,
+                            plan.height > plan.windowHeight ? plan.windowHeight - plan.stride : Int.max]
+            guard overlaps.allSatisfy({ $0 >= 2 * halo }) else {
+                throw SamplerError("\(a.spec) reaches \(halo) px across window edges: the overlap must be at least \(2 * halo) px, got \(overlaps.min()!) (use --overlap, or a larger window)")
+            }
+        }
         let canvas = try Tensor(shape: imageShape, repeating: 0)
         var finished: [PixelRect] = []  // the windows done (no per-pixel map: memory stays per window)
         let perWindow = sampler.timesteps.networkEvaluations
@@ -86,14 +97,15 @@ public struct MaskShiftRestoration {
             if tiling == .msr {
                 var keep = [Float](repeating: 0, count: rect.height * rect.width)
                 var any = false
-                for done in finished {  // the overlap of each finished window with this one
+                for window in finished {  // the overlap of each finished window (less its halo ring) with this one
+                    let done = Self.kept(window, halo: halo, height: plan.height, width: plan.width)
                     let top = max(done.y, rect.y), bottom = min(done.y + done.height, rect.y + rect.height)
                     let left = max(done.x, rect.x), right = min(done.x + done.width, rect.x + rect.width)
                     guard top < bottom, left < right else { continue }
                     any = true
                     for r in top..<bottom { for c in left..<right { keep[(r - rect.y) * rect.width + c - rect.x] = 1 } }
                 }
-                if any { known = KnownRegion(keep: keep, values: try canvas.crop(rect)) }
+                if any { known = KnownRegion(keep: keep, values: try canvas.crop(rect), refinements: halo > 0 ? Self.refinements : 0) }
             }
             var guide: BlockMeanGuide?
             if let global {
@@ -113,6 +125,18 @@ public struct MaskShiftRestoration {
             progress(index + 1, plan.rects.count, (index + 1) * perWindow, total)
         }
         return canvas
+    }
+
+    /// Conjugate-gradient iterations per step when samples straddle the known edge (`KnownRegion.refinements`).
+    public static let refinements = 64
+
+    /// The part of a finished window that later windows keep: `halo` pixels in from every edge inside the image.
+    static func kept(_ r: PixelRect, halo: Int, height: Int, width: Int) -> PixelRect {
+        guard halo > 0 else { return r }
+        let top = r.y > 0 ? r.y + halo : r.y, left = r.x > 0 ? r.x + halo : r.x
+        let bottom = r.y + r.height < height ? r.y + r.height - halo : r.y + r.height
+        let right = r.x + r.width < width ? r.x + r.width - halo : r.x + r.width
+        return PixelRect(y: top, x: left, height: max(0, bottom - top), width: max(0, right - left))
     }
 }
 

@@ -160,7 +160,8 @@ public final class DeferredWHTOperator: DegradationOperator, @unchecked Sendable
 /// first M = 1024·fraction rows of an orthonormal matrix, all singular values 1. The official code takes V from
 /// the SVD of an unseeded `torch.randn(1024, 1024)`, so no two runs share it; ours orthonormalises seeded
 /// Gaussian rows (modified Gram–Schmidt in Float64, only the M rows that are kept), or uses a given basis.
-/// y is [N, blocks·M, 1, C]: block-major, then coefficient, channels innermost.
+/// y is [N, H/32, (W/32)·M, C]: block rows, then per block its M coefficients, channels innermost — the
+/// block-major flat order, shaped so that a window of whole blocks observes a rect of y (USDR tiling).
 public struct BlockCSOperator: DegradationOperator {
     public static let blockSide = 32
     public let spec: String
@@ -199,25 +200,31 @@ public struct BlockCSOperator: DegradationOperator {
 
     public func observationShape(for s: [Int]) throws -> [Int] {
         let b = Self.blockSide
-        // Square only: y alone must determine the image (A† and the output size are derived from it).
-        guard s.count == 4, s[1] == s[2], s[1] % b == 0, s[1] > 0 else {
-            throw OperatorError("\(spec) needs a square image whose side is a multiple of 32, got \(s.count == 4 ? "\(s[2])×\(s[1])" : "\(s)")")
+        guard s.count == 4, s[1] % b == 0, s[2] % b == 0, s[1] > 0, s[2] > 0 else {
+            throw OperatorError("\(spec) needs an image whose sides are multiples of 32, got \(s.count == 4 ? "\(s[2])×\(s[1])" : "\(s)")")
         }
-        return [s[0], (s[1] / b) * (s[2] / b) * kept, 1, s[3]]
+        return [s[0], s[1] / b, s[2] / b * kept, s[3]]
     }
 
-    /// Square images only, when reading an observation: blocks = M_total / kept must be a square number.
+    /// From y laid out by block rows ([N, H/32, (W/32)·M, C]), or as a flat vector [N, blocks·M, 1, C] (the
+    /// same memory order) of a square image.
     public func imageShape(for s: [Int]) throws -> [Int] {
-        guard s.count == 4, s[2] == 1, s[1] % kept == 0 else { throw OperatorError("\(spec) expects [N, blocks·\(kept), 1, C] coefficients, got \(s)") }
-        let blocks = s[1] / kept, perSide = Int(Double(blocks).squareRoot().rounded())
-        guard perSide * perSide == blocks else { throw OperatorError("\(spec): \(blocks) blocks do not form a square image") }
-        return [s[0], perSide * Self.blockSide, perSide * Self.blockSide, s[3]]
+        let b = Self.blockSide
+        guard s.count == 4 else { throw OperatorError("\(spec) expects [N, H/32, (W/32)·\(kept), C] coefficients, got \(s)") }
+        if s[2] == 1, kept > 1 {  // (with M = 1 the two readings coincide only for one block column: read as rows)
+            guard s[1] % kept == 0 else { throw OperatorError("\(spec) expects blocks·\(kept) coefficients, got \(s[1])") }
+            let blocks = s[1] / kept, perSide = Int(Double(blocks).squareRoot().rounded())
+            guard perSide * perSide == blocks else { throw OperatorError("\(spec): a flat vector of \(blocks) blocks does not form a square image") }
+            return [s[0], perSide * b, perSide * b, s[3]]
+        }
+        guard s[1] > 0, s[2] > 0, s[2] % kept == 0 else { throw OperatorError("\(spec) expects [N, H/32, (W/32)·\(kept), C] coefficients, got \(s)") }
+        return [s[0], s[1] * b, s[2] / kept * b, s[3]]
     }
 
     public func apply(_ x: Tensor) throws -> Tensor {
         let shape = try observationShape(for: x.shape)
         let (n, h, w, c) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
-        let b = Self.blockSide, size = b * b, across = w / b
+        let b = Self.blockSide, size = b * b, across = w / b, blocks = (h / b) * across
         let y = try Tensor(uninitializedShape: shape)
         var patch = [Float](repeating: 0, count: size)
         for batch in 0..<n { for ch in 0..<c { for block in 0..<((h / b) * across) {
@@ -226,7 +233,7 @@ public struct BlockCSOperator: DegradationOperator {
             for k in 0..<kept {
                 var sum: Float = 0
                 for i in 0..<size { sum += rows[k * size + i] * patch[i] }
-                y.data[((batch * shape[1]) + block * kept + k) * c + ch] = sum
+                y.data[((batch * blocks + block) * kept + k) * c + ch] = sum  // = [batch, by, bx·M + k, ch]
             }
         } } }
         return y
@@ -235,14 +242,14 @@ public struct BlockCSOperator: DegradationOperator {
     public func pseudoInverse(_ y: Tensor) throws -> Tensor {
         let shape = try imageShape(for: y.shape)
         let (n, h, w, c) = (shape[0], shape[1], shape[2], shape[3])
-        let b = Self.blockSide, size = b * b, across = w / b
+        let b = Self.blockSide, size = b * b, across = w / b, blocks = (h / b) * across
         let x = try Tensor(uninitializedShape: shape)
         var patch = [Float](repeating: 0, count: size)
         for batch in 0..<n { for ch in 0..<c { for block in 0..<((h / b) * across) {
             let (by, bx) = (block / across, block % across)
             for i in 0..<size { patch[i] = 0 }
             for k in 0..<kept {
-                let v = y.data[((batch * y.shape[1]) + block * kept + k) * c + ch]
+                let v = y.data[((batch * blocks + block) * kept + k) * c + ch]
                 for i in 0..<size { patch[i] += rows[k * size + i] * v }
             }
             for r in 0..<b { for q in 0..<b { x.data[((batch * h + by * b + r) * w + bx * b + q) * c + ch] = patch[r * b + q] } }

@@ -17,6 +17,13 @@ public protocol DegradationOperator: Sendable {
     func pseudoInverse(_ y: Tensor) throws -> Tensor
 }
 
+/// An operator that also gives Aᵀ y (blur and bicubic windows): lets tiling solve the known-region
+/// constraint exactly (conjugate gradients) where alternating projections converge slowly.
+public protocol TransposableOperator: DegradationOperator {
+    /// Aᵀ y.
+    func applyTranspose(_ y: Tensor) throws -> Tensor
+}
+
 /// Errors of operator specs and shapes: one line each.
 public struct OperatorError: Error, CustomStringConvertible, Equatable {
     public let description: String

@@ -43,7 +43,12 @@ public enum OperatorSpec {
                 guard fields.count == 2, let s = Int(fields[1]), (1...16).contains(s) else {
                     throw OperatorError("bicubic needs an integer factor 1–16, e.g. bicubic:4 (got \(part.debugDescription))")
                 }
-                return SizedOperator(spec: part, factor: s) { h, w in try SeparableOperator.bicubic(factor: s, height: h, width: w) }
+                // Windows (USDR tiling) take the bicubic rows inside each window: a 2s-pixel reach, aligned to s.
+                let local = SizedOperator.Local(alignment: s, halo: (4 * s - 1 + s - 1) / s * s) { rect, shape in
+                    try SeparableOperator.window(spec: part, vertical: BandedAxis.bicubic(factor: s, size: shape[1]),
+                                                 horizontal: BandedAxis.bicubic(factor: s, size: shape[2]), rect: rect)
+                }
+                return SizedOperator(spec: part, factor: s, local: local) { h, w in try SeparableOperator.bicubic(factor: s, height: h, width: w) }
             case "blur":
                 let argument = fields.count == 2 ? fields[1] : ""
                 if argument.hasPrefix("motion:") {
@@ -117,7 +122,12 @@ public enum OperatorSpec {
         default:
             throw OperatorError("unknown blur \(part.debugDescription); use blur:uni, blur:gauss, blur:aniso, blur:gauss:K:SIGMA or blur:box:K")
         }
-        return SizedOperator(spec: part, factor: 1) { h, w in
+        let reach = max(vertical.count, horizontal.count) - 1
+        let local = SizedOperator.Local(alignment: 1, halo: reach) { rect, shape in
+            try SeparableOperator.window(spec: part, vertical: try BandedAxis.blur(spec: part, kernel: vertical, size: shape[1], officialTaps: official),
+                                         horizontal: try BandedAxis.blur(spec: part, kernel: horizontal, size: shape[2], officialTaps: official), rect: rect)
+        }
+        return SizedOperator(spec: part, factor: 1, local: local) { h, w in
             try SeparableOperator.blur(spec: part, vertical: vertical, horizontal: horizontal, height: h, width: w, officialTaps: official)
         }
     }
@@ -131,10 +141,25 @@ public final class SizedOperator: DegradationOperator, @unchecked Sendable {
     private let build: (Int, Int) throws -> any DegradationOperator
     private var cache: [[Int]: any DegradationOperator] = [:]
     private let lock = NSLock()
+    /// How the operator restricts to a window of a large image (USDR tiling), when it can.
+    public let local: Local?
 
-    public init(spec: String, factor: Int, build: @escaping (Int, Int) throws -> any DegradationOperator) {
+    /// A window form: offsets aligned to `alignment`; observation samples reach `halo` pixels, so a window
+    /// observes only the samples wholly inside it; `window(rect, imageShape)` builds A_w and the rect of y.
+    public struct Local {
+        public let alignment: Int, halo: Int
+        public let window: (PixelRect, [Int]) throws -> (operator: any DegradationOperator, observation: PixelRect)
+        public init(alignment: Int, halo: Int, window: @escaping (PixelRect, [Int]) throws -> (operator: any DegradationOperator, observation: PixelRect)) {
+            self.alignment = alignment
+            self.halo = halo
+            self.window = window
+        }
+    }
+
+    public init(spec: String, factor: Int, local: Local? = nil, build: @escaping (Int, Int) throws -> any DegradationOperator) {
         self.spec = spec
         self.factor = factor
+        self.local = local
         self.build = build
     }
 

@@ -76,7 +76,7 @@ enum SmallSVD {
 /// matrices' singular values below `threshold` set to zero (the official ZERO = 3e-2), both A and A† are
 /// those of the truncated Ã = Ã_v ⊗ Ã_h, exactly as the official `SRConv` / `Deblurring` /
 /// `Deblurring2D` compute them through their SVDs (functions/svd_operators.py:851-1160).
-public struct SeparableOperator: DegradationOperator {
+public struct SeparableOperator: TransposableOperator {
     public let spec: String
     /// The truncated 1-D matrices (rows × columns, row-major) and their pseudo-inverses.
     let vertical: (a: [Float], pinv: [Float], rows: Int, columns: Int)
@@ -139,6 +139,13 @@ public struct SeparableOperator: DegradationOperator {
         return try Self.product(y, vertical.pinv, vertical.columns, horizontal.pinv, horizontal.columns)
     }
 
+    /// Aᵀ y with the truncated matrices (the A that `apply` computes).
+    public func applyTranspose(_ y: Tensor) throws -> Tensor {
+        _ = try imageShape(for: y.shape)
+        return try Self.product(y, SmallSVD.transpose(vertical.a.map(Double.init), vertical.rows, vertical.columns).map(Float.init), vertical.columns,
+                                SmallSVD.transpose(horizontal.a.map(Double.init), horizontal.rows, horizontal.columns).map(Float.init), horizontal.columns)
+    }
+
     /// Y = M_v · X · M_hᵀ per (batch, channel), on NHWC tensors.
     static func product(_ x: Tensor, _ mv: [Float], _ outRows: Int, _ mh: [Float], _ outColumns: Int) throws -> Tensor {
         let (n, h, w, c) = try x.nhwc("separable operator")
@@ -169,6 +176,89 @@ public struct SeparableOperator: DegradationOperator {
         guard (1...16).contains(s), height % s == 0, width % s == 0 else {
             throw OperatorError("bicubic:\(s) needs a factor 1–16 dividing the image sides (\(width)×\(height))")
         }
+        let (v, h) = (BandedAxis.bicubic(factor: s, size: height), BandedAxis.bicubic(factor: s, size: width))
+        return SeparableOperator(spec: "bicubic:\(s)", verticalMatrix: v.matrix(), verticalRows: v.outputs, height: height,
+                                 horizontalMatrix: h.matrix(), horizontalRows: h.outputs, width: width)
+    }
+
+    /// Deblurring with one kernel along both axes (`deblur_uni`, `deblur_gauss`) or two (`deblur_aniso`:
+    /// kernel1 vertical, kernel2 horizontal), kernels normalised to sum 1; zero padding.
+    public static func blur(spec: String, vertical: [Float], horizontal: [Float], height: Int, width: Int, officialTaps: Bool) throws -> SeparableOperator {
+        let (v, h) = (try BandedAxis.blur(spec: spec, kernel: vertical, size: height, officialTaps: officialTaps),
+                      try BandedAxis.blur(spec: spec, kernel: horizontal, size: width, officialTaps: officialTaps))
+        return SeparableOperator(spec: spec, verticalMatrix: v.matrix(), verticalRows: v.outputs, height: height,
+                                 horizontalMatrix: h.matrix(), horizontalRows: h.outputs, width: width)
+    }
+
+    /// The operator of the window `rect` of an image whose axes are `vertical` × `horizontal` (USDR tiling):
+    /// the observation samples whose taps all fall inside the window, and those rows' taps (`BandedAxis.restricted`),
+    /// with A† of the window's own matrices (same truncation threshold). Returns the operator and the rect of y it observes.
+    public static func window(spec: String, vertical: BandedAxis, horizontal: BandedAxis, rect: PixelRect) throws -> (operator: SeparableOperator, observation: PixelRect) {
+        let v = try vertical.restricted(to: rect.y..<(rect.y + rect.height), spec: spec)
+        let h = try horizontal.restricted(to: rect.x..<(rect.x + rect.width), spec: spec)
+        let op = SeparableOperator(spec: spec, verticalMatrix: v.matrix, verticalRows: v.rows.count, height: rect.height,
+                                   horizontalMatrix: h.matrix, horizontalRows: h.rows.count, width: rect.width)
+        return (op, PixelRect(y: v.rows.lowerBound, x: h.rows.lowerBound, height: v.rows.count, width: h.rows.count))
+    }
+
+    /// Gaussian taps exp(−x²/2σ²) at x = −(k−1)/2 … (k−1)/2.
+    public static func gaussianTaps(size k: Int, sigma: Float) -> [Float] {
+        (0..<k).map { i in let x = Float(i) - Float(k - 1) / 2; return Foundation.exp(-0.5 * (x / sigma) * (x / sigma)) }
+    }
+}
+
+/// One axis of a separable operator as a banded matrix, row by row: observation sample i is Σ_j w_ij x_j over
+/// a few neighbouring j (`taps(i)`). The full matrix is built only for images up to the prior's size; windows
+/// of large images take the rows whose taps lie inside the window (`restricted`).
+public struct BandedAxis: Sendable {
+    public let inputs: Int, outputs: Int
+    /// Row i's taps (column, weight), columns within 0..<inputs, each column once.
+    public let taps: @Sendable (Int) -> [(column: Int, weight: Float)]
+
+    public init(inputs: Int, outputs: Int, taps: @escaping @Sendable (Int) -> [(column: Int, weight: Float)]) {
+        self.inputs = inputs
+        self.outputs = outputs
+        self.taps = taps
+    }
+
+    /// outputs × inputs, row-major.
+    public func matrix() -> [Float] {
+        var m = [Float](repeating: 0, count: outputs * inputs)
+        for i in 0..<outputs { for (j, w) in taps(i) { m[i * inputs + j] += w } }
+        return m
+    }
+
+    /// The widest span of a row's taps, minus one: how far an observation sample reaches (a window's halo).
+    public var reach: Int {
+        (0..<outputs).map { i -> Int in
+            let columns = taps(i).filter { $0.weight != 0 }.map(\.column)
+            return (columns.max() ?? 0) - (columns.min() ?? 0)
+        }.max() ?? 0
+    }
+
+    /// The rows whose nonzero taps all lie in `range` (contiguous for a banded matrix) and their taps on the
+    /// range's columns (rows × range.count, row-major).
+    public func restricted(to range: Range<Int>, spec: String) throws -> (rows: Range<Int>, matrix: [Float]) {
+        guard range.lowerBound >= 0, range.upperBound <= inputs, !range.isEmpty else {
+            throw OperatorError("\(spec): window \(range) outside the \(inputs)-sample axis")
+        }
+        var inside: [Int] = []
+        for i in 0..<outputs {
+            let columns = taps(i).filter { $0.weight != 0 }.map(\.column)
+            if let lo = columns.min(), let hi = columns.max(), lo >= range.lowerBound, hi < range.upperBound { inside.append(i) }
+        }
+        guard let first = inside.first, let last = inside.last, last - first + 1 == inside.count else {
+            throw OperatorError("\(spec): no observation sample lies wholly inside the window \(range) (the kernel is wider than the window)")
+        }
+        let n = range.count
+        var m = [Float](repeating: 0, count: inside.count * n)
+        for (r, i) in inside.enumerated() { for (j, w) in taps(i) { m[r * n + j - range.lowerBound] += w } }
+        return (first..<(last + 1), m)
+    }
+
+    /// `sr_bicubic`'s axis (see `SeparableOperator.bicubic`): sample i centred at i·s + s/2, 4s taps of Keys' cubic
+    /// (a = −0.5) at (j − centre + 0.5)/s, normalised, reflect padding (…, 1, 0 | 0, 1, …).
+    public static func bicubic(factor s: Int, size: Int) -> BandedAxis {
         func cubic(_ x: Double, _ a: Double = -0.5) -> Double {
             let t = abs(x)
             if t <= 1 { return (a + 2) * t * t * t - (a + 3) * t * t + 1 }
@@ -178,49 +268,29 @@ public struct SeparableOperator: DegradationOperator {
         var kernel = (0..<(4 * s)).map { i in cubic((Double(i) - Double(2 * s) + 0.5) / Double(s)) }
         let total = kernel.reduce(0, +)
         kernel = kernel.map { $0 / total }
-        func matrix(_ size: Int) -> [Float] {
-            let small = size / s, k = kernel.count
-            var m = [Float](repeating: 0, count: small * size)
-            for i in stride(from: s / 2, to: size + s / 2, by: s) {
-                for j in (i - k / 2)..<(i + k / 2) {
-                    var e = j  // reflect (…, 1, 0 | 0, 1, …) until inside, however small the image
-                    while e < 0 || e >= size { e = e < 0 ? -e - 1 : 2 * size - 1 - e }
-                    m[(i / s) * size + e] += Float(kernel[j - i + k / 2])
-                }
+        let weights = kernel.map(Float.init), k = kernel.count
+        return BandedAxis(inputs: size, outputs: size / s) { i in
+            let centre = i * s + s / 2
+            var merged: [Int: Float] = [:]
+            for j in (centre - k / 2)..<(centre + k / 2) {
+                var e = j  // reflect until inside, however small the image
+                while e < 0 || e >= size { e = e < 0 ? -e - 1 : 2 * size - 1 - e }
+                merged[e, default: 0] += weights[j - centre + k / 2]
             }
-            return m
+            return merged.sorted { $0.key < $1.key }.map { (column: $0.key, weight: $0.value) }
         }
-        return SeparableOperator(spec: "bicubic:\(s)", verticalMatrix: matrix(height), verticalRows: height / s, height: height,
-                                 horizontalMatrix: matrix(width), horizontalRows: width / s, width: width)
     }
 
-    /// A 1-D blur matrix with zero padding. `officialTaps` reproduces the official loop
+    /// A blur axis with zero padding, kernel normalised to sum 1. `officialTaps` reproduces the official loop
     /// `range(i - k//2, i + k//2)`, which uses only k − 1 taps of an odd kernel (svd_operators.py:949).
-    static func blurMatrix(_ kernel: [Float], size: Int, officialTaps: Bool) -> [Float] {
-        let k = kernel.count
-        var m = [Float](repeating: 0, count: size * size)
+    public static func blur(spec: String, kernel: [Float], size: Int, officialTaps: Bool) throws -> BandedAxis {
+        guard !kernel.isEmpty else { throw OperatorError("\(spec): empty blur kernel") }
+        let total = kernel.reduce(0, +)
+        guard total.isFinite, abs(total) > 1e-8 else { throw OperatorError("\(spec): the blur kernel sums to zero and cannot be normalised") }
+        let weights = kernel.map { $0 / total }, k = kernel.count
         let upper = officialTaps ? k / 2 : k - k / 2
-        for i in 0..<size { for j in (i - k / 2)..<(i + upper) where j >= 0 && j < size { m[i * size + j] = kernel[j - i + k / 2] } }
-        return m
-    }
-
-    /// Deblurring with one kernel along both axes (`deblur_uni`, `deblur_gauss`) or two (`deblur_aniso`:
-    /// kernel1 vertical, kernel2 horizontal), kernels normalised to sum 1.
-    public static func blur(spec: String, vertical: [Float], horizontal: [Float], height: Int, width: Int, officialTaps: Bool) throws -> SeparableOperator {
-        guard !vertical.isEmpty, !horizontal.isEmpty else { throw OperatorError("\(spec): empty blur kernel") }
-        func normalised(_ k: [Float]) throws -> [Float] {
-            let total = k.reduce(0, +)
-            guard total.isFinite, abs(total) > 1e-8 else { throw OperatorError("\(spec): the blur kernel sums to zero and cannot be normalised") }
-            return k.map { $0 / total }
+        return BandedAxis(inputs: size, outputs: size) { i in
+            ((i - k / 2)..<(i + upper)).filter { $0 >= 0 && $0 < size }.map { (column: $0, weight: weights[$0 - i + k / 2]) }
         }
-        return SeparableOperator(spec: spec, verticalMatrix: blurMatrix(try normalised(vertical), size: height, officialTaps: officialTaps),
-                                 verticalRows: height, height: height,
-                                 horizontalMatrix: blurMatrix(try normalised(horizontal), size: width, officialTaps: officialTaps),
-                                 horizontalRows: width, width: width)
-    }
-
-    /// Gaussian taps exp(−x²/2σ²) at x = −(k−1)/2 … (k−1)/2.
-    public static func gaussianTaps(size k: Int, sigma: Float) -> [Float] {
-        (0..<k).map { i in let x = Float(i) - Float(k - 1) / 2; return Foundation.exp(-0.5 * (x / sigma) * (x / sigma)) }
     }
 }

@@ -26,6 +26,40 @@ public protocol WindowableOperator: DegradationOperator {
     /// of y it observes (operators with a support wider than a pixel observe only the samples whose support
     /// lies inside the window: a halo).
     func window(_ rect: PixelRect, imageShape: [Int]) throws -> (operator: any DegradationOperator, observation: PixelRect)
+    /// How far (in pixels) an observation sample reaches across a window edge: 0 for pixel- and block-local
+    /// operators; the kernel's span for blurs and bicubic. Tiling leaves that ring of a finished window free
+    /// for its neighbour, which observes the samples straddling the edge.
+    var windowHalo: Int { get }
+}
+
+extension WindowableOperator {
+    public var windowHalo: Int { 0 }
+}
+
+extension SizedOperator: WindowableOperator {
+    /// 0 (not windowable) unless the operator has a window form.
+    public var windowAlignment: Int { local?.alignment ?? 0 }
+    public var windowHalo: Int { local?.halo ?? 0 }
+    public func window(_ rect: PixelRect, imageShape: [Int]) throws -> (operator: any DegradationOperator, observation: PixelRect) {
+        guard let local else { throw OperatorError("\(spec) cannot be restricted to a window (a global operator)") }
+        guard imageShape.count == 4, rect.y >= 0, rect.x >= 0, rect.y + rect.height <= imageShape[1], rect.x + rect.width <= imageShape[2],
+              rect.y % local.alignment == 0, rect.x % local.alignment == 0, rect.height % local.alignment == 0, rect.width % local.alignment == 0 else {
+            throw OperatorError("\(spec): window \(rect) is not an aligned part of the image \(imageShape)")
+        }
+        return try local.window(rect, imageShape)
+    }
+}
+
+extension BlockCSOperator: WindowableOperator {
+    /// Windows are made of whole 32×32 blocks; y's layout ([N, H/32, (W/32)·M, C]) makes their coefficients a rect.
+    public var windowAlignment: Int { Self.blockSide }
+    public func window(_ rect: PixelRect, imageShape: [Int]) throws -> (operator: any DegradationOperator, observation: PixelRect) {
+        let b = Self.blockSide
+        guard rect.y % b == 0, rect.x % b == 0, rect.height % b == 0, rect.width % b == 0, rect.height > 0, rect.width > 0 else {
+            throw OperatorError("\(spec) windows must be made of whole 32×32 blocks, got \(rect)")
+        }
+        return (self, PixelRect(y: rect.y / b, x: rect.x / b * kept, height: rect.height / b, width: rect.width / b * kept))
+    }
 }
 
 extension IdentityOperator: WindowableOperator {
@@ -69,7 +103,8 @@ extension CompositeOperator: WindowableOperator {
     public var windowAlignment: Int {
         var scale = 1, alignment = 1
         for part in parts {
-            guard let local = part as? any WindowableOperator else { return 0 }
+            // Parts with a halo (blur, bicubic) would shift the windows of the parts after them: not composed.
+            guard let local = part as? any WindowableOperator, local.windowAlignment > 0, local.windowHalo == 0 || parts.count == 1 else { return 0 }
             alignment = lcm(alignment, local.windowAlignment * scale)
             if let pool = part as? AveragePoolingOperator { scale *= pool.factor }
         }
@@ -90,7 +125,7 @@ extension CompositeOperator: WindowableOperator {
     }
 
     /// True when every part can be restricted to windows.
-    public var isWindowable: Bool { parts.allSatisfy { $0 is any WindowableOperator } }
+    public var isWindowable: Bool { windowAlignment > 0 }
 }
 
 func gcd(_ a: Int, _ b: Int) -> Int { b == 0 ? a : gcd(b, a % b) }

@@ -157,12 +157,26 @@ struct DDNMCommand: ParsableCommand {
             for i in 0..<q.count { irreducible += Double(q.data[i] * q.data[i]) }
             count += r.count
         }
-        let local = a as? any WindowableOperator
-        let windowable = local != nil && ((a as? CompositeOperator)?.isWindowable ?? true) && x.shape[0] == 1
-        if let local, windowable, local.windowAlignment > 0 {
-            for rect in Self.bands(height: x.shape[1], width: x.shape[2], alignment: local.windowAlignment) {
+        if let local = a as? any WindowableOperator, local.windowAlignment > 0, x.shape[0] == 1 {
+            // Bands widened by the operator's halo; each row of y is counted once, in the first band wholly holding its taps.
+            let halo = (local.windowHalo + local.windowAlignment - 1) / local.windowAlignment * local.windowAlignment
+            var nextRow = 0
+            for band in Self.bands(height: x.shape[1], width: x.shape[2], alignment: local.windowAlignment) {
+                let top = max(0, band.y - halo), bottom = min(x.shape[1], band.y + band.height + halo)
+                let rect = PixelRect(y: top, x: 0, height: bottom - top, width: x.shape[2])
                 let (op, observed) = try local.window(rect, imageShape: x.shape)
-                try add(try x.crop(rect), try y.crop(observed), op)
+                let first = max(nextRow, observed.y), end = observed.y + observed.height
+                guard first < end else { continue }
+                let (xPart, yPart) = (try x.crop(rect), try y.crop(observed))
+                let r = try subtract(try op.apply(xPart), yPart)
+                let q = try subtract(try op.apply(try op.pseudoInverse(yPart)), yPart)
+                let rowSize = observed.width * y.shape[3]
+                for i in ((first - observed.y) * rowSize)..<(observed.height * rowSize) {
+                    residual += Double(r.data[i] * r.data[i])
+                    irreducible += Double(q.data[i] * q.data[i])
+                    count += 1
+                }
+                nextRow = end
             }
         } else {
             try add(x, y, a)
@@ -229,11 +243,14 @@ struct DDNMCommand: ParsableCommand {
 
     typealias Extras = (observation: String?, sideBySide: String?)
 
-    private func restore(observation y: Tensor, clean: Tensor?, alpha: AlphaPlane?, bitDepth: Int, input: String, output: String, extras: Extras,
+    private func restore(observation given: Tensor, clean: Tensor?, alpha: AlphaPlane?, bitDepth: Int, input: String, output: String, extras: Extras,
                          operator a: any DegradationOperator, network: any DiffusionNetwork, sampler: DDNMSampler, noise: SeededGaussian,
                          modelName: String, modelHash: String, nativeSize: Int, start: Date) throws {
         var noise = noise
-        let shape = try a.imageShape(for: y.shape)
+        let shape = try a.imageShape(for: given.shape)
+        // A flat coefficient vector (cs-block from a file) takes the operator's own layout, so windows can crop it.
+        let canonical = try a.observationShape(for: shape)
+        let y = canonical != given.shape && canonical.reduce(1, *) == given.count ? try given.reshaped(canonical) : given
         let tiled = tiling == .naive || shape[1] > nativeSize || shape[2] > nativeSize || window != nil
         var windowCount = 1
         var hir = "none"
@@ -242,8 +259,8 @@ struct DDNMCommand: ParsableCommand {
         let predict: NoisePredictor = prior.predictor(network)
         if tiled {
             // USDR mask-shift windows at the prior's native size (Methods/MaskShift.swift).
-            guard let local = a as? any WindowableOperator, !((a as? CompositeOperator).map { !$0.isWindowable } ?? false) else {
-                throw CommandFailure("the output would be \(shape[2])×\(shape[1]), larger than the prior's native \(nativeSize)²; tiling supports pool, gray, mask, noise and their compositions, not \(a.spec) (global or needing halos) — crop or downscale the input (\(input))")
+            guard let local = a as? any WindowableOperator, local.windowAlignment > 0 else {
+                throw CommandFailure("the output would be \(shape[2])×\(shape[1]), larger than the prior's native \(nativeSize)²; tiling needs a local operator (pool, bicubic, gray, mask, noise, K-tap blurs, cs-block, and compositions of the halo-free ones), not \(a.spec) (global: cs-wht, FFT kernels) — crop or downscale the input (\(input))")
             }
             guard shape[0] == 1 else { throw CommandFailure("tiling restores one image at a time (\(input))") }
             // USDR's HiR: the whole image first at 1/f of its size; its block means then guide every window.
@@ -263,7 +280,8 @@ struct DDNMCommand: ParsableCommand {
                 global = (coarse.factor, result)
                 hir = "÷\(coarse.factor)"
             } else {
-                hir = "not applicable (for pooling SR, y already fixes the coarse image)"
+                hir = local is any HierarchicalOperator ? "not applicable (for pooling SR, y already fixes the coarse image)"
+                    : "not applicable (\(a.spec) has no exact coarse form)"
             }
             let side = min(window ?? nativeSize, nativeSize)
             let alignment = global.map { local.windowAlignment / Self.gcd(local.windowAlignment, $0.factor) * $0.factor } ?? local.windowAlignment
@@ -374,8 +392,14 @@ struct DDNMCommand: ParsableCommand {
             y = try Tensor(uninitializedShape: [x.shape[0], x.shape[1], x.shape[2], 3])
             for p in 0..<x.count { for k in 0..<3 { y.data[3 * p + k] = x.data[p] } }
         }
-        // y ← A A† y, in bands of rows for local operators (no image-sized A† y at once).
-        if let local = a as? any WindowableOperator, (a as? CompositeOperator)?.isWindowable ?? true, local.windowAlignment > 0, y.shape[0] == 1 {
+        // y ← A A† y, in bands of rows for local operators (no image-sized A† y at once). Operators with a halo
+        // (blur, bicubic) have no band-wise A A†: y is used as given on large images (DDNM's correction is the
+        // least-squares one either way), projected whole up to 256².
+        if let local = a as? any WindowableOperator, local.windowAlignment > 0, local.windowHalo > 0 {
+            let shape = try a.imageShape(for: y.shape)
+            return shape[1] * shape[2] <= 256 * 256 ? try a.apply(try a.pseudoInverse(y)) : y
+        }
+        if let local = a as? any WindowableOperator, local.windowAlignment > 0, y.shape[0] == 1 {
             let projected = try Tensor(uninitializedShape: y.shape)
             let shape = try a.imageShape(for: y.shape)
             for rect in Self.bands(height: shape[1], width: shape[2], alignment: local.windowAlignment) {

@@ -281,8 +281,10 @@ final class BlockCSTests: XCTestCase {
         XCTAssertEqual(a.rows, b.rows)
         var g = SeededGaussian(seed: 1)
         let y = try a.apply(try g.next(shape: [1, 64, 64, 3]))
-        XCTAssertEqual(y.shape, [1, 4 * a.kept, 1, 3])
-        XCTAssertThrowsError(try a.observationShape(for: [1, 64, 32, 3])) { XCTAssertTrue("\($0)".contains("square"), "\($0)") }
+        XCTAssertEqual(y.shape, [1, 2, 2 * a.kept, 3], "block rows, then each block's coefficients")
+        XCTAssertEqual(try a.imageShape(for: [1, 4 * a.kept, 1, 3]), [1, 64, 64, 3], "a flat vector is a square image")
+        XCTAssertEqual(try a.observationShape(for: [1, 64, 32, 3]), [1, 2, a.kept, 3])
+        XCTAssertThrowsError(try a.observationShape(for: [1, 64, 40, 3])) { XCTAssertTrue("\($0)".contains("multiples of 32"), "\($0)") }
         XCTAssertLessThan(zip(try a.apply(try a.pseudoInverse(y)).values, y.values).map { abs($0 - $1) }.max() ?? 1, 1e-4, "A A† = I")
     }
 }
