@@ -148,6 +148,36 @@ public struct MaskShiftRestoration {
 /// (`BlockMeanGuide`) before the overlap is re-imposed. For pooling SR with f ≥ s, pool_f(x) is already
 /// fixed by y and HiR adds nothing (`plan` returns nil).
 public enum HierarchicalRestoration {
+    /// One level of the HiR pyramid: the image at 1/factor of its size, its operator and observation.
+    public typealias Level = (factor: Int, operator: any DegradationOperator, observation: Tensor, shape: [Int], noiseScale: Float)
+
+    /// The HiR pyramid for very large images: the global level of `plan` (factor F), then levels at F/r, F/r², …
+    /// (r = `ratio`, while the factor stays ≥ 2), each to be restored by mask-shift windows guided by the block
+    /// means of the level above, before the full-size windows take the finest level as their guide. Levels
+    /// that cannot be formed exactly (a factor not dividing the sides, no coarse operator, windows that would
+    /// lose the native size) are skipped, so the guide ratio is then larger. Empty when HiR does not apply.
+    public static func pyramid(operator a: any WindowableOperator, observation y: Tensor, imageShape: [Int], nativeSize: Int,
+                               sizeMultiple: Int, ratio: Int = 4) throws -> [Level] {
+        guard let top = try plan(operator: a, observation: y, imageShape: imageShape, nativeSize: nativeSize, sizeMultiple: sizeMultiple),
+              let h = a as? any HierarchicalOperator else { return [] }
+        var levels: [Level] = [top]
+        var f = top.factor / ratio
+        while f >= 2 {
+            defer { f /= ratio }
+            let (height, width) = (imageShape[1], imageShape[2])
+            guard height % f == 0, width % f == 0, top.factor % f == 0, let coarse = try h.coarseOperator(by: f),
+                  let local = coarse as? any WindowableOperator, local.windowAlignment > 0 else { continue }
+            let above = levels.last!.factor / f
+            let unit = [local.windowAlignment, above, sizeMultiple].reduce(1) { $0 / WindowPlan.gcd($0, $1) * $1 }
+            let shape = [1, height / f, width / f, imageShape[3]]
+            guard nativeSize % unit == 0, shape[1] % above == 0, shape[2] % above == 0 else { continue }
+            let observation = h.observesPooled ? y : try coarse.apply(try averagePool(try a.pseudoInverse(y), kernel: f))
+            guard try coarse.observationShape(for: shape) == observation.shape else { continue }
+            levels.append((f, coarse, observation, shape, h.observesPooled ? 1 : 1 / Float(f)))
+        }
+        return levels
+    }
+
     /// The factor and coarse problem, or nil when HiR does not apply.
     public static func plan(operator a: any WindowableOperator, observation y: Tensor, imageShape: [Int], nativeSize: Int,
                             sizeMultiple: Int) throws -> (factor: Int, operator: any DegradationOperator, observation: Tensor, shape: [Int], noiseScale: Float)? {

@@ -263,22 +263,44 @@ struct DDNMCommand: ParsableCommand {
                 throw CommandFailure("the output would be \(shape[2])×\(shape[1]), larger than the prior's native \(nativeSize)²; tiling needs a local operator (pool, bicubic, gray, mask, noise, K-tap blurs, cs-block, and compositions of the halo-free ones), not \(a.spec) (global: cs-wht, FFT kernels) — crop or downscale the input (\(input))")
             }
             guard shape[0] == 1 else { throw CommandFailure("tiling restores one image at a time (\(input))") }
-            // USDR's HiR: the whole image first at 1/f of its size; its block means then guide every window.
+            // USDR's HiR: the whole image first at 1/f of its size (a pyramid ÷f, ÷f/4, … for very large images);
+            // each level's block means then guide the windows of the next, and the finest guides the full-size windows.
             var global: (factor: Int, result: Tensor)?
+            let levels = noHIR || tiling == .naive ? []
+                : try HierarchicalRestoration.pyramid(operator: local, observation: y, imageShape: shape, nativeSize: nativeSize, sizeMultiple: network.sizeMultiple)
             if noHIR || tiling == .naive {
                 hir = "off"
-            } else if let coarse = try HierarchicalRestoration.plan(operator: local, observation: y, imageShape: shape,
-                                                                    nativeSize: nativeSize, sizeMultiple: network.sizeMultiple) {
-                let progress = ProgressBar(label: "\((input as NSString).lastPathComponent) (global pass, ÷\(coarse.factor))", enabled: !io.quiet)
-                let globalSampler = coarse.noiseScale == 1 ? sampler
-                    : try DDNMSampler(schedule: sampler.schedule, timesteps: sampler.timesteps, eta: sampler.eta,
-                                      sigmaY: sampler.sigmaY * coarse.noiseScale, variant: sampler.variant)
-                let result = try globalSampler.sample(observation: coarse.observation, operator: coarse.operator, imageShape: coarse.shape,
-                                                      predictNoise: predict, noise: &noise, progress: progress.update)
-                globalEvaluations = sampler.timesteps.networkEvaluations
-                progress.finish()
-                global = (coarse.factor, result)
-                hir = "÷\(coarse.factor)"
+            } else if let top = levels.first {
+                // The coarsest level in one pass, then each finer level by mask-shift windows guided by the one above.
+                for (index, level) in levels.enumerated() {
+                    let levelSampler = level.noiseScale == 1 ? sampler
+                        : try DDNMSampler(schedule: sampler.schedule, timesteps: sampler.timesteps, eta: sampler.eta,
+                                          sigmaY: sampler.sigmaY * level.noiseScale, variant: sampler.variant)
+                    if index == 0 {
+                        let progress = ProgressBar(label: "\((input as NSString).lastPathComponent) (global pass, ÷\(top.factor))", enabled: !io.quiet)
+                        let result = try levelSampler.sample(observation: top.observation, operator: top.operator, imageShape: top.shape,
+                                                             predictNoise: predict, noise: &noise, progress: progress.update)
+                        progress.finish()
+                        globalEvaluations += sampler.timesteps.networkEvaluations
+                        global = (top.factor, result)
+                        continue
+                    }
+                    guard let above = global, let levelOperator = level.operator as? any WindowableOperator else { break }
+                    let ratio = above.factor / level.factor
+                    let alignment = levelOperator.windowAlignment / Self.gcd(levelOperator.windowAlignment, ratio) * ratio
+                    let plan = try WindowPlan(height: level.shape[1], width: level.shape[2], window: min(window ?? nativeSize, nativeSize), overlap: overlap,
+                                              alignment: alignment, sizeMultiple: network.sizeMultiple)
+                    let progress = ProgressBar(label: "\((input as NSString).lastPathComponent) (HiR level ÷\(level.factor), \(plan.rects.count) windows)", enabled: !io.quiet)
+                    let result = try MaskShiftRestoration(sampler: levelSampler, plan: plan)
+                        .restore(observation: level.observation, operator: levelOperator, imageShape: level.shape, predictNoise: predict, noise: &noise,
+                                 global: (ratio, above.result)) { done, count, evaluations, total in
+                            progress.update(evaluations, total, note: "window \(min(done + 1, count))/\(count)")
+                        }
+                    progress.finish()
+                    globalEvaluations += sampler.timesteps.networkEvaluations * plan.rects.count
+                    global = (level.factor, result)
+                }
+                hir = levels.map { "÷\($0.factor)" }.joined(separator: " → ")
             } else {
                 hir = local is any HierarchicalOperator ? "not applicable (for pooling SR, y already fixes the coarse image)"
                     : "not applicable (\(a.spec) has no exact coarse form)"

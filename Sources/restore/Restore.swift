@@ -18,7 +18,8 @@ struct Restore: ParsableCommand {
     )
 
     static func main() {
-        MemoryTuning.fixMmapThreshold()  // bounded memory for tiled runs (Engine/Memory.swift)
+        // Bounded memory for tiled runs (Engine/Memory.swift), unless glibc's own MALLOC_MMAP_THRESHOLD_ is set.
+        if ProcessInfo.processInfo.environment["MALLOC_MMAP_THRESHOLD_"] == nil { MemoryTuning.fixMmapThreshold() }
         guard CPU.hasAVX2FMA else {
             FileHandle.standardError.write(Data("restore: error: this CPU lacks AVX2/FMA, which this build requires (rebuild without -target-cpu, or use a newer CPU)\n".utf8))
             Foundation.exit(1)

@@ -105,6 +105,20 @@ final class DDNMCLITests: RestoreTestCase {
         }
     }
 
+    /// The HiR pyramid through the command line (zero-cost stand-in ε-network of native size 16): a 128² gray
+    /// output gets a global pass at ÷8, a level at ÷2, then 225 full-size windows.
+    func testVeryLargeOutputsGetAHiRPyramid() throws {
+        let r = try restore(["ddnm", "-i", try photo("gray128.png", 128, 128, channels: 1), "-o", path("big.png"), "--degradation", "gray",
+                             "--stand-in-network", "16", "--steps", "2", "--json", "--quiet", "--overwrite"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let report = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
+        XCTAssertEqual(report["hir"] as? String, "÷8 → ÷2")
+        XCTAssertEqual(report["windows"] as? Int, 225)
+        XCTAssertEqual(report["network_evaluations"] as? Int, 2 * (1 + 49 + 225))
+        let image = try ImageReader.read(path: path("big.png"))
+        XCTAssertEqual([image.width, image.height], [128, 128])
+    }
+
     /// kill -9 at any moment leaves no partial output and no stray temporary file, and the input untouched.
     func testKillLeavesNoPartialOrTemporaryFiles() throws {
         let (model, config) = try prior()

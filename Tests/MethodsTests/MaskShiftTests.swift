@@ -142,6 +142,25 @@ final class MaskShiftTests: XCTestCase {
         XCTAssertNil(try composite.coarseOperator(by: 2))
     }
 
+    /// HiR pyramid: for a 256² output and 16² windows the global pass is ÷16 and one level ÷4 sits between it and
+    /// the full size; each level's observation is its own coarse problem (gray of the pooled A†y).
+    func testHierarchicalPyramidHasIntermediateLevels() throws {
+        let a = GrayscaleOperator()
+        let clean = try TestSupport.random([1, 256, 256, 3], seed: 2)
+        let y = try a.apply(clean)
+        let levels = try HierarchicalRestoration.pyramid(operator: a, observation: y, imageShape: [1, 256, 256, 3], nativeSize: 16, sizeMultiple: 8)
+        XCTAssertEqual(levels.map(\.factor), [16, 4])
+        XCTAssertEqual(levels.map(\.shape), [[1, 16, 16, 3], [1, 64, 64, 3]])
+        let expected = try a.apply(try averagePool(try a.pseudoInverse(y), kernel: 4))
+        XCTAssertLessThan(TestSupport.maxDifference(levels[1].observation, expected), 1e-5)
+        XCTAssertEqual(levels[1].noiseScale, 0.25)
+        // Small images keep the single global pass; pooling SR with f ≥ s has none.
+        XCTAssertEqual(try HierarchicalRestoration.pyramid(operator: a, observation: try a.apply(try TestSupport.random([1, 48, 48, 3], seed: 1)),
+                                                           imageShape: [1, 48, 48, 3], nativeSize: 32, sizeMultiple: 8).map(\.factor), [2])
+        XCTAssertTrue(try HierarchicalRestoration.pyramid(operator: try AveragePoolingOperator(factor: 2), observation: try Tensor(shape: [1, 128, 128, 3], repeating: 0),
+                                                          imageShape: [1, 256, 256, 3], nativeSize: 16, sizeMultiple: 8).isEmpty)
+    }
+
     func testGlobalOperatorsAreNotWindowable() throws {
         for spec in ["blur:motion:5:30", "cs-wht:0.25"] {
             let parsed = try OperatorSpec.parse(spec, loadMask: { _ in throw OperatorError("no mask") })
