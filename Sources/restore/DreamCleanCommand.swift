@@ -28,10 +28,10 @@ struct DreamCleanCommand: ParsableCommand {
 
     @OptionGroup var prior: PriorOptions
 
-    @Option(help: "Inverse strength τ: the timestep (1–999) the DDIM inversion reaches (provisional default).")
-    var tau: Int = 400
+    @Option(help: "Inverse strength τ: the timestep (1–999) the DDIM inversion reaches (provisional default, chosen on hold-out photos).")
+    var tau: Int = 50
 
-    @Option(help: "VPS step γ in [0, 1) (0 = plain DDIM inversion and sampling; provisional default).")
+    @Option(help: "VPS step γ in [0, 1) (0 = plain DDIM inversion and sampling; provisional default, chosen on hold-out photos).")
     var gamma: Float = 0.1
 
     @Option(help: "VPS iterations M per sampling step (the paper uses 1).")
