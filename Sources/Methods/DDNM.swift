@@ -186,10 +186,10 @@ public struct DDNMSampler {
 public struct KnownRegion {
     public let keep: [Float]
     public let values: Tensor
-    /// Extra rounds of (range–null correction, re-imposition) after each step: for operators whose samples
-    /// straddle the known region's edge (blur, bicubic windows), where one round leaves those samples off.
-    /// Alternating projections onto {A x = y} and {x_known = values}; 0 for pixel- and block-local operators,
-    /// where one round is already exact.
+    /// Iterations of the settle step after each correction (`settle`): for operators whose samples straddle
+    /// the known region's edge (blur, bicubic windows), where the correction alone leaves those samples off —
+    /// conjugate gradients for operators with Aᵀ, else rounds of alternating projections. 0 for pixel- and
+    /// block-local operators, where the correction is already exact.
     public var refinements: Int
     public init(keep: [Float], values: Tensor, refinements: Int = 0) {
         self.keep = keep
@@ -250,7 +250,6 @@ public struct BlockMeanGuide {
 
 func guided(_ guide: BlockMeanGuide?, _ x: Tensor) throws -> Tensor { try guide?.apply(x) ?? x }
 
-/// x ← keep ⊙ values + (1 − keep) ⊙ x, per pixel, for every sample.
 /// Makes x̂0 (known pixels already imposed) satisfy A x = y by changing only the free pixels, by the least
 /// change: δ = D Aᵀ λ with (A D Aᵀ) λ = y − A x (D: the free pixels), solved by conjugate gradients for
 /// operators with Aᵀ (at most `refinements` iterations); otherwise `refinements` rounds of alternating
@@ -270,8 +269,7 @@ func settle(_ x: Tensor, _ known: KnownRegion, _ a: any DegradationOperator, _ y
     }
     func dot(_ u: Tensor, _ v: Tensor) -> Double { (0..<u.count).reduce(0.0) { $0 + Double(u.data[$1]) * Double(v.data[$1]) } }
     // (A D Aᵀ + μ I) λ = r: rows with little free support make A D Aᵀ ill-conditioned; μ keeps CG stable.
-    let residual0 = try subtract(y, try t.apply(x))
-    var r = residual0
+    var r = try subtract(y, try t.apply(x))
     let lambda = try Tensor(shape: r.shape, repeating: 0)
     var p = r
     var rr = dot(r, r)
@@ -291,6 +289,7 @@ func settle(_ x: Tensor, _ known: KnownRegion, _ a: any DegradationOperator, _ y
     return try axpby(1, x, 1, free(try t.applyTranspose(lambda)))
 }
 
+/// x ← keep ⊙ values + (1 − keep) ⊙ x, per pixel, for every sample.
 func impose(_ known: KnownRegion?, on x: Tensor) throws -> Tensor {
     guard let known else { return x }
     let (n, h, w, c) = try x.nhwc("known region")
