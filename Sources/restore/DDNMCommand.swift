@@ -150,12 +150,15 @@ struct DDNMCommand: ParsableCommand {
     /// bands of rows, so the temporaries stay band-sized whatever the image size.
     static func consistency(_ x: Tensor, _ y: Tensor, _ a: any DegradationOperator) throws -> (Double, Double) {
         var residual = 0.0, irreducible = 0.0, count = 0
-        func add(_ xPart: Tensor, _ yPart: Tensor, _ op: any DegradationOperator) throws {
+        /// Adds the samples of y's part from element `first` on (earlier ones were counted in another band).
+        func add(_ xPart: Tensor, _ yPart: Tensor, _ op: any DegradationOperator, from first: Int = 0) throws {
             let r = try subtract(try op.apply(xPart), yPart)
             let q = try subtract(try op.apply(try op.pseudoInverse(yPart)), yPart)
-            for i in 0..<r.count { residual += Double(r.data[i] * r.data[i]) }
-            for i in 0..<q.count { irreducible += Double(q.data[i] * q.data[i]) }
-            count += r.count
+            for i in first..<r.count {
+                residual += Double(r.data[i] * r.data[i])
+                irreducible += Double(q.data[i] * q.data[i])
+            }
+            count += r.count - first
         }
         if let local = a as? any WindowableOperator, local.windowAlignment > 0, x.shape[0] == 1 {
             // Bands widened by the operator's halo; each row of y is counted once, in the first band wholly holding its taps.
@@ -167,15 +170,7 @@ struct DDNMCommand: ParsableCommand {
                 let (op, observed) = try local.window(rect, imageShape: x.shape)
                 let first = max(nextRow, observed.y), end = observed.y + observed.height
                 guard first < end else { continue }
-                let (xPart, yPart) = (try x.crop(rect), try y.crop(observed))
-                let r = try subtract(try op.apply(xPart), yPart)
-                let q = try subtract(try op.apply(try op.pseudoInverse(yPart)), yPart)
-                let rowSize = observed.width * y.shape[3]
-                for i in ((first - observed.y) * rowSize)..<(observed.height * rowSize) {
-                    residual += Double(r.data[i] * r.data[i])
-                    irreducible += Double(q.data[i] * q.data[i])
-                    count += 1
-                }
+                try add(try x.crop(rect), try y.crop(observed), op, from: (first - observed.y) * observed.width * y.shape[3])
                 nextRow = end
             }
         } else {

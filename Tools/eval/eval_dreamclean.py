@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from eval_prior import crops, psnr, read, ssim, write, write_section  # noqa: E402
+from eval_prior import cpu_description, crops, psnr, read, ssim, write, write_section  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -117,8 +117,7 @@ def main():
     if args.holdout:
         return
     (tau, gamma), means = next(iter(results.items()))
-    info = {k.strip(): v.strip() for k, v in (l.split(":", 1) for l in open("/proc/cpuinfo").read().split("\n\n")[0].splitlines() if ":" in l)}
-    cpu = f"{info.get('model name', '?')} (family {info.get('cpu family', '?')} model {info.get('model', '?')})"
+    cpu = cpu_description()
     names = {"jpeg10": "JPEG q10 (blind)", "jpeg20": "JPEG q20 (blind)", "noise25": "Gaussian noise σ 25/255 (blind)",
              "sr4noise": "×4 SR + noise σ 0.05 (Ours*, pool:4)"}
     classic = {"jpeg10": "TV (skimage, 0.08)", "jpeg20": "TV (skimage, 0.08)", "noise25": "NL-means (OpenCV, h 15)", "sr4noise": "bicubic"}

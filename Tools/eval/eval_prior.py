@@ -140,6 +140,17 @@ def ddnm(binary, model, image, degradation, out, steps, samples=1, extra=()):  #
     return reports, time.time() - t
 
 
+def cpu_description():
+    """The CPU as the benchmark sections name it: model name, family and model (from /proc/cpuinfo)."""
+    cpu = platform.processor() or "unknown CPU"
+    try:
+        info = dict(l.split(":", 1) for l in open("/proc/cpuinfo").read().split("\n\n")[0].splitlines() if ":" in l)
+        info = {k.strip(): v.strip() for k, v in info.items()}
+        return f"{info.get('model name', cpu)} (family {info.get('cpu family', '?')} model {info.get('model', '?')})"
+    except OSError:
+        return cpu
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--binary", default=str(REPO / ".build" / "release" / "restore"))
@@ -235,13 +246,7 @@ def main():
         model_meta += f" (step {card['training']['steps']})" if not args.model else ""
     except Exception:
         pass
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        info = dict(l.split(":", 1) for l in open("/proc/cpuinfo").read().split("\n\n")[0].splitlines() if ":" in l)
-        info = {k.strip(): v.strip() for k, v in info.items()}
-        cpu = f"{info.get('model name', cpu)} (family {info.get('cpu family', '?')} model {info.get('model', '?')})"
-    except OSError:
-        pass
+    cpu = cpu_description()
     n = len(rows)
     def b(value, other, fmt="{:.2f}"):
         """Bold when DDNM's figure is the better one."""

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from eval_prior import write_section  # noqa: E402
+from eval_prior import cpu_description, write_section  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 PHOTOS = ["astronaut", "chelsea", "coffee", "rocket"]
@@ -68,7 +68,7 @@ def main():
                     psnr = rep["psnr_db"]
                 rows.setdefault((task, mode), []).append((psnr, rep.get("ssim", float("nan")), rep["consistency_rms"], rep["windows"], rep["hir"]))
         print(name, {k: round(v[-1][0], 2) for k, v in rows.items()}, flush=True)
-    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
+    cpu = cpu_description()
     md = ["## USDR ablation: HiR and mask-shift at 128² (`make eval-usdr`)", "",
           f"Tools/eval/usdr_ablation.py: {len(PHOTOS)} crops of 128² ({', '.join(PHOTOS)}, scikit-image, downscaled by 1/2), "
           f"bundled 64² prior, DDNM {args.steps} steps, seed 1234; inpainting with thick strokes and a 32² box. "
