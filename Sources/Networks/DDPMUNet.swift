@@ -52,22 +52,23 @@ private func ddpmNorm(_ p: ParameterSource, _ prefix: String, _ channels: Int) t
 }
 
 /// `ResnetBlock`: GN, swish, conv1, + temb_proj(swish(temb)), GN, swish, conv2, + (nin_shortcut) x.
+/// Without a timestep embedding (`embeddingChannels` 0: the LDM autoencoders) there is no temb_proj.
 struct DDPMResnetBlock {
-    let norm1: ADMNorm, conv1: Conv2D, timeProjection: Linear, norm2: ADMNorm, conv2: Conv2D
+    let norm1: ADMNorm, conv1: Conv2D, timeProjection: Linear?, norm2: ADMNorm, conv2: Conv2D
     let shortcut: Linear?
 
     init(_ p: ParameterSource, _ prefix: String, in c: Int, out: Int, embeddingChannels: Int) throws {
         norm1 = try ddpmNorm(p, prefix + ".norm1", c)
         conv1 = try loadConv(p, prefix + ".conv1", in: c, out: out)
-        timeProjection = try loadLinear(p, prefix + ".temb_proj", in: embeddingChannels, out: out)
+        timeProjection = embeddingChannels > 0 ? try loadLinear(p, prefix + ".temb_proj", in: embeddingChannels, out: out) : nil
         norm2 = try ddpmNorm(p, prefix + ".norm2", out)
         conv2 = try loadConv(p, prefix + ".conv2", in: out, out: out, postOps: [.sum()])
         shortcut = c == out ? nil : try loadLinear(p, prefix + ".nin_shortcut", in: c, out: out, kernelDims: [1, 1])
     }
 
-    func callAsFunction(_ x: Tensor, _ swishEmbedding: Tensor, consuming: Bool) throws -> Tensor {
+    func callAsFunction(_ x: Tensor, _ swishEmbedding: Tensor?, consuming: Bool) throws -> Tensor {
         let h = try conv1(try norm1(x, silu: true))
-        try addPerSampleChannels(h, try timeProjection(swishEmbedding))
+        if let timeProjection, let swishEmbedding { try addPerSampleChannels(h, try timeProjection(swishEmbedding)) }
         let residual = try shortcut.map { try $0(x) } ?? (consuming ? x : try x.copy())
         return try conv2(try norm2(h, silu: true), residual: residual)
     }

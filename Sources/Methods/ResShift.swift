@@ -1,0 +1,206 @@
+import Engine
+import Foundation
+
+// ResShift (Yue, Wang & Loy, NeurIPS 2023; TPAMI "v3"): a Markov chain that shifts the residual between the
+// (encoded, upsampled) low-quality image y and the high-quality x0, in T = 15 or 4 steps. Follows the official
+// `models/gaussian_diffusion.py` (GaussianDiffusion) and `sampler.py`; equations as in the paper (Eqs. 1-9).
+
+/// The η schedule and the posterior coefficients, in Float64 as the official code keeps them.
+public struct ResShiftSchedule: Sendable, Equatable {
+    public let kappa: Double
+    /// √η_t for t = 0 … T−1 (index 0 is the first diffusion step).
+    public let sqrtEtas: [Double]
+
+    public init(kappa: Double, sqrtEtas: [Double]) throws {
+        guard kappa > 0, !sqrtEtas.isEmpty, sqrtEtas.allSatisfy({ $0 > 0 && $0 <= 1 }) else {
+            throw SamplerError("a ResShift schedule needs κ > 0 and 0 < √η ≤ 1 (got κ \(kappa), \(sqrtEtas.count) values)")
+        }
+        self.kappa = kappa
+        self.sqrtEtas = sqrtEtas
+    }
+
+    /// `get_named_eta_schedule('exponential')`: √η_1 = min(min_noise/κ, min_noise), √η_T = etas_end, and
+    /// √η_t = √η_1 · b^(((t−1)/(T−1))^p · (T−1)) with b = (etas_end/√η_1)^(1/(T−1)) (paper Eq. 10).
+    /// Released models: T 15, min_noise 0.04 (v1, v2); T 4, min_noise 0.2 (v3, bicsr, inpainting, faceir).
+    public static func exponential(steps: Int, minNoiseLevel: Double, etasEnd: Double = 0.99, kappa: Double = 2,
+                                   power: Double = 0.3) throws -> ResShiftSchedule {
+        guard steps >= 2, minNoiseLevel > 0, etasEnd > 0, etasEnd <= 1, power > 0 else {
+            throw SamplerError("a ResShift exponential schedule needs T ≥ 2, min noise > 0, 0 < etas_end ≤ 1, power > 0")
+        }
+        let start = min(minNoiseLevel / kappa, minNoiseLevel)
+        let increaser = exp(1 / Double(steps - 1) * log(etasEnd / start))
+        let values = (0..<steps).map { i -> Double in
+            let fraction = steps == 1 ? 0 : Double(i) / Double(steps - 1)
+            return pow(increaser, pow(fraction, power) * Double(steps - 1)) * start
+        }
+        return try ResShiftSchedule(kappa: kappa, sqrtEtas: values)
+    }
+
+    public var steps: Int { sqrtEtas.count }
+    public func eta(_ t: Int) -> Double { t < 0 ? 0 : sqrtEtas[t] * sqrtEtas[t] }
+
+    /// q(x_{t−1} | x_t, x0) = N((η_{t−1}/η_t) x_t + (α_t/η_t) x0, κ² (η_{t−1}/η_t) α_t), α_t = η_t − η_{t−1}
+    /// (paper Eq. 7). Returns (coef1, coef2, log variance clipped): at t = 0 the variance is 0 and the official
+    /// code uses the t = 1 value inside the log; the t = 0 step adds no noise anyway.
+    public func posterior(_ t: Int) -> (coef1: Double, coef2: Double, logVariance: Double) {
+        let variance = { (s: Int) in kappa * kappa * eta(s - 1) / eta(s) * (eta(s) - eta(s - 1)) }
+        return (eta(t - 1) / eta(t), (eta(t) - eta(t - 1)) / eta(t), log(t == 0 && steps > 1 ? variance(1) : variance(t)))
+    }
+}
+
+/// How x_t is scaled before the network (`_scale_input` with normalize_input).
+public enum ResShiftInputScaling: String, Sendable, Equatable {
+    /// latent_flag: x_t / √(κ² η_t + 1) (the official latent models).
+    case latent
+    /// pixel space: x_t / (3κ√η_t + 1).
+    case pixel
+    /// normalize_input False.
+    case none
+}
+
+/// The network as the sampler sees it: (scaled x_t, integer timestep index as Float) → x0 prediction.
+public typealias ResShiftPredictor = (_ scaledX: Tensor, _ timesteps: [Float]) throws -> Tensor
+
+/// The ResShift reverse chain in a latent (or pixel) space: x_T = y + κ√η_T ε, then T steps of the posterior
+/// with the network's x0 (`p_sample_loop_progressive`).
+public struct ResShiftSampler: Sendable {
+    public let schedule: ResShiftSchedule
+    public let inputScaling: ResShiftInputScaling
+    /// Clamp x̂0 to [-1, 1] (official: only without an autoencoder).
+    public let clipX0: Bool
+
+    public init(schedule: ResShiftSchedule, inputScaling: ResShiftInputScaling = .latent, clipX0: Bool = false) {
+        self.schedule = schedule
+        self.inputScaling = inputScaling
+        self.clipX0 = clipX0
+    }
+
+    /// Runs the chain from the encoded low-quality image `zY`. Noise is drawn as the official code does: one
+    /// tensor for the prior, then one per step after the network call (also at t = 0, where it is unused).
+    /// `progress(done, total)` follows each step.
+    public func sample(zY: Tensor, predict: ResShiftPredictor, noise: inout some GaussianSource,
+                       progress: ((Int, Int) -> Void)? = nil) throws -> Tensor {
+        let n = zY.shape.first ?? 1
+        let steps = schedule.steps
+        let kappa = Float(schedule.kappa)
+        // x_T = y + κ√η_T ε (prior_sample)
+        var z = try axpby(1, zY, kappa * Float(schedule.sqrtEtas[steps - 1]), try noise.next(shape: zY.shape))
+        for t in stride(from: steps - 1, through: 0, by: -1) {
+            let etaT = schedule.eta(t), sqrtEta = schedule.sqrtEtas[t]
+            let divisor: Double
+            switch inputScaling {
+            case .latent: divisor = (etaT * schedule.kappa * schedule.kappa + 1).squareRoot()
+            case .pixel: divisor = sqrtEta * schedule.kappa * 3 + 1
+            case .none: divisor = 1
+            }
+            // inputs / std, as the official code divides (not multiplies by the reciprocal).
+            let scaled = try Tensor(uninitializedShape: z.shape)
+            let d = Float(divisor), source = z
+            Parallel.forRanges(z.count, grain: 1 << 14) { begin, end in
+                for i in begin..<end { scaled.data[i] = source.data[i] / d }
+            }
+            var x0 = try predict(scaled, Array(repeating: Float(t), count: n))
+            try x0.requireSameShape(z, "ResShift x0 prediction")
+            if clipX0 { x0 = try clamp(x0, to: -1...1) }
+            let (c1, c2, logVariance) = schedule.posterior(t)
+            let mean = try axpby(Float(c1), z, Float(c2), x0)
+            let epsilon = try noise.next(shape: z.shape)
+            z = t == 0 ? mean : try axpby(1, mean, Float(exp(0.5 * logVariance)), epsilon)
+            progress?(steps - t, steps)
+        }
+        return z
+    }
+}
+
+/// The official way to process an image larger than `chopSize` (`ImageSpliterTh`): patches of `chopSize`
+/// starting every `stride` along each axis (the last start snapped to `length − chopSize`, duplicates removed),
+/// each restored on its own, results averaged where they overlap (plain averaging) or blended with weights
+/// that fall off linearly towards the patch borders (`feathered`, our option: no visible seams).
+public struct ResShiftChopper: Sendable, Equatable {
+    public enum Blend: String, Sendable { case average, feathered }
+    public let chopSize: Int
+    public let stride: Int
+    public let blend: Blend
+
+    public init(chopSize: Int, stride: Int, blend: Blend = .average) throws {
+        guard chopSize >= 1, stride >= 1, stride <= chopSize else {
+            throw SamplerError("chop stride (\(stride)) must be between 1 and the chop size (\(chopSize))")
+        }
+        self.chopSize = chopSize
+        self.stride = stride
+        self.blend = blend
+    }
+
+    /// The official stride for a chop size at ×4 (`inference_resshift.py`): 512 → 448, 256 → 224, 64 → 48; else
+    /// 7/8 of the size.
+    public static func defaultStride(chopSize: Int) -> Int {
+        switch chopSize {
+        case 512: return 448
+        case 256: return 224
+        case 64: return 48
+        default: return max(1, chopSize * 7 / 8)
+        }
+    }
+
+    /// `extract_starts`.
+    public func starts(_ length: Int) -> [Int] {
+        guard length > chopSize else { return [0] }
+        var seen = Set<Int>(), result: [Int] = []
+        for s in Swift.stride(from: 0, to: length, by: stride) {
+            let start = s + chopSize > length ? length - chopSize : s
+            if seen.insert(start).inserted { result.append(start) }
+        }
+        return result
+    }
+
+    /// Restores `image` ([1, H, W, C]) patch by patch with `restore` (patch → result `scale` times larger) and
+    /// merges the results. `image` is processed whole when it fits in one patch.
+    public func run(_ image: Tensor, scale: Int, outputChannels: Int,
+                    restore: (_ patch: Tensor, _ index: Int, _ count: Int) throws -> Tensor) throws -> Tensor {
+        let (n, height, width, channels) = try image.nhwc("ResShiftChopper")
+        guard n == 1 else { throw SamplerError("the chopper takes one image at a time") }
+        if height <= chopSize, width <= chopSize { return try restore(image, 0, 1) }
+        let rows = starts(height), cols = starts(width)
+        let ph = min(chopSize, height), pw = min(chopSize, width)
+        let out = try Tensor(shape: [1, height * scale, width * scale, outputChannels])
+        let weights = try Tensor(shape: [1, height * scale, width * scale, 1])
+        let patchWeight = blendWeights(height: ph * scale, width: pw * scale)
+        var index = 0
+        for top in rows {
+            for left in cols {
+                let patch = try Tensor(uninitializedShape: [1, ph, pw, channels])
+                for y in 0..<ph {
+                    (patch.data + y * pw * channels).update(from: image.data + ((top + y) * width + left) * channels, count: pw * channels)
+                }
+                let result = try restore(patch, index, rows.count * cols.count)
+                guard result.shape == [1, ph * scale, pw * scale, outputChannels] else {
+                    throw SamplerError("a restored patch has shape \(result.shape), expected \([1, ph * scale, pw * scale, outputChannels])")
+                }
+                for y in 0..<(ph * scale) {
+                    let row = (top * scale + y) * width * scale + left * scale
+                    for x in 0..<(pw * scale) {
+                        let w = patchWeight[y * pw * scale + x]
+                        weights.data[row + x] += w
+                        let target = out.data + (row + x) * outputChannels, source = result.data + (y * pw * scale + x) * outputChannels
+                        for c in 0..<outputChannels { target[c] += w * source[c] }
+                    }
+                }
+                index += 1
+            }
+        }
+        for p in 0..<(height * scale * width * scale) {
+            let w = weights.data[p]
+            for c in 0..<outputChannels { out.data[p * outputChannels + c] /= w }
+        }
+        return out
+    }
+
+    /// 1 everywhere (average), or a tent that is highest in the middle and positive at the border (feathered).
+    func blendWeights(height: Int, width: Int) -> [Float] {
+        guard blend == .feathered else { return Array(repeating: 1, count: height * width) }
+        func ramp(_ i: Int, _ n: Int) -> Float { Float(min(i + 1, n - i)) / Float((n + 1) / 2) }
+        var w = [Float](repeating: 0, count: height * width)
+        for y in 0..<height { for x in 0..<width { w[y * width + x] = ramp(y, height) * ramp(x, width) } }
+        return w
+    }
+}

@@ -1,0 +1,282 @@
+import Checkpoints
+import Engine
+import Foundation
+
+/// What latent-space samplers see of an autoencoder ("first stage"): images ([-1, 1], NHWC) to latents and back.
+public protocol FirstStage: AnyObject {
+    /// Latents are this many times smaller than images in height and width.
+    var downFactor: Int { get }
+    var imageChannels: Int { get }
+    var latentChannels: Int { get }
+    func encode(_ image: Tensor) throws -> Tensor
+    func decode(_ latent: Tensor) throws -> Tensor
+}
+
+/// A lossless, parameter-free first stage: pixel-unshuffle by `factor` (space-to-depth), so a network runs at
+/// 1/factor of the image's resolution on factor² × channels. Our own ResShift model works this way.
+public final class PixelUnshuffleStage: FirstStage {
+    public let downFactor: Int
+    public let imageChannels: Int
+    public init(factor: Int, imageChannels: Int = 3) {
+        downFactor = factor
+        self.imageChannels = imageChannels
+    }
+    public var latentChannels: Int { imageChannels * downFactor * downFactor }
+    public func encode(_ image: Tensor) throws -> Tensor { try pixelUnshuffle(image, factor: downFactor) }
+    public func decode(_ latent: Tensor) throws -> Tensor { try pixelShuffle(latent, factor: downFactor) }
+}
+
+/// The `ddconfig` of the LDM / taming autoencoders (`ldm/modules/diffusionmodules/model.py` Encoder and Decoder),
+/// plus the quantiser size, with the official names.
+public struct AutoencoderConfiguration: Codable, Sendable, Equatable {
+    public var ch: Int
+    public var outCh = 3
+    public var chMult: [Int]
+    /// Per level (an integer in a config applies to every level).
+    public var numResBlocks: [Int]
+    public var attnResolutions: [Int] = []
+    public var inChannels = 3
+    public var resolution: Int
+    public var zChannels: Int
+    public var doubleZ = false
+    /// VQ models: codebook size and entry width.
+    public var nEmbed: Int
+    public var embedDim: Int
+
+    public init(ch: Int, outCh: Int = 3, chMult: [Int], numResBlocks: [Int], attnResolutions: [Int] = [], inChannels: Int = 3,
+                resolution: Int, zChannels: Int, nEmbed: Int, embedDim: Int) {
+        self.ch = ch
+        self.outCh = outCh
+        self.chMult = chMult
+        self.numResBlocks = numResBlocks
+        self.attnResolutions = attnResolutions
+        self.inChannels = inChannels
+        self.resolution = resolution
+        self.zChannels = zChannels
+        self.nEmbed = nEmbed
+        self.embedDim = embedDim
+    }
+
+    /// ResShift's `autoencoder_vq_f4.pth` (the LDM VQ-f4, d = 3, 8192 entries): 55.3 M parameters.
+    public static let vqF4 = AutoencoderConfiguration(ch: 128, chMult: [1, 2, 4], numResBlocks: [2, 2, 2], resolution: 256,
+                                                      zChannels: 3, nEmbed: 8192, embedDim: 3)
+
+    enum CodingKeys: String, CodingKey {
+        case ch, outCh = "out_ch", chMult = "ch_mult", numResBlocks = "num_res_blocks", attnResolutions = "attn_resolutions"
+        case inChannels = "in_channels", resolution, zChannels = "z_channels", doubleZ = "double_z", nEmbed = "n_embed", embedDim = "embed_dim"
+    }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        ch = try c.decode(Int.self, forKey: .ch)
+        outCh = try c.decodeIfPresent(Int.self, forKey: .outCh) ?? 3
+        chMult = try c.decode([Int].self, forKey: .chMult)
+        if let perLevel = try? c.decode([Int].self, forKey: .numResBlocks) {
+            numResBlocks = perLevel
+        } else {
+            numResBlocks = Array(repeating: try c.decode(Int.self, forKey: .numResBlocks), count: chMult.count)
+        }
+        attnResolutions = try c.decodeIfPresent([Int].self, forKey: .attnResolutions) ?? []
+        inChannels = try c.decodeIfPresent(Int.self, forKey: .inChannels) ?? 3
+        resolution = try c.decode(Int.self, forKey: .resolution)
+        zChannels = try c.decode(Int.self, forKey: .zChannels)
+        doubleZ = try c.decodeIfPresent(Bool.self, forKey: .doubleZ) ?? false
+        nEmbed = try c.decode(Int.self, forKey: .nEmbed)
+        embedDim = try c.decode(Int.self, forKey: .embedDim)
+    }
+
+    public var downFactor: Int { 1 << (chMult.count - 1) }
+}
+
+/// The VQ autoencoder ResShift uses (`VQModelTorch`): `encode = quant_conv(encoder(x))` with no quantisation,
+/// `decode = decoder(post_quant_conv(nearest codebook entry of h))`.
+public final class VQAutoencoder: FirstStage {
+    public let configuration: AutoencoderConfiguration
+    let encoder: AutoencoderEncoder, decoder: AutoencoderDecoder
+    let quantConv: Linear, postQuantConv: Linear
+    /// [nEmbed, embedDim] and each entry's squared norm.
+    let codebook: Tensor
+    let codebookNorms: [Float]
+
+    public init(_ c: AutoencoderConfiguration, parameters p: ParameterSource) throws {
+        guard !c.doubleZ, c.ch % 32 == 0, !c.chMult.isEmpty, c.numResBlocks.count == c.chMult.count, c.nEmbed > 0, c.embedDim > 0 else {
+            throw EngineError.invalidArgument(op: "VQAutoencoder", reason: "unsupported configuration: needs double_z false, ch a multiple of 32, one num_res_blocks per level, a codebook")
+        }
+        configuration = c
+        encoder = try AutoencoderEncoder(c, p)
+        decoder = try AutoencoderDecoder(c, p)
+        quantConv = try loadLinear(p, "quant_conv", in: c.zChannels, out: c.embedDim, kernelDims: [1, 1])
+        let entries = try p.tensor("quantize.embedding.weight", [c.nEmbed, c.embedDim])
+        codebook = entries
+        postQuantConv = try loadLinear(p, "post_quant_conv", in: c.embedDim, out: c.zChannels, kernelDims: [1, 1])
+        let d = c.embedDim
+        codebookNorms = (0..<c.nEmbed).map { e in (0..<d).reduce(Float(0)) { $0 + entries.data[e * d + $1] * entries.data[e * d + $1] } }
+    }
+
+    public static func parameterDeclarations(_ configuration: AutoencoderConfiguration) throws -> [ParameterDeclaration] {
+        let source = ParameterSource.declaring()
+        _ = try VQAutoencoder(configuration, parameters: source)
+        return source.declarations
+    }
+
+    public var downFactor: Int { configuration.downFactor }
+    public var imageChannels: Int { configuration.inChannels }
+    public var latentChannels: Int { configuration.embedDim }
+
+    public func encode(_ image: Tensor) throws -> Tensor {
+        let (_, h, w, c) = try image.nhwc("VQAutoencoder.encode")
+        guard c == imageChannels, h % downFactor == 0, w % downFactor == 0 else {
+            throw EngineError.invalidArgument(op: "VQAutoencoder.encode", reason: "needs \(imageChannels) channels and a size divisible by \(downFactor), got \(image.shape)")
+        }
+        return try quantConv(try encoder(image))
+    }
+
+    /// The codebook index of each latent vector: argmin_e ‖z‖² + ‖e‖² − 2 z·e (the official distance, same order).
+    public func indices(_ latent: Tensor) throws -> [Int] {
+        let d = configuration.embedDim, entries = configuration.nEmbed
+        guard latent.shape.last == d else { throw EngineError.shapeMismatch(op: "VQAutoencoder.quantize", expected: "\(d) latent channels", found: "\(latent.shape)") }
+        let count = latent.count / d
+        var result = [Int](repeating: 0, count: count)
+        result.withUnsafeMutableBufferPointer { out in
+            let out = out.baseAddress!
+            Parallel.forRanges(count, grain: 64) { begin, end in
+                for i in begin..<end {
+                    let z = latent.data + i * d
+                    var zz: Float = 0
+                    for k in 0..<d { zz += z[k] * z[k] }
+                    var best = Float.infinity, bestIndex = 0
+                    for e in 0..<entries {
+                        let entry = codebook.data + e * d
+                        var dot: Float = 0
+                        for k in 0..<d { dot += z[k] * entry[k] }
+                        let distance = zz + codebookNorms[e] - 2 * dot
+                        if distance < best { best = distance; bestIndex = e }
+                    }
+                    out[i] = bestIndex
+                }
+            }
+        }
+        return result
+    }
+
+    /// The latent with each vector replaced by its nearest codebook entry.
+    public func quantize(_ latent: Tensor) throws -> Tensor {
+        let d = configuration.embedDim
+        let chosen = try indices(latent)
+        let out = try Tensor(uninitializedShape: latent.shape)
+        for (i, e) in chosen.enumerated() { (out.data + i * d).update(from: codebook.data + e * d, count: d) }
+        return out
+    }
+
+    public func decode(_ latent: Tensor) throws -> Tensor {
+        _ = try latent.nhwc("VQAutoencoder.decode")
+        return try decoder(try postQuantConv(try quantize(latent)))
+    }
+}
+
+/// LDM `Encoder`: conv_in, per level res blocks (+ attention at the listed resolutions) and a stride-2 conv
+/// after zero padding (0, 1, 0, 1); middle res–attention–res; GN, swish, conv_out.
+struct AutoencoderEncoder {
+    let convIn: Conv2D
+    let levels: [(blocks: [DDPMResnetBlock], attentions: [DDPMAttentionBlock], downsample: Conv2D?)]
+    let middle: (DDPMResnetBlock, DDPMAttentionBlock, DDPMResnetBlock)
+    let normOut: ADMNorm, convOut: Conv2D
+
+    init(_ c: AutoencoderConfiguration, _ p: ParameterSource) throws {
+        convIn = try loadConv(p, "encoder.conv_in", in: c.inChannels, out: c.ch)
+        var resolution = c.resolution, blockIn = c.ch
+        var levels: [(blocks: [DDPMResnetBlock], attentions: [DDPMAttentionBlock], downsample: Conv2D?)] = []
+        for (level, mult) in c.chMult.enumerated() {
+            var blocks: [DDPMResnetBlock] = [], attentions: [DDPMAttentionBlock] = []
+            for i in 0..<c.numResBlocks[level] {
+                blocks.append(try DDPMResnetBlock(p, "encoder.down.\(level).block.\(i)", in: blockIn, out: c.ch * mult, embeddingChannels: 0))
+                blockIn = c.ch * mult
+                if c.attnResolutions.contains(resolution) {
+                    attentions.append(try DDPMAttentionBlock(p, "encoder.down.\(level).attn.\(i)", channels: blockIn))
+                }
+            }
+            var downsample: Conv2D?
+            if level != c.chMult.count - 1 {
+                downsample = try loadConv(p, "encoder.down.\(level).downsample.conv", in: blockIn, out: blockIn, stride: 2,
+                                          padding: .zeros(top: 0, left: 0, bottom: 1, right: 1))
+                resolution /= 2
+            }
+            levels.append((blocks, attentions, downsample))
+        }
+        self.levels = levels
+        middle = (try DDPMResnetBlock(p, "encoder.mid.block_1", in: blockIn, out: blockIn, embeddingChannels: 0),
+                  try DDPMAttentionBlock(p, "encoder.mid.attn_1", channels: blockIn),
+                  try DDPMResnetBlock(p, "encoder.mid.block_2", in: blockIn, out: blockIn, embeddingChannels: 0))
+        normOut = try ADMNorm(p, "encoder.norm_out", channels: blockIn, epsilon: 1e-6)
+        convOut = try loadConv(p, "encoder.conv_out", in: blockIn, out: c.doubleZ ? 2 * c.zChannels : c.zChannels)
+    }
+
+    func callAsFunction(_ x: Tensor) throws -> Tensor {
+        var h = try convIn(x)
+        for level in levels {
+            for (i, block) in level.blocks.enumerated() {
+                h = try block(h, nil, consuming: true)
+                if !level.attentions.isEmpty { h = try level.attentions[i](h, consuming: true) }
+            }
+            if let down = level.downsample { h = try down(h) }
+        }
+        h = try middle.0(h, nil, consuming: true)
+        h = try middle.1(h, consuming: true)
+        h = try middle.2(h, nil, consuming: true)
+        return try convOut(try normOut(h, silu: true))
+    }
+}
+
+/// LDM `Decoder`: conv_in, middle res–attention–res, per level (deepest first) num_res_blocks + 1 res blocks
+/// (+ attention) and nearest ×2 + conv; GN, swish, conv_out.
+struct AutoencoderDecoder {
+    let convIn: Conv2D
+    let middle: (DDPMResnetBlock, DDPMAttentionBlock, DDPMResnetBlock)
+    /// Deepest level first, as they run.
+    let levels: [(blocks: [DDPMResnetBlock], attentions: [DDPMAttentionBlock], upsample: Conv2D?)]
+    let normOut: ADMNorm, convOut: Conv2D
+
+    init(_ c: AutoencoderConfiguration, _ p: ParameterSource) throws {
+        var blockIn = c.ch * c.chMult[c.chMult.count - 1]
+        var resolution = c.resolution >> (c.chMult.count - 1)
+        convIn = try loadConv(p, "decoder.conv_in", in: c.zChannels, out: blockIn)
+        middle = (try DDPMResnetBlock(p, "decoder.mid.block_1", in: blockIn, out: blockIn, embeddingChannels: 0),
+                  try DDPMAttentionBlock(p, "decoder.mid.attn_1", channels: blockIn),
+                  try DDPMResnetBlock(p, "decoder.mid.block_2", in: blockIn, out: blockIn, embeddingChannels: 0))
+        var levels: [(blocks: [DDPMResnetBlock], attentions: [DDPMAttentionBlock], upsample: Conv2D?)] = []
+        for level in (0..<c.chMult.count).reversed() {
+            var blocks: [DDPMResnetBlock] = [], attentions: [DDPMAttentionBlock] = []
+            for i in 0...c.numResBlocks[level] {
+                blocks.append(try DDPMResnetBlock(p, "decoder.up.\(level).block.\(i)", in: blockIn, out: c.ch * c.chMult[level], embeddingChannels: 0))
+                blockIn = c.ch * c.chMult[level]
+                if c.attnResolutions.contains(resolution) {
+                    attentions.append(try DDPMAttentionBlock(p, "decoder.up.\(level).attn.\(i)", channels: blockIn))
+                }
+            }
+            var upsample: Conv2D?
+            if level != 0 {
+                upsample = try loadConv(p, "decoder.up.\(level).upsample.conv", in: blockIn, out: blockIn)
+                resolution *= 2
+            }
+            levels.append((blocks, attentions, upsample))
+        }
+        self.levels = levels
+        normOut = try ADMNorm(p, "decoder.norm_out", channels: blockIn, epsilon: 1e-6)
+        convOut = try loadConv(p, "decoder.conv_out", in: blockIn, out: c.outCh)
+    }
+
+    func callAsFunction(_ z: Tensor) throws -> Tensor {
+        var h = try convIn(z)
+        h = try middle.0(h, nil, consuming: true)
+        h = try middle.1(h, consuming: true)
+        h = try middle.2(h, nil, consuming: true)
+        for level in levels {
+            for (i, block) in level.blocks.enumerated() {
+                h = try block(h, nil, consuming: true)
+                if !level.attentions.isEmpty { h = try level.attentions[i](h, consuming: true) }
+            }
+            if let up = level.upsample { h = try up(try upsampleNearest2x(h)) }
+        }
+        return try convOut(try normOut(h, silu: true))
+    }
+}
