@@ -204,3 +204,65 @@ public struct ResShiftChopper: Sendable, Equatable {
         return w
     }
 }
+
+/// One image through ResShift as the official `ResShiftSampler.sample_func` does it: the low-quality image
+/// ([-1, 1], [1, h, w, 3]) is reflect-padded to a multiple of `paddingMultiple`, upsampled ×`scaleFactor`
+/// (bicubic, a = −0.75, no antialias) and encoded to z_y; the chain runs from z_y with the network conditioned
+/// on the padded image (and the mask channel, for inpainting); the decoded result is cropped back and
+/// clamped to [-1, 1]. Samplers never know the network or the autoencoder: both come in as functions.
+public struct ResShiftRestorer {
+    public let sampler: ResShiftSampler
+    public let scaleFactor: Int
+    public let paddingMultiple: Int
+    public let encode: (Tensor) throws -> Tensor
+    public let decode: (Tensor) throws -> Tensor
+    /// (scaled x_t, timesteps, condition) → x0.
+    public let predict: (Tensor, [Float], Tensor) throws -> Tensor
+
+    public init(sampler: ResShiftSampler, scaleFactor: Int, paddingMultiple: Int, encode: @escaping (Tensor) throws -> Tensor,
+                decode: @escaping (Tensor) throws -> Tensor, predict: @escaping (Tensor, [Float], Tensor) throws -> Tensor) {
+        self.sampler = sampler
+        self.scaleFactor = scaleFactor
+        self.paddingMultiple = max(1, paddingMultiple)
+        self.encode = encode
+        self.decode = decode
+        self.predict = predict
+    }
+
+    /// `mask` ([1, h, w, 1], 1 = hole, −1 = keep, the official [-1, 1] form) is appended to the condition.
+    public func restore(_ lq: Tensor, mask: Tensor? = nil, noise: inout some GaussianSource,
+                        progress: ((Int, Int) -> Void)? = nil) throws -> Tensor {
+        let (_, height, width, _) = try lq.nhwc("ResShift input")
+        let padH = (paddingMultiple - height % paddingMultiple) % paddingMultiple
+        let padW = (paddingMultiple - width % paddingMultiple) % paddingMultiple
+        let padded = try reflectPad(lq, bottom: padH, right: padW)
+        var condition = padded
+        if let mask { condition = try concatenateChannels([padded, try reflectPad(mask, bottom: padH, right: padW)]) }
+        let up = scaleFactor == 1 ? padded
+            : try resizeBicubic(padded, height: (height + padH) * scaleFactor, width: (width + padW) * scaleFactor)
+        let zY = try encode(up)
+        let z = try sampler.sample(zY: zY, predict: { x, t in try self.predict(x, t, condition) }, noise: &noise, progress: progress)
+        let decoded = try decode(z)
+        let (_, dh, dw, dc) = try decoded.nhwc("ResShift output")
+        let outH = height * scaleFactor, outW = width * scaleFactor
+        guard dh >= outH, dw >= outW else { throw SamplerError("the decoder returned \(dh)×\(dw), smaller than \(outH)×\(outW)") }
+        let out = try Tensor(uninitializedShape: [1, outH, outW, dc])
+        for y in 0..<outH { (out.data + y * outW * dc).update(from: decoded.data + y * dw * dc, count: outW * dc) }
+        return try clamp(out, to: -1...1)
+    }
+
+    /// `F.pad(mode='reflect')` on the bottom and right; amounts larger than the image (PyTorch refuses them)
+    /// are reached by reflecting repeatedly.
+    func reflectPad(_ x: Tensor, bottom: Int, right: Int) throws -> Tensor {
+        var out = x, remainingH = bottom, remainingW = right
+        while remainingH > 0 || remainingW > 0 {
+            let (_, h, w, _) = try out.nhwc("reflectPad")
+            guard (remainingH == 0 || h > 1), (remainingW == 0 || w > 1) else { throw SamplerError("cannot reflect-pad a 1-pixel side") }
+            let stepH = min(remainingH, h - 1), stepW = min(remainingW, w - 1)
+            out = try pad(out, left: 0, right: stepW, top: 0, bottom: stepH, mode: .reflect)
+            remainingH -= stepH
+            remainingW -= stepW
+        }
+        return out
+    }
+}

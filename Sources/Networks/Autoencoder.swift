@@ -61,6 +61,10 @@ public struct AutoencoderConfiguration: Codable, Sendable, Equatable {
     public static let vqF4 = AutoencoderConfiguration(ch: 128, chMult: [1, 2, 4], numResBlocks: [2, 2, 2], resolution: 256,
                                                       zChannels: 3, nEmbed: 8192, embedDim: 3)
 
+    /// ResShift's face autoencoder `ffhq512_vq_f8_dim8_face.pth` (f8, d = 8, 4096 entries; faceir).
+    public static let vqF8Face = AutoencoderConfiguration(ch: 64, chMult: [1, 2, 4, 8], numResBlocks: [1, 2, 3, 4], resolution: 512,
+                                                          zChannels: 8, nEmbed: 4096, embedDim: 8)
+
     enum CodingKeys: String, CodingKey {
         case ch, outCh = "out_ch", chMult = "ch_mult", numResBlocks = "num_res_blocks", attnResolutions = "attn_resolutions"
         case inChannels = "in_channels", resolution, zChannels = "z_channels", doubleZ = "double_z", nEmbed = "n_embed", embedDim = "embed_dim"

@@ -60,6 +60,23 @@ public struct ResShiftUNetConfiguration: Codable, Sendable, Equatable {
         attentionResolutions: [64, 32, 16, 8], channelMult: [1, 2, 2, 4], numHeadChannels: 32, useScaleShiftNorm: true,
         swinDepth: 2, swinEmbedDim: 192, windowSize: 8, mlpRatio: 4, condLQ: true, lqSize: 64)
 
+    /// The released inpainting networks (ImageNet and face): a 256² image and its mask next to a 64² latent.
+    public static var inpainting256: ResShiftUNetConfiguration {
+        var c = realSRx4
+        c.condMask = true
+        c.lqSize = 256
+        return c
+    }
+
+    /// The released blind face restoration network: 8-channel f8 latents next to a 512² image.
+    public static var faceRestoration512: ResShiftUNetConfiguration {
+        var c = realSRx4
+        c.inChannels = 8
+        c.outChannels = 8
+        c.lqSize = 512
+        return c
+    }
+
     enum CodingKeys: String, CodingKey {
         case imageSize = "image_size", inChannels = "in_channels", modelChannels = "model_channels", outChannels = "out_channels"
         case numResBlocks = "num_res_blocks", attentionResolutions = "attention_resolutions", channelMult = "channel_mult"

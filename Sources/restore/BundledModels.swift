@@ -4,6 +4,8 @@ import Foundation
 enum BundledModels {
     /// The project's own prior, the default of `restore ddnm` (Models/adm64-prior.md).
     static let defaultPrior = "adm64-prior.safetensors"
+    /// The project's own ×4 ResShift model, the default of `restore resshift` (Models/resshift-x4-own.md).
+    static let defaultResShift = "resshift-x4-own.safetensors"
 
     /// The folders searched: $DIFFUSIONRESTORE_MODELS alone when set; otherwise, in order, `Models/` next to the executable's build
     /// folder (a source checkout: .build/<config>/restore → Models/), `../share/diffusionrestore/Models`
@@ -30,6 +32,6 @@ enum BundledModels {
             let path = (folder as NSString).appendingPathComponent(name)
             if FileManager.default.isReadableFile(atPath: path) { return path }
         }
-        throw CommandFailure("no --model given and the bundled prior \(name) was not found (looked in \(searchFolders().count == 1 ? searchFolders()[0] : "Models/ near the executable and ./Models")); pass --model FILE")
+        throw CommandFailure("no --model given and the bundled model \(name) was not found (looked in \(searchFolders().count == 1 ? searchFolders()[0] : "Models/ near the executable and ./Models")); pass --model FILE")
     }
 }

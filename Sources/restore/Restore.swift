@@ -10,11 +10,11 @@ struct Restore: ParsableCommand {
         abstract: "Restore damaged images with diffusion models, on the CPU.",
         discussion: """
             Methods arrive one subcommand at a time (DDNM, USDR, DreamClean, ResShift, RDDM, DiffIR, LDM). \
-            Today: ddnm (DDNM/DDNM+, with USDR tiling for any size), dreamclean, safe checkpoint tools (inspect, convert), info.
+            Today: ddnm (DDNM/DDNM+, with USDR tiling for any size), dreamclean, resshift, safe checkpoint tools (inspect, convert), info.
             Errors print one line, `restore: error: …`, and exit with status 1 (2 for bad usage).
             """,
         version: BuildInfo.version,
-        subcommands: [DDNMCommand.self, DreamCleanCommand.self, Inspect.self, Convert.self, Info.self, Blur.self]
+        subcommands: [DDNMCommand.self, DreamCleanCommand.self, ResShiftCommand.self, Inspect.self, Convert.self, Info.self, Blur.self]
     )
 
     static func main() {

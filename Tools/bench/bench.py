@@ -123,7 +123,36 @@ def unet(op, channels_last):
         flops[op] = counter.get_total_flops() / 1e9
     return lambda: m(x, t)
 
+RESSHIFT_V3 = dict(image_size=64, in_channels=3, model_channels=160, out_channels=3, num_res_blocks=[2, 2, 2, 2],
+                   attention_resolutions=[64, 32, 16, 8], dropout=0, channel_mult=[1, 2, 2, 4], conv_resample=True, dims=2,
+                   use_fp16=False, num_head_channels=32, use_scale_shift_norm=True, resblock_updown=False, swin_depth=2,
+                   swin_embed_dim=192, window_size=8, mlp_ratio=4, cond_lq=True, lq_size=64)
+VQ_F4 = dict(ddconfig=dict(double_z=False, z_channels=3, resolution=256, in_channels=3, out_ch=3, ch=128, ch_mult=[1, 2, 4],
+                           num_res_blocks=2, attn_resolutions=[], dropout=0.0), n_embed=8192, embed_dim=3)
+
+def resshift(op, channels_last):
+    # The official modules, imported from a ResShift checkout outside the repository (--resshift DIR).
+    import os
+    sys.path.insert(0, os.path.join(os.environ["BENCH_REPO"], "Tools", "reference"))
+    from make_resshift_fixtures import load_official
+    mods = load_official(os.environ["RESSHIFT_DIR"])
+    if op == "resshift_v3_64":
+        m = mods.unet.UNetModelSwin(**RESSHIFT_V3).eval()
+        x, lq, t = torch.randn(1, 3, 64, 64), torch.randn(1, 3, 64, 64), torch.tensor([3])
+        if channels_last:
+            m = m.to(memory_format=torch.channels_last)
+            x, lq = x.contiguous(memory_format=torch.channels_last), lq.contiguous(memory_format=torch.channels_last)
+        return lambda: m(x, t, lq=lq)
+    m = mods.autoencoder.VQModelTorch(**VQ_F4).eval()
+    z = torch.randn(1, 3, 64, 64)
+    if channels_last:
+        m = m.to(memory_format=torch.channels_last)
+        z = z.contiguous(memory_format=torch.channels_last)
+    return lambda: m.decode(z)
+
 def variants(op):
+    if op.startswith(("resshift_", "vq_f4_")):
+        return {"nchw": resshift(op, False), "channels_last": resshift(op, True)}
     if op in UNETS:
         return {"nchw": unet(op, False), "channels_last": unet(op, True)}
     kind, *rest = op.split("_")
@@ -205,6 +234,7 @@ def main():
     ap.add_argument("--pairs", type=int, default=11)
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--ops", help="comma-separated subset")
+    ap.add_argument("--resshift", help="a ResShift checkout (official code) for the resshift_* / vq_f4_* rows; without it they are skipped")
     ap.add_argument("--markdown", help="write the table to this file")
     ap.add_argument("--big-pairs", type=int, default=5, help="pairs for the full ADM-256 network (1 run per side each)")
     ap.add_argument("--pause", type=float, default=0.05, help="seconds between sides (lets spinning threads sleep)")
@@ -213,6 +243,14 @@ def main():
     engine = Engine(args.engine)
     info = engine.ask("info")
     ops = args.ops.split(",") if args.ops else engine.ask("list")["ops"]
+    if args.resshift:
+        os.environ["RESSHIFT_DIR"] = os.path.abspath(args.resshift)
+        os.environ["BENCH_REPO"] = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+    else:
+        skipped = [op for op in ops if op.startswith(("resshift_", "vq_f4_"))]
+        if skipped:
+            print(f"skipping {', '.join(skipped)}: pass --resshift DIR (a ResShift checkout) to time them", file=sys.stderr)
+        ops = [op for op in ops if op not in skipped]
     python = find_torch_python(args.python)
     torch_side = Torch(python) if python else None
     if torch_side is None:
@@ -227,7 +265,7 @@ def main():
     rows = []
     for op in ops:
         ours, theirs, ratios, best_variant = [], [], [], {}
-        big = op.startswith("unet_adm256")
+        big = op.startswith(("unet_adm256", "resshift_", "vq_f4_"))
         pairs, reps = (min(args.pairs, args.big_pairs), 1) if big else (args.pairs, args.reps)
         rss = {}
         for pair in range(pairs):

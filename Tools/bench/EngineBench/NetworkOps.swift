@@ -26,3 +26,28 @@ private func admOp(_ name: String, _ configuration: ADMConfiguration) throws -> 
         _ = try network!(x!, timesteps: [500], classLabels: nil)
     }, kernel: { "ADMUNet (oneDNN convs, fused GN+SiLU)" })
 }
+
+/// ResShift rows: the released v3 UNetModelSwin (118.6 M parameters) at a 64² latent with its 64² LR (one
+/// sampling step, t = 3), and the VQ-f4 decoder (quantisation included) from a 64² latent to a 256² image.
+/// Random weights; the PyTorch side builds the official modules (bench.py --resshift DIR).
+func resshiftOps() throws -> [BenchOp] {
+    var network: ResShiftUNet?, vq: VQAutoencoder?
+    var x: Tensor?, lq: Tensor?, z: Tensor?
+    return [
+        BenchOp(name: "resshift_v3_64", gflop: 0, run: {
+            if network == nil {
+                network = try ResShiftUNet(.realSRx4, parameters: .random(seed: 1))
+                x = try randomTensor([1, 64, 64, 3], seed: 5)
+                lq = try randomTensor([1, 64, 64, 3], seed: 6)
+            }
+            _ = try network!(x!, timesteps: [3], condition: lq!)
+        }, kernel: { "ResShiftUNet (oneDNN convs, window attention)" }),
+        BenchOp(name: "vq_f4_decode_64", gflop: 0, run: {
+            if vq == nil {
+                vq = try VQAutoencoder(.vqF4, parameters: .random(seed: 2))
+                z = try randomTensor([1, 64, 64, 3], seed: 7)
+            }
+            _ = try vq!.decode(z!)
+        }, kernel: { "VQ-f4 decoder (nearest code + LDM decoder)" }),
+    ]
+}

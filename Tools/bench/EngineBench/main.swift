@@ -56,6 +56,7 @@ func makeOps() throws -> [BenchOp] {
     ]
     ops += try extraOps()
     ops += try networkOps()
+    ops += try resshiftOps()
     return ops
 }
 

@@ -1,0 +1,197 @@
+import ArgumentParser
+import Checkpoints
+import Engine
+import Foundation
+import ImageIO
+import Methods
+import Networks
+
+/// `restore resshift`: few-step ×4 super-resolution (and inpainting) by residual shifting.
+struct ResShiftCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "resshift",
+        abstract: "×4 super-resolution in 4 (or 15) steps by shifting the residual between the low- and high-resolution image (ResShift).",
+        discussion: """
+            Default: the project's own ×4 model (Models/resshift-x4-own.safetensors: pixel space through a lossless \
+            space-to-depth, 4 steps). Official checkpoints: --model resshift_realsrx4_s4_v3.pth (or _s15_v1/v2, \
+            resshift_bicsrx4_s4.pth, resshift_inpainting_{imagenet,face}_s4.pth with --task inpaint, \
+            resshift_faceir_s4.pth with --task faceir) together with --autoencoder (autoencoder_vq_f4.pth; \
+            celeba256_vq_f4_dim3_face.pth for face inpainting; ffhq512_vq_f8_dim8_face.pth for faceir); the steps follow the file name (_s15_ → 15, else 4). Images larger \
+            than --chop-size (input pixels) are restored patch by patch and averaged as the official code does \
+            (--blend feathered for seamless merging). Masks: white = hole.
+            """
+    )
+
+    enum Task: String, ExpressibleByArgument, CaseIterable {
+        case realsr, bicsr, inpaint, faceir
+    }
+
+    @OptionGroup var io: ImageIOOptions
+
+    @Option(help: "realsr (real-world ×4), bicsr (bicubic ×4), inpaint (needs --mask; ImageNet or face network), faceir (blind face restoration, 512², with ffhq512_vq_f8_dim8_face.pth).")
+    var task: Task = .realsr
+
+    @Option(help: "Inpainting mask image (white = hole), the size of the input.")
+    var mask: String?
+
+    @Option(help: "A ResShift network: an official .pth or our own .safetensors (default: the bundled Models/resshift-x4-own.safetensors).")
+    var model: String?
+
+    @Option(help: "The VQ autoencoder of an official network (autoencoder_vq_f4.pth).")
+    var autoencoder: String?
+
+    @Option(help: "Diffusion steps T the network was trained with: 4 or 15 (default: from the model).")
+    var steps: Int?
+
+    @Option(help: "Restore images larger than this (input pixels) in patches of this size (official default 512).")
+    var chopSize: Int = 512
+
+    @Option(help: "Distance between patch starts (default: the official 448 / 224 / 48 for 512 / 256 / 64, else 7/8 of the size).")
+    var chopStride: Int?
+
+    @Option(help: "How overlapping patches merge: average (official) or feathered.")
+    var blend: String = "average"
+
+    @Option(help: "Random seed (the official default is 12345).")
+    var seed: UInt64 = 12345
+
+    func validate() throws {
+        if let steps, steps < 2 { throw ValidationError("--steps must be at least 2") }
+        if chopSize < 16 { throw ValidationError("--chop-size must be at least 16") }
+        if let chopStride, chopStride < 1 || chopStride > chopSize { throw ValidationError("--chop-stride must be between 1 and --chop-size") }
+        if ResShiftChopper.Blend(rawValue: blend) == nil { throw ValidationError("--blend must be average or feathered") }
+        if task == .inpaint, mask == nil { throw ValidationError("--task inpaint needs --mask FILE (white = hole)") }
+        if task != .inpaint, mask != nil { throw ValidationError("--mask is for --task inpaint") }
+    }
+
+    /// A network with everything the sampler needs to know about it.
+    struct Loaded {
+        let network: ResShiftUNet
+        let firstStage: FirstStage
+        let sampler: ResShiftSampler
+        let scaleFactor: Int
+        let paddingMultiple: Int
+        let name: String
+        let sha256: String
+        let kind: String
+    }
+
+    func load() throws -> Loaded {
+        let started = Date()
+        let path = try model ?? BundledModels.locate(BundledModels.defaultResShift)
+        let checkpoint = try Checkpoint(path: path)
+        let loaded: Loaded
+        if checkpoint.metadata["family"] == "resshift-swin" {
+            // Our own export: configuration, diffusion and first stage in the metadata (Tools/train/train_resshift.py).
+            let network = try ResShiftLoader.loadUNet(path: path).network
+            let diffusion = try JSONSerialization.jsonObject(with: Data((checkpoint.metadata["diffusion"] ?? "{}").utf8)) as? [String: Any] ?? [:]
+            func number(_ key: String, _ fallback: Double) -> Double { (diffusion[key] as? NSNumber)?.doubleValue ?? fallback }
+            let firstStage: FirstStage
+            switch checkpoint.metadata["first_stage"] {
+            case "pixel-unshuffle-4": firstStage = PixelUnshuffleStage(factor: 4)
+            case let other: throw CommandFailure("\(path): unknown first stage \(other ?? "(none)") in the metadata")
+            }
+            let t = steps ?? Int(number("steps", 4))
+            guard t == Int(number("steps", 4)) else { throw CommandFailure("this model was trained with \(Int(number("steps", 4))) steps; --steps \(t) does not fit it") }
+            let schedule = try ResShiftSchedule.exponential(steps: t, minNoiseLevel: number("min_noise_level", 0.2), etasEnd: number("etas_end", 0.99),
+                                                            kappa: number("kappa", 2), power: number("power", 0.3))
+            let latent = (diffusion["latent_flag"] as? Bool) ?? false
+            loaded = Loaded(network: network, firstStage: firstStage,
+                            sampler: ResShiftSampler(schedule: schedule, inputScaling: latent ? .latent : .pixel, clipX0: (diffusion["clip_x0"] as? Bool) ?? !latent),
+                            scaleFactor: Int(number("sf", 4)), paddingMultiple: network.sizeMultiple, name: (path as NSString).lastPathComponent,
+                            sha256: try SHA256.hex(ofFile: path), kind: "own")
+            guard task == .realsr || task == .bicsr else { throw CommandFailure("the bundled model does ×4 super-resolution; for --task \(task.rawValue) pass an official --model and --autoencoder") }
+        } else {
+            guard let autoencoder else {
+                throw CommandFailure("an official ResShift network needs its autoencoder: add --autoencoder autoencoder_vq_f4.pth")
+            }
+            let configuration: ResShiftUNetConfiguration = task == .inpaint ? .inpainting256 : task == .faceir ? .faceRestoration512 : .realSRx4
+            let network = try ResShiftLoader.loadUNet(path: path, configuration: configuration).network
+            let vq = try ResShiftLoader.loadAutoencoder(path: autoencoder, configuration: task == .faceir ? .vqF8Face : .vqF4)
+            let fileName = (path as NSString).lastPathComponent
+            let t = steps ?? (fileName.contains("_s15") ? 15 : 4)
+            guard t == 4 || t == 15 else { throw CommandFailure("the released ResShift networks use 4 or 15 steps; --steps \(t) fits none") }
+            // v1/v2: T 15, min noise 0.04; v3, bicsr, inpainting: T 4, min noise 0.2 (configs/*.yaml); κ 2, p 0.3.
+            let schedule = try ResShiftSchedule.exponential(steps: t, minNoiseLevel: t == 15 ? 0.04 : 0.2)
+            loaded = Loaded(network: network, firstStage: vq, sampler: ResShiftSampler(schedule: schedule, inputScaling: .latent, clipX0: false),
+                            scaleFactor: task == .inpaint || task == .faceir ? 1 : 4, paddingMultiple: configuration.lqSize, name: fileName,
+                            sha256: try SHA256.hex(ofFile: path), kind: "official")
+        }
+        if !io.quiet {
+            FileHandle.standardError.write(Data(String(format: "resshift: %@ (%@, %d steps) loaded in %.1f s\n", loaded.name, loaded.kind,
+                                                       loaded.sampler.schedule.steps, Date().timeIntervalSince(started)).utf8))
+        }
+        return loaded
+    }
+
+    func run() throws {
+        try failingCleanly {
+            let jobs = try io.jobs()
+            let loaded = try load()
+            let blendMode = ResShiftChopper.Blend(rawValue: blend) ?? .average
+            let chopper = try ResShiftChopper(chopSize: chopSize, stride: chopStride ?? ResShiftChopper.defaultStride(chopSize: chopSize), blend: blendMode)
+            let network = loaded.network
+            let restorer = ResShiftRestorer(sampler: loaded.sampler, scaleFactor: loaded.scaleFactor, paddingMultiple: loaded.paddingMultiple,
+                                            encode: { try loaded.firstStage.encode($0) }, decode: { try loaded.firstStage.decode($0) },
+                                            predict: { x, t, condition in try network(x, timesteps: t, condition: condition) })
+            for job in jobs {
+                let start = Date()
+                let image = try ImageReader.read(path: job.input, maxPixels: io.maxPixels)
+                let (color, alpha) = image.splittingAlpha()
+                let rgb = color.channels == 3 ? color : color.expandingGrayToRGB()
+                let lq = try DDNMCommand.tensor(rgb)
+                let sf = loaded.scaleFactor
+                let outW = rgb.width * sf, outH = rgb.height * sf
+                guard outW * outH <= 1 << 28 else { throw CommandFailure("a \(outW)×\(outH) output is too large (limit 2^28 pixels) (\(job.input))") }
+                var holes: Tensor?
+                if let mask {
+                    let keep = try MaskImage.load(mask, keepWhite: false, maxPixels: io.maxPixels)
+                    guard keep.shape == [rgb.height, rgb.width] else {
+                        throw CommandFailure("the mask is \(keep.shape[1])×\(keep.shape[0]) but the image is \(rgb.width)×\(rgb.height) (\(mask))")
+                    }
+                    let m = try Tensor(uninitializedShape: [1, rgb.height, rgb.width, 1])
+                    for i in 0..<keep.count { m.data[i] = keep.data[i] > 0.5 ? -1 : 1 }  // official: 1 = hole, −1 = keep
+                    holes = m
+                }
+                var noise = SeededGaussian(seed: seed)
+                let progress = ProgressBar(label: (job.input as NSString).lastPathComponent, enabled: !io.quiet)
+                let patchCount = chopper.starts(rgb.height).count * chopper.starts(rgb.width).count
+                let steps = loaded.sampler.schedule.steps
+                let input = try holes.map { try concatenateChannels([lq, $0]) } ?? lq
+                var restored = try chopper.run(input, scale: sf, outputChannels: 3) { patch, index, count in
+                    let (image, patchMask): (Tensor, Tensor?)
+                    if holes != nil {
+                        let parts = try splitChannels(patch, sizes: [3, 1])
+                        (image, patchMask) = (parts[0], parts[1])
+                    } else {
+                        (image, patchMask) = (patch, nil)
+                    }
+                    return try restorer.restore(image, mask: patchMask, noise: &noise) { done, _ in
+                        progress.update(index * steps + done, count * steps, note: count > 1 ? "patch \(index + 1)/\(count)" : nil)
+                    }
+                }
+                progress.finish()
+                if let holes {
+                    // sr·mask + lq·(1 − mask) on [0, 1] (sampler.py:218-222), i.e. keep the known pixels.
+                    for p in 0..<(outW * outH) where holes.data[p] < 0 {
+                        for c in 0..<3 { restored.data[p * 3 + c] = lq.data[p * 3 + c] }
+                    }
+                }
+                restored = try clamp(restored, to: -1...1)
+                let elapsed = Date().timeIntervalSince(start)
+                let report: [String: Any] = [
+                    "method": "resshift", "task": task.rawValue, "steps": steps, "seed": seed, "model": loaded.name, "model_sha256": loaded.sha256,
+                    "model_kind": loaded.kind, "scale": sf, "chop_size": chopSize, "chop_stride": chopper.stride, "blend": blendMode.rawValue,
+                    "patches": patchCount, "input": (job.input as NSString).lastPathComponent, "version": BuildInfo.version,
+                    "elapsed_s": elapsed, "seconds_per_step": elapsed / Double(max(steps * patchCount, 1)),
+                ]
+                let result = Image.fromSignedRange(restored.values, width: outW, height: outH, channels: 3, sourceBitDepth: image.sourceBitDepth)
+                try io.write(result.attachingAlpha(alpha.map { $0.resized(width: outW, height: outH) }), to: job.output, report: report, inputs: [job.input] + (mask.map { [$0] } ?? []))
+                if !io.quiet {
+                    FileHandle.standardError.write(Data(String(format: "resshift: %@ → %@ (%d×%d → %d×%d, %d steps, %d patch%@, %.1f s)\n", job.input, job.output,
+                                                               rgb.width, rgb.height, outW, outH, steps, patchCount, patchCount == 1 ? "" : "es", elapsed).utf8))
+                }
+            }
+        }
+    }
+}
