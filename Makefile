@@ -6,6 +6,7 @@
 #   make build   release build of the `restore` binary only
 #   make fuzz    libFuzzer + AddressSanitizer on the checkpoint readers (FUZZ_SECONDS, default 600)
 #   make train-prior  train (or resume) our own diffusion prior from ../shared/data/train (PyTorch venv)
+#   make train-resshift  train (or resume) our own ResShift ×4 model (PyTorch venv); eval-resshift: its quality
 #   make eval    DDNM quality on the bundled prior vs bicubic / Telea (Benchmarks/QUALITY.md); eval-usdr: HiR ablation
 #   make bench-usdr  peak memory of USDR tiling at 256², 4096², 8192² outputs (stand-in ε-network)
 
@@ -23,13 +24,13 @@ TEST_FLAGS := -c release $(SPEED_FLAGS) -Xswiftc -enable-testing
 BIN := .build/release
 PYTHON ?= $(shell for p in "$$TORCH_PYTHON" /work/venv/bin/python venv/bin/python; do [ -x "$$p" ] && echo "$$p" && break; done)
 
-.PHONY: help deps build demo test bench bench-usdr fuzz clean train-prior eval eval-usdr eval-dreamclean
+.PHONY: help deps build demo test bench bench-usdr fuzz clean train-prior train-resshift eval eval-usdr eval-dreamclean eval-resshift
 
 FUZZ_SECONDS ?= 600
 FUZZ_FIXTURES := Tests/CheckpointsTests/Fixtures
 
 help:
-	@sed -n '3,11p' Makefile | sed 's/^# *//'
+	@sed -n '3,12p' Makefile | sed 's/^# *//'
 
 deps:
 	@missing=""; for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -99,6 +100,19 @@ train-prior:
 	fi; \
 	"$$py" Tools/train/train_prior.py $(TRAIN_ARGS)
 
+# make train-resshift: train our own ResShift ×4 model (pixel space through pixel-unshuffle ×4, 4 steps) from
+# ../shared/data/train with our Real-ESRGAN-style degradations (Tools/train/train_resshift.py); resumes from
+# .cache/train-resshift/last.pt; exports Models/resshift-x4-own.{safetensors,md} and the curve at the end of
+# each uninterrupted chunk. TRAIN_ARGS as for train-prior, e.g. TRAIN_ARGS="--minutes 60".
+train-resshift:
+	@py="$(PYTHON)"; \
+	if [ -z "$$py" ] || ! "$$py" -c 'import torch, numpy, PIL' >/dev/null 2>&1; then \
+	  echo "train-resshift needs a Python with torch, numpy and pillow (matplotlib for the plot):" >&2; \
+	  echo "  python3 -m venv venv && venv/bin/pip install torch numpy pillow matplotlib" >&2; \
+	  exit 1; \
+	fi; \
+	"$$py" Tools/train/train_resshift.py $(TRAIN_ARGS)
+
 # The evaluations run the release binary from a Python with numpy, OpenCV and scikit-image (baselines, metrics).
 define eval_python
 @py="$(PYTHON)"; \
@@ -126,3 +140,8 @@ eval-usdr: build
 # on the bundled prior (Tools/eval/eval_dreamclean.py); appends its section to Benchmarks/QUALITY.md.
 eval-dreamclean: build
 	$(call eval_python,Tools/eval/eval_dreamclean.py)
+
+# make eval-resshift: our ResShift ×4 model vs bicubic and vs DDNM ×4 on our prior, 12 crops of 128²
+# (Tools/eval/eval_resshift.py); writes its section of Benchmarks/QUALITY.md and Benchmarks/quality-resshift.csv.
+eval-resshift: build
+	$(call eval_python,Tools/eval/eval_resshift.py)

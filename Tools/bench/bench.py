@@ -134,16 +134,17 @@ def resshift(op, channels_last):
     # The official modules, imported from a ResShift checkout outside the repository (--resshift DIR).
     import os
     sys.path.insert(0, os.path.join(os.environ["BENCH_REPO"], "Tools", "reference"))
-    from make_resshift_fixtures import load_official
-    mods = load_official(os.environ["RESSHIFT_DIR"])
+    import contextlib
+    with contextlib.redirect_stdout(sys.stderr):  # the official code prints; stdout carries the replies
+        from make_resshift_fixtures import load_official
+        mods = load_official(os.environ["RESSHIFT_DIR"])
+        m = (mods.unet.UNetModelSwin(**RESSHIFT_V3) if op == "resshift_v3_64" else mods.autoencoder.VQModelTorch(**VQ_F4)).eval()
     if op == "resshift_v3_64":
-        m = mods.unet.UNetModelSwin(**RESSHIFT_V3).eval()
         x, lq, t = torch.randn(1, 3, 64, 64), torch.randn(1, 3, 64, 64), torch.tensor([3])
         if channels_last:
             m = m.to(memory_format=torch.channels_last)
             x, lq = x.contiguous(memory_format=torch.channels_last), lq.contiguous(memory_format=torch.channels_last)
         return lambda: m(x, t, lq=lq)
-    m = mods.autoencoder.VQModelTorch(**VQ_F4).eval()
     z = torch.randn(1, 3, 64, 64)
     if channels_last:
         m = m.to(memory_format=torch.channels_last)
