@@ -235,9 +235,9 @@ public struct ResShiftRestorer {
         let (_, height, width, _) = try lq.nhwc("ResShift input")
         let padH = (paddingMultiple - height % paddingMultiple) % paddingMultiple
         let padW = (paddingMultiple - width % paddingMultiple) % paddingMultiple
-        let padded = try reflectPad(lq, bottom: padH, right: padW)
+        let padded = try Self.reflectPad(lq, bottom: padH, right: padW)
         var condition = padded
-        if let mask { condition = try concatenateChannels([padded, try reflectPad(mask, bottom: padH, right: padW)]) }
+        if let mask { condition = try concatenateChannels([padded, try Self.reflectPad(mask, bottom: padH, right: padW)]) }
         let up = scaleFactor == 1 ? padded
             : try resizeBicubic(padded, height: (height + padH) * scaleFactor, width: (width + padW) * scaleFactor)
         let zY = try encode(up)
@@ -253,7 +253,7 @@ public struct ResShiftRestorer {
 
     /// `F.pad(mode='reflect')` on the bottom and right; amounts larger than the image (PyTorch refuses them)
     /// are reached by reflecting repeatedly.
-    func reflectPad(_ x: Tensor, bottom: Int, right: Int) throws -> Tensor {
+    static func reflectPad(_ x: Tensor, bottom: Int, right: Int) throws -> Tensor {
         var out = x, remainingH = bottom, remainingW = right
         while remainingH > 0 || remainingW > 0 {
             let (_, h, w, _) = try out.nhwc("reflectPad")

@@ -125,4 +125,32 @@ final class ResShiftTests: XCTestCase {
         let identity = try feathered.run(image, scale: 1, outputChannels: 1) { patch, _, _ in patch }
         XCTAssertLessThan(TestSupport.maxDifference(identity, image), 1e-4)
     }
+
+    /// `sample_func`: reflect padding to the multiple, bicubic ×4 of the padded image as z_y, the condition at the
+    /// padded size, the result cropped back and clamped. With an x0-predictor that returns z_y exactly, the
+    /// chain ends at y: the output is the clamped bicubic upsampling of the padded input, cropped.
+    func testRestorerPadsUpsamplesAndCropsAsTheOfficialSampler() throws {
+        let lq = try TestSupport.random([1, 20, 12, 3], seed: 4)
+        let clipped = try clamp(lq, to: -1...1)
+        var seenCondition: [Int] = []
+        let restorer = ResShiftRestorer(
+            sampler: ResShiftSampler(schedule: try .exponential(steps: 4, minNoiseLevel: 0.2)), scaleFactor: 4, paddingMultiple: 16,
+            encode: { $0 }, decode: { $0 },
+            predict: { x, _, condition in
+                seenCondition = condition.shape
+                return try resizeBicubic(try ResShiftRestorer.reflectPad(clipped, bottom: 12, right: 4), height: 128, width: 64)
+            })
+        var noise = SeededGaussian(seed: 1)
+        let out = try restorer.restore(clipped, noise: &noise)
+        XCTAssertEqual(seenCondition, [1, 32, 16, 3])
+        XCTAssertEqual(out.shape, [1, 80, 48, 3])
+        let padded = try ResShiftRestorer.reflectPad(clipped, bottom: 12, right: 4)
+        XCTAssertEqual(padded.data[(20 * 16 + 0) * 3], clipped.data[(18 * 12 + 0) * 3], "row 20 mirrors row 18")
+        let up = try clamp(try resizeBicubic(padded, height: 128, width: 64), to: -1...1)
+        var worst: Float = 0
+        for y in 0..<80 { for x in 0..<48 { for c in 0..<3 { worst = max(worst, abs(out.data[(y * 48 + x) * 3 + c] - up.data[(y * 64 + x) * 3 + c])) } } }
+        XCTAssertLessThan(worst, 1e-5)
+        // Padding more than the image holds reflects repeatedly instead of failing (PyTorch refuses it).
+        XCTAssertEqual(try ResShiftRestorer.reflectPad(try Tensor(shape: [1, 3, 3, 1]), bottom: 10, right: 7).shape, [1, 13, 10, 1])
+    }
 }
