@@ -58,6 +58,12 @@ public enum ResShiftInputScaling: String, Sendable, Equatable {
     case none
 }
 
+/// What the network outputs (the official `ModelMeanType`): x0 itself (`START_X`, the released models) or the
+/// residual y − x0 (`RESIDUAL`, our own model: it starts from y, the bicubic upsampling, and learns the correction).
+public enum ResShiftPrediction: String, Sendable, Equatable {
+    case xstart, residual
+}
+
 /// The network as the sampler sees it: (scaled x_t, integer timestep index as Float) → x0 prediction.
 public typealias ResShiftPredictor = (_ scaledX: Tensor, _ timesteps: [Float]) throws -> Tensor
 
@@ -68,11 +74,14 @@ public struct ResShiftSampler: Sendable {
     public let inputScaling: ResShiftInputScaling
     /// Clamp x̂0 to [-1, 1] (official: only without an autoencoder).
     public let clipX0: Bool
+    public let prediction: ResShiftPrediction
 
-    public init(schedule: ResShiftSchedule, inputScaling: ResShiftInputScaling = .latent, clipX0: Bool = false) {
+    public init(schedule: ResShiftSchedule, inputScaling: ResShiftInputScaling = .latent, clipX0: Bool = false,
+                prediction: ResShiftPrediction = .xstart) {
         self.schedule = schedule
         self.inputScaling = inputScaling
         self.clipX0 = clipX0
+        self.prediction = prediction
     }
 
     /// Runs the chain from the encoded low-quality image `zY`. Noise is drawn as the official code does: one
@@ -101,6 +110,7 @@ public struct ResShiftSampler: Sendable {
             }
             var x0 = try predict(scaled, Array(repeating: Float(t), count: n))
             try x0.requireSameShape(z, "ResShift x0 prediction")
+            if prediction == .residual { x0 = try subtract(zY, x0) }  // _predict_xstart_from_residual: y − residual
             if clipX0 { x0 = try clamp(x0, to: -1...1) }
             let (c1, c2, logVariance) = schedule.posterior(t)
             let mean = try axpby(Float(c1), z, Float(c2), x0)

@@ -96,8 +96,12 @@ struct ResShiftCommand: ParsableCommand {
             let schedule = try ResShiftSchedule.exponential(steps: t, minNoiseLevel: number("min_noise_level", 0.2), etasEnd: number("etas_end", 0.99),
                                                             kappa: number("kappa", 2), power: number("power", 0.3))
             let latent = (diffusion["latent_flag"] as? Bool) ?? false
+            guard let prediction = ResShiftPrediction(rawValue: (diffusion["predict_type"] as? String) ?? "xstart") else {
+                throw CommandFailure("\(path): unknown predict_type \(diffusion["predict_type"] ?? "") in the metadata (xstart or residual)")
+            }
             loaded = Loaded(network: network, firstStage: firstStage,
-                            sampler: ResShiftSampler(schedule: schedule, inputScaling: latent ? .latent : .pixel, clipX0: (diffusion["clip_x0"] as? Bool) ?? !latent),
+                            sampler: ResShiftSampler(schedule: schedule, inputScaling: latent ? .latent : .pixel,
+                                                     clipX0: (diffusion["clip_x0"] as? Bool) ?? !latent, prediction: prediction),
                             scaleFactor: Int(number("sf", 4)), paddingMultiple: network.sizeMultiple, name: (path as NSString).lastPathComponent,
                             sha256: try SHA256.hex(ofFile: path), kind: "own")
             guard task == .realsr || task == .bicsr else { throw CommandFailure("the bundled model does ×4 super-resolution; for --task \(task.rawValue) pass an official --model and --autoencoder") }

@@ -153,4 +153,16 @@ final class ResShiftTests: XCTestCase {
         // Padding more than the image holds reflects repeatedly instead of failing (PyTorch refuses it).
         XCTAssertEqual(try ResShiftRestorer.reflectPad(try Tensor(shape: [1, 3, 3, 1]), bottom: 10, right: 7).shape, [1, 13, 10, 1])
     }
+
+    /// `ModelMeanType.RESIDUAL`: x̂0 = y − output. A network that outputs 0 ends the chain exactly at y; one that
+    /// outputs y − x ends it at x (what our own model learns), whatever the noise.
+    func testResidualPredictionIsYMinusTheOutput() throws {
+        let zY = try TestSupport.random([1, 8, 8, 48], seed: 11), target = try TestSupport.random([1, 8, 8, 48], seed: 12)
+        let sampler = ResShiftSampler(schedule: try .exponential(steps: 4, minNoiseLevel: 0.2), inputScaling: .pixel, prediction: .residual)
+        var noise = SeededGaussian(seed: 2)
+        let y = try sampler.sample(zY: zY, predict: { x, _ in try Tensor(shape: x.shape) }, noise: &noise)
+        XCTAssertLessThan(TestSupport.maxDifference(y, zY), 1e-6)
+        let x = try sampler.sample(zY: zY, predict: { _, _ in try subtract(zY, target) }, noise: &noise)
+        XCTAssertLessThan(TestSupport.maxDifference(x, target), 1e-5)
+    }
 }

@@ -448,10 +448,12 @@ def unet_kwargs(args) -> dict:
 
 
 class ResShift:
-    def __init__(self, steps=4, kappa=2.0, power=0.3, min_noise_level=0.2, etas_end=0.99, device="cpu"):
-        self.T, self.kappa = steps, kappa
+    def __init__(self, steps=4, kappa=2.0, power=0.3, min_noise_level=0.2, etas_end=0.99, device="cpu",
+                 predict_type="residual"):
+        assert predict_type in ("xstart", "residual")
+        self.T, self.kappa, self.predict_type = steps, kappa, predict_type
         self.config = {"steps": steps, "kappa": kappa, "power": power, "min_noise_level": min_noise_level,
-                       "etas_end": etas_end, "schedule": "exponential", "predict_type": "xstart",
+                       "etas_end": etas_end, "schedule": "exponential", "predict_type": predict_type,
                        "normalize_input": True, "latent_flag": False, "clip_x0": True, "sf": SF}
         s0 = min(min_noise_level / kappa, min_noise_level)
         sqrt_eta = s0 * (etas_end / s0) ** (np.linspace(0.0, 1.0, steps) ** power)    # float64
@@ -484,11 +486,16 @@ class ResShift:
         up = F.interpolate(lr, scale_factor=SF, mode="bicubic", align_corners=False)
         return F.pixel_unshuffle(up, SF), (None if hr is None else F.pixel_unshuffle(hr, SF))
 
+    def x0_from_output(self, out, y):
+        """The official ModelMeanType: START_X (the output is x0) or RESIDUAL (x0 = y − output)."""
+        return out if self.predict_type == "xstart" else y - out
+
     def loss(self, net, lr, hr, t, noise):
         y, x0 = self.first_stage(lr, hr)
         xt = self.q_sample(x0, y, t, noise)
         pred = net(self.scale_input(xt, t), t, lr)
-        return F.mse_loss(pred.float(), x0)
+        # MSE on x0; for RESIDUAL this equals the official MSE(output, y − x0).
+        return F.mse_loss(self.x0_from_output(pred.float(), y), x0)
 
     @torch.no_grad()
     def sample(self, net, lr, gen=None, amp=None):
@@ -503,7 +510,7 @@ class ResShift:
             t = torch.full((y.shape[0],), i, dtype=torch.long, device=y.device)
             with (amp() if amp else torch.autocast(y.device.type, enabled=False)):
                 x0 = net(self.scale_input(x, t), t, lr)
-            x0 = x0.float().clamp(-1, 1)
+            x0 = self.x0_from_output(x0.float(), y).clamp(-1, 1)
             noise = randn()
             x = self.coef_xt[i] * x + self.coef_x0[i] * x0
             if i > 0:
@@ -932,7 +939,7 @@ def check_against_official(args) -> bool:
                 report(f"forward {h}×{w}", ours(x, t, lq), ref(x, t, lq=lq))
 
     print("diffusion (ours vs the official create_gaussian_diffusion, first stage = pixel (un)shuffle):")
-    ours_d = ResShift()
+    ours_d = ResShift(predict_type="xstart")
     ref_d = script_util.create_gaussian_diffusion(normalize_input=True, schedule_name="exponential", sf=SF,
                                                   min_noise_level=0.2, steps=4, kappa=2.0, etas_end=0.99,
                                                   schedule_kwargs={"power": 0.3}, weighted_mse=False,
@@ -1034,6 +1041,9 @@ def parse_args(argv=None):
     g.add_argument("--minutes", type=float, default=0.0, help="wall-clock budget of this run (0: none)")
     g.add_argument("--out-dir", default=str(REPO / ".cache" / "train-resshift"))
     g.add_argument("--fresh", action="store_true", help="ignore (and overwrite) an existing last.pt")
+    g.add_argument("--predict-type", choices=["residual", "xstart"], default="residual",
+                   help="what the network outputs (the official ModelMeanType): residual y − x0 (default: starts at "
+                        "bicubic quality, with the output conv zero-initialised) or x0 (the released models)")
     g.add_argument("--init-from", default="", help="start a fresh run from exported weights (.safetensors)")
     g.add_argument("--save-minutes", type=float, default=15.0, help="checkpoint interval")
     g.add_argument("--log-every", type=int, default=10)
@@ -1094,11 +1104,12 @@ def main(argv=None):
             diff = {k: (ckpt["unet"].get(k), v) for k, v in kw.items() if ckpt["unet"].get(k) != v}
             sys.exit(f"{last} holds another network (checkpoint vs flags: {diff}); use the same flags, another "
                      "--out-dir, or --fresh")
-        for k in ("ema_decay", "min_scale", "max_scale", "clean_prob", "csv_every", "val_crop"):
-            if ckpt["args"][k] != getattr(args, k):
+        for k in ("ema_decay", "min_scale", "max_scale", "clean_prob", "csv_every", "val_crop", "predict_type"):
+            stored = ckpt["args"].get(k, "xstart" if k == "predict_type" else getattr(args, k))
+            if stored != getattr(args, k):
                 print(f"note: --{k.replace('_', '-')} {getattr(args, k)} differs from the checkpoint's "
-                      f"{ckpt['args'][k]}; using the checkpoint's", file=sys.stderr)
-                setattr(args, k, ckpt["args"][k])
+                      f"{stored}; using the checkpoint's", file=sys.stderr)
+                setattr(args, k, stored)
 
     # ---- data
     data_dir = Path(args.data_dir)
@@ -1111,7 +1122,7 @@ def main(argv=None):
     t0 = time.time()
     source = PairSource(open_photos(data_dir, train_names), args.hr_crop, args.min_scale, args.max_scale,
                         args.clean_prob)
-    diffusion = ResShift(device=device)
+    diffusion = ResShift(device=device, predict_type=args.predict_type)
     validator = None if args.no_val else Validator(open_photos(data_dir, held), args.val_crop, diffusion, device, amp)
     print(f"data: {len(train_names)} training photos from {data_dir} ({len(held)} held out), HR {args.hr_crop}² → "
           f"LR {args.hr_crop // SF}²; loaded in {time.time() - t0:.1f} s")
@@ -1145,8 +1156,15 @@ def main(argv=None):
         if device.type == "cuda" and "cuda" in rs and len(rs["cuda"]) == torch.cuda.device_count():
             torch.cuda.set_rng_state_all(rs["cuda"])
         print(f"resumed {last} at step {step}")
-        del ckpt
-    elif args.init_from:
+        ckpt = None
+        resumed = True
+    else:
+        resumed = False
+        # Zero output conv: a residual model starts exactly at y (bicubic upsampling), as ADM zero-inits its out conv.
+        nn.init.zeros_(model.out[2].weight)
+        nn.init.zeros_(model.out[2].bias)
+        ema.load_state_dict(model.state_dict())
+    if not resumed and args.init_from:
         from safetensors.torch import load_file
         model.load_state_dict({k: v.float() for k, v in load_file(args.init_from).items()})
         ema.load_state_dict(model.state_dict())
