@@ -5,6 +5,7 @@ import Foundation
 import ImageIO
 import Methods
 import Networks
+import Operators
 
 /// `restore resshift`: few-step ×4 super-resolution (and inpainting) by residual shifting.
 struct ResShiftCommand: ParsableCommand {
@@ -55,6 +56,12 @@ struct ResShiftCommand: ParsableCommand {
     @Option(help: "Random seed (the official default is 12345).")
     var seed: UInt64 = 12345
 
+    @Flag(help: "The input is a clean image: shrink it ×4 (the project's bicubic:4 operator, as DDNM's), restore, and report PSNR/SSIM against it (and bicubic upsampling's).")
+    var simulate = false
+
+    @Option(help: "With --simulate, also write the ×4-smaller input the restoration saw.")
+    var saveObservation: String?
+
     func validate() throws {
         if let steps, steps < 2 { throw ValidationError("--steps must be at least 2") }
         if chopSize < 16 { throw ValidationError("--chop-size must be at least 16") }
@@ -62,6 +69,8 @@ struct ResShiftCommand: ParsableCommand {
         if ResShiftChopper.Blend(rawValue: blend) == nil { throw ValidationError("--blend must be average or feathered") }
         if task == .inpaint, mask == nil { throw ValidationError("--task inpaint needs --mask FILE (white = hole)") }
         if task != .inpaint, mask != nil { throw ValidationError("--mask is for --task inpaint") }
+        if simulate, task == .inpaint || task == .faceir { throw ValidationError("--simulate is for ×4 super-resolution (realsr, bicsr)") }
+        if saveObservation != nil, !simulate { throw ValidationError("--save-observation needs --simulate") }
     }
 
     /// A network with everything the sampler needs to know about it.
@@ -143,23 +152,38 @@ struct ResShiftCommand: ParsableCommand {
                 let image = try ImageReader.read(path: job.input, maxPixels: io.maxPixels)
                 let (color, alpha) = image.splittingAlpha()
                 let rgb = color.channels == 3 ? color : color.expandingGrayToRGB()
-                let lq = try DDNMCommand.tensor(rgb)
+                var lq = try DDNMCommand.tensor(rgb)
                 let sf = loaded.scaleFactor
-                let outW = rgb.width * sf, outH = rgb.height * sf
+                var clean: Tensor?
+                if simulate {
+                    guard rgb.width % 4 == 0, rgb.height % 4 == 0 else {
+                        throw CommandFailure("--simulate needs a clean image whose sides are multiples of 4, got \(rgb.width)×\(rgb.height) (\(job.input))")
+                    }
+                    clean = lq
+                    // y = A x with the project's bicubic:4 (reflect borders, Keys a = −0.5), rounded to 8 bits as a saved image would be.
+                    lq = try clamp(try OperatorSpec.parse("bicubic:4", loadMask: { _ in throw CommandFailure("no mask here") }).apply(lq), to: -1...1)
+                    for i in 0..<lq.count { lq.data[i] = ((lq.data[i] + 1) * 127.5).rounded() / 127.5 - 1 }
+                    if let saveObservation {
+                        let small = Image.fromSignedRange(lq.values, width: lq.shape[2], height: lq.shape[1], channels: 3, sourceBitDepth: 8)
+                        try io.write(small, to: saveObservation, report: ["panel": "observation (bicubic:4 of the input)"], inputs: [job.input], quietJSON: true)
+                    }
+                }
+                let inW = lq.shape[2], inH = lq.shape[1]
+                let outW = inW * sf, outH = inH * sf
                 guard outW * outH <= 1 << 28 else { throw CommandFailure("a \(outW)×\(outH) output is too large (limit 2^28 pixels) (\(job.input))") }
                 var holes: Tensor?
                 if let mask {
                     let keep = try MaskImage.load(mask, keepWhite: false, maxPixels: io.maxPixels)
-                    guard keep.shape == [rgb.height, rgb.width] else {
+                    guard keep.shape == [inH, inW] else {
                         throw CommandFailure("the mask is \(keep.shape[1])×\(keep.shape[0]) but the image is \(rgb.width)×\(rgb.height) (\(mask))")
                     }
-                    let m = try Tensor(uninitializedShape: [1, rgb.height, rgb.width, 1])
+                    let m = try Tensor(uninitializedShape: [1, inH, inW, 1])
                     for i in 0..<keep.count { m.data[i] = keep.data[i] > 0.5 ? -1 : 1 }  // official: 1 = hole, −1 = keep
                     holes = m
                 }
                 var noise = SeededGaussian(seed: seed)
                 let progress = ProgressBar(label: (job.input as NSString).lastPathComponent, enabled: !io.quiet)
-                let patchCount = chopper.starts(rgb.height).count * chopper.starts(rgb.width).count
+                let patchCount = chopper.starts(inH).count * chopper.starts(inW).count
                 let steps = loaded.sampler.schedule.steps
                 let input = try holes.map { try concatenateChannels([lq, $0]) } ?? lq
                 var restored = try chopper.run(input, scale: sf, outputChannels: 3) { patch, index, count in
@@ -183,17 +207,27 @@ struct ResShiftCommand: ParsableCommand {
                 }
                 restored = try clamp(restored, to: -1...1)
                 let elapsed = Date().timeIntervalSince(start)
-                let report: [String: Any] = [
+                var report: [String: Any] = [
                     "method": "resshift", "task": task.rawValue, "steps": steps, "seed": seed, "model": loaded.name, "model_sha256": loaded.sha256,
                     "model_kind": loaded.kind, "scale": sf, "chop_size": chopSize, "chop_stride": chopper.stride, "blend": blendMode.rawValue,
                     "patches": patchCount, "input": (job.input as NSString).lastPathComponent, "version": BuildInfo.version,
                     "elapsed_s": elapsed, "seconds_per_step": elapsed / Double(max(steps * patchCount, 1)),
                 ]
+                if let clean {
+                    report["psnr_db"] = Quality.psnr(restored, clean)
+                    report["ssim"] = Quality.ssim(restored, clean)
+                    let bicubic = try clamp(try resizeBicubic(lq, height: outH, width: outW), to: -1...1)
+                    report["bicubic_psnr_db"] = Quality.psnr(bicubic, clean)
+                    report["bicubic_ssim"] = Quality.ssim(bicubic, clean)
+                    report["simulated"] = "bicubic:4"
+                }
                 let result = Image.fromSignedRange(restored.values, width: outW, height: outH, channels: 3, sourceBitDepth: image.sourceBitDepth)
                 try io.write(result.attachingAlpha(alpha.map { $0.resized(width: outW, height: outH) }), to: job.output, report: report, inputs: [job.input] + (mask.map { [$0] } ?? []))
                 if !io.quiet {
-                    FileHandle.standardError.write(Data(String(format: "resshift: %@ → %@ (%d×%d → %d×%d, %d steps, %d patch%@, %.1f s)\n", job.input, job.output,
-                                                               rgb.width, rgb.height, outW, outH, steps, patchCount, patchCount == 1 ? "" : "es", elapsed).utf8))
+                    let quality = (report["psnr_db"] as? Double).map { String(format: "; PSNR %.2f dB, SSIM %.3f (bicubic %.2f dB, %.3f)", $0, report["ssim"] as? Double ?? 0,
+                                                                             report["bicubic_psnr_db"] as? Double ?? 0, report["bicubic_ssim"] as? Double ?? 0) } ?? ""
+                    FileHandle.standardError.write(Data(String(format: "resshift: %@ → %@ (%d×%d → %d×%d, %d steps, %d patch%@, %.1f s%@)\n", job.input, job.output,
+                                                               inW, inH, outW, outH, steps, patchCount, patchCount == 1 ? "" : "es", elapsed, quality).utf8))
                 }
             }
         }

@@ -56,6 +56,20 @@ final class ResShiftCLITests: RestoreTestCase {
         }
     }
 
+    func testSimulateShrinksTheCleanImageAndReportsQuality() throws {
+        let clean = try photo("clean.png", 64, 48)
+        let r = try restore(["resshift", "--simulate", "-i", clean, "-o", path("sr.png"), "--save-observation", path("lr.png"), "--json", "--quiet"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let rep = try report(r)
+        for key in ["psnr_db", "ssim", "bicubic_psnr_db", "bicubic_ssim"] { XCTAssertNotNil(rep[key] as? Double, key) }
+        XCTAssertGreaterThan(rep["psnr_db"] as? Double ?? 0, 15)
+        let lr = try ImageReader.read(path: path("lr.png")), sr = try ImageReader.read(path: path("sr.png"))
+        XCTAssertEqual([lr.width, lr.height, sr.width, sr.height], [16, 12, 64, 48])
+        let odd = try restore(["resshift", "--simulate", "-i", try photo("odd.png", 30, 30), "-o", path("x.png")])
+        XCTAssertEqual(odd.status, 1, odd.stderr)
+        XCTAssertTrue(odd.stderr.contains("multiples of 4"), odd.stderr)
+    }
+
     func testBadUsageAndBadFilesFailWithOneLine() throws {
         let lr = try photo("in.png", 16, 16)
         let out = path("out.png")
