@@ -44,7 +44,8 @@ build: deps
 	$(RELEASE) --product restore
 
 # make demo: restores the bundled 64² photo (Assets/photos/chelsea-64.png, CC0) from a ×4-smaller version and
-# from a version with a hole, with DDNM on the bundled prior (Models/adm64-prior.safetensors); writes
+# from a version with a hole, with DDNM on the bundled prior (Models/adm64-prior.safetensors), and ×4 with
+# ResShift on our bundled model (Models/resshift-x4-own.safetensors); writes
 # demo-out/ (restored PNGs, the degraded inputs, side-by-side degraded | restored | original) and prints the
 # consistency report, PSNR and seconds per step. η 1.0: chosen for the bundled prior on the hold-out photos
 # (Tools/eval/eval_prior.py --holdout); restore's default stays the official 0.85.
@@ -56,7 +57,10 @@ demo: build
 	  --save-observation demo-out/chelsea-x4-smaller.png --side-by-side demo-out/chelsea-sr4-side-by-side.png --overwrite --json
 	$(BIN)/restore ddnm --simulate -i $(DEMO_PHOTO) -o demo-out/chelsea-inpainted.png --degradation mask:$(DEMO_MASK) --eta 1.0 \
 	  --save-observation demo-out/chelsea-with-hole.png --side-by-side demo-out/chelsea-inpainted-side-by-side.png --overwrite --json
+	$(BIN)/restore resshift --simulate -i $(DEMO_PHOTO) -o demo-out/chelsea-sr4-resshift.png \
+	  --save-observation demo-out/chelsea-x4-smaller-bicubic.png --overwrite --json
 	@echo "== demo-out/: chelsea-sr4.png (×4 SR from chelsea-x4-smaller.png), chelsea-inpainted.png (from chelsea-with-hole.png),"
+	@echo "== chelsea-sr4-resshift.png (ResShift ×4 in 4 steps, bundled model, from chelsea-x4-smaller-bicubic.png),"
 	@echo "== and *-side-by-side.png (degraded | restored | original). Photo: $(DEMO_PHOTO) (CC0, Assets/photos/README.md)."
 
 test: deps

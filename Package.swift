@@ -64,6 +64,6 @@ let package = Package(
         .testTarget(name: "MethodsTests", dependencies: ["Methods", "Operators", "Networks", "Checkpoints", "Engine"], resources: [.copy("Fixtures")]),
         .testTarget(name: "NetworksTests", dependencies: ["Networks", "Checkpoints", "Engine"], resources: [.copy("Fixtures")]),
         // Runs the built `restore` binary as a user would: exit codes, one-line errors, no partial output.
-        .testTarget(name: "CLITests", dependencies: ["restore", "ImageIO", "Checkpoints", "Engine"]),
+        .testTarget(name: "CLITests", dependencies: ["restore", "ImageIO", "Checkpoints", "Engine", "Networks"]),
     ]
 )

@@ -11,6 +11,12 @@ public enum ResShiftLoader {
         name.hasSuffix("relative_position_index") || name.hasSuffix("attn_mask") || name.hasSuffix("num_batches_tracked")
     }
 
+    /// Entries the official loader would not copy either: a training loss (the CompVis autoencoders carry their
+    /// discriminator and LPIPS under `loss.`) and an EMA copy (`model_ema.`), besides the recomputed buffers.
+    static func isIgnorable(_ name: String) -> Bool {
+        isRecomputedBuffer(name) || name.hasPrefix("loss.") || name.hasPrefix("model_ema.")
+    }
+
     /// The network in `path`. Its configuration: the one given, else the file's metadata "config" (our exports),
     /// else the released ×4 SR architecture when the names and shapes match it exactly.
     public static func loadUNet(path: String, configuration: ResShiftUNetConfiguration? = nil) throws
@@ -42,7 +48,7 @@ public enum ResShiftLoader {
     public static func loadAutoencoder(path: String, configuration: AutoencoderConfiguration = .vqF4) throws -> VQAutoencoder {
         let checkpoint = try Checkpoint(path: path)
         let state = try checkpoint.stateDict()
-        let bound = try state.bind(try VQAutoencoder.parameterDeclarations(configuration), ignoreUnexpected: isRecomputedBuffer)
+        let bound = try state.bind(try VQAutoencoder.parameterDeclarations(configuration), ignoreUnexpected: isIgnorable)
         return try VQAutoencoder(configuration, parameters: .bound(bound))
     }
 }

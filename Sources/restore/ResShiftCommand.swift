@@ -18,8 +18,9 @@ struct ResShiftCommand: ParsableCommand {
             resshift_bicsrx4_s4.pth, resshift_inpainting_{imagenet,face}_s4.pth with --task inpaint, \
             resshift_faceir_s4.pth with --task faceir) together with --autoencoder (autoencoder_vq_f4.pth; \
             celeba256_vq_f4_dim3_face.pth for face inpainting; ffhq512_vq_f8_dim8_face.pth for faceir); the steps follow the file name (_s15_ → 15, else 4). Images larger \
-            than --chop-size (input pixels) are restored patch by patch and averaged as the official code does \
-            (--blend feathered for seamless merging). Masks: white = hole.
+            than --chop-size (input pixels; ×4 for the ×1 tasks, as the official code) are restored patch by patch \
+            and averaged as the official code does (--blend feathered for seamless merging). Masks: white = hole, \
+            gray levels kept as the official code reads them. Each image restarts the random stream at --seed.
             """
     )
 
@@ -111,9 +112,15 @@ struct ResShiftCommand: ParsableCommand {
             loaded = Loaded(network: network, firstStage: firstStage,
                             sampler: ResShiftSampler(schedule: schedule, inputScaling: latent ? .latent : .pixel,
                                                      clipX0: (diffusion["clip_x0"] as? Bool) ?? !latent, prediction: prediction),
-                            scaleFactor: Int(number("sf", 4)), paddingMultiple: network.sizeMultiple, name: (path as NSString).lastPathComponent,
+                            scaleFactor: Int(number("sf", 4)),
+                            // the latent (input × sf / down factor) must fit the network's size multiple
+                            paddingMultiple: max(1, network.sizeMultiple * firstStage.downFactor / max(1, Int(number("sf", 4)))), name: (path as NSString).lastPathComponent,
                             sha256: try SHA256.hex(ofFile: path), kind: "own")
-            guard task == .realsr || task == .bicsr else { throw CommandFailure("the bundled model does ×4 super-resolution; for --task \(task.rawValue) pass an official --model and --autoencoder") }
+            // Our models say what they do: a mask channel means inpainting, otherwise super-resolution.
+            let inpaints = network.configuration.condMask
+            guard task != .faceir, inpaints == (task == .inpaint) else {
+                throw CommandFailure("\(loaded.name) does \(inpaints ? "inpainting (--task inpaint --mask FILE)" : "×\(loaded.scaleFactor) super-resolution"); for --task \(task.rawValue) pass an official --model and --autoencoder")
+            }
         } else {
             guard let autoencoder else {
                 throw CommandFailure("an official ResShift network needs its autoencoder: add --autoencoder autoencoder_vq_f4.pth")
@@ -122,7 +129,11 @@ struct ResShiftCommand: ParsableCommand {
             let network = try ResShiftLoader.loadUNet(path: path, configuration: configuration).network
             let vq = try ResShiftLoader.loadAutoencoder(path: autoencoder, configuration: task == .faceir ? .vqF8Face : .vqF4)
             let fileName = (path as NSString).lastPathComponent
-            let t = steps ?? (fileName.contains("_s15") ? 15 : 4)
+            let named = fileName.contains("_s15") ? 15 : fileName.contains("_s4") ? 4 : nil
+            if let steps, let named, steps != named {
+                throw CommandFailure("\(fileName) was trained with \(named) steps; --steps \(steps) does not fit it")
+            }
+            let t = steps ?? named ?? 4
             guard t == 4 || t == 15 else { throw CommandFailure("the released ResShift networks use 4 or 15 steps; --steps \(t) fits none") }
             // v1/v2: T 15, min noise 0.04; v3, bicsr, inpainting: T 4, min noise 0.2 (configs/*.yaml); κ 2, p 0.3.
             let schedule = try ResShiftSchedule.exponential(steps: t, minNoiseLevel: t == 15 ? 0.04 : 0.2)
@@ -137,12 +148,28 @@ struct ResShiftCommand: ParsableCommand {
         return loaded
     }
 
+    /// The mask's gray level in [0, 1] (white = hole), [1, h, w, 1]; refuses a mask of another size or without a hole.
+    static func readMask(_ path: String, width: Int, height: Int, maxPixels: Int) throws -> Tensor {
+        let (color, _) = try ImageReader.read(path: path, maxPixels: maxPixels).splittingAlpha()
+        guard color.width == width, color.height == height else {
+            throw CommandFailure("the mask is \(color.width)×\(color.height) but the image is \(width)×\(height) (\(path))")
+        }
+        let m = try Tensor(uninitializedShape: [1, height, width, 1])
+        let c = color.channels
+        for p in 0..<(width * height) { m.data[p] = (0..<c).reduce(Float(0)) { $0 + color.pixels[p * c + $1] } / Float(c) }
+        guard m.values.contains(where: { $0 >= 0.5 }) else { throw CommandFailure("the mask has no hole (white = hole) (\(path))") }
+        return m
+    }
+
     func run() throws {
         try failingCleanly {
             let jobs = try io.jobs()
             let loaded = try load()
             let blendMode = ResShiftChopper.Blend(rawValue: blend) ?? .average
-            let chopper = try ResShiftChopper(chopSize: chopSize, stride: chopStride ?? ResShiftChopper.defaultStride(chopSize: chopSize), blend: blendMode)
+            // inference_resshift.py: chop size and stride are multiplied by 4 // scale (×4 for inpainting and faces).
+            let chopScale = 4 / max(1, min(4, loaded.scaleFactor))
+            let chopper = try ResShiftChopper(chopSize: chopSize * chopScale,
+                                              stride: (chopStride ?? ResShiftChopper.defaultStride(chopSize: chopSize)) * chopScale, blend: blendMode)
             let network = loaded.network
             let restorer = ResShiftRestorer(sampler: loaded.sampler, scaleFactor: loaded.scaleFactor, paddingMultiple: loaded.paddingMultiple,
                                             encode: { try loaded.firstStage.encode($0) }, decode: { try loaded.firstStage.decode($0) },
@@ -171,21 +198,20 @@ struct ResShiftCommand: ParsableCommand {
                 let inW = lq.shape[2], inH = lq.shape[1]
                 let outW = inW * sf, outH = inH * sf
                 guard outW * outH <= 1 << 28 else { throw CommandFailure("a \(outW)×\(outH) output is too large (limit 2^28 pixels) (\(job.input))") }
+                // The mask as the official code reads it: gray level / 255 (white = hole), kept continuous; the
+                // network sees 2m − 1 and, as in training (datapipe: lq·(1 − m) − m), the image with its holes at −1,
+                // so an ordinary photo and an already blacked-out one give the same result.
                 var holes: Tensor?
                 if let mask {
-                    let keep = try MaskImage.load(mask, keepWhite: false, maxPixels: io.maxPixels)
-                    guard keep.shape == [inH, inW] else {
-                        throw CommandFailure("the mask is \(keep.shape[1])×\(keep.shape[0]) but the image is \(rgb.width)×\(rgb.height) (\(mask))")
-                    }
-                    let m = try Tensor(uninitializedShape: [1, inH, inW, 1])
-                    for i in 0..<keep.count { m.data[i] = keep.data[i] > 0.5 ? -1 : 1 }  // official: 1 = hole, −1 = keep
+                    let m = try Self.readMask(mask, width: inW, height: inH, maxPixels: io.maxPixels)
+                    for p in 0..<(inW * inH) { for c in 0..<3 { lq.data[p * 3 + c] = lq.data[p * 3 + c] * (1 - m.data[p]) - m.data[p] } }
                     holes = m
                 }
                 var noise = SeededGaussian(seed: seed)
                 let progress = ProgressBar(label: (job.input as NSString).lastPathComponent, enabled: !io.quiet)
                 let patchCount = chopper.starts(inH).count * chopper.starts(inW).count
                 let steps = loaded.sampler.schedule.steps
-                let input = try holes.map { try concatenateChannels([lq, $0]) } ?? lq
+                let input = try holes.map { try concatenateChannels([lq, try scale($0, by: 2, adding: -1)]) } ?? lq
                 var restored = try chopper.run(input, scale: sf, outputChannels: 3) { patch, index, count in
                     let (image, patchMask): (Tensor, Tensor?)
                     if holes != nil {
@@ -200,16 +226,18 @@ struct ResShiftCommand: ParsableCommand {
                 }
                 progress.finish()
                 if let holes {
-                    // sr·mask + lq·(1 − mask) on [0, 1] (sampler.py:218-222), i.e. keep the known pixels.
-                    for p in 0..<(outW * outH) where holes.data[p] < 0 {
-                        for c in 0..<3 { restored.data[p * 3 + c] = lq.data[p * 3 + c] }
+                    // sr·m + lq·(1 − m) on [0, 1] (sampler.py:218-222): the known pixels come back from the input.
+                    let original = try DDNMCommand.tensor(rgb)
+                    for p in 0..<(outW * outH) {
+                        let m = holes.data[p]
+                        for c in 0..<3 { restored.data[p * 3 + c] = restored.data[p * 3 + c] * m + original.data[p * 3 + c] * (1 - m) }
                     }
                 }
                 restored = try clamp(restored, to: -1...1)
                 let elapsed = Date().timeIntervalSince(start)
                 var report: [String: Any] = [
                     "method": "resshift", "task": task.rawValue, "steps": steps, "seed": seed, "model": loaded.name, "model_sha256": loaded.sha256,
-                    "model_kind": loaded.kind, "scale": sf, "chop_size": chopSize, "chop_stride": chopper.stride, "blend": blendMode.rawValue,
+                    "model_kind": loaded.kind, "scale": sf, "chop_size": chopper.chopSize, "chop_stride": chopper.stride, "blend": blendMode.rawValue,
                     "patches": patchCount, "input": (job.input as NSString).lastPathComponent, "version": BuildInfo.version,
                     "elapsed_s": elapsed, "seconds_per_step": elapsed / Double(max(steps * patchCount, 1)),
                 ]
