@@ -57,6 +57,9 @@ struct ResShiftCommand: ParsableCommand {
     @Option(help: "Random seed (the official default is 12345).")
     var seed: UInt64 = 12345
 
+    @Option(help: "Average this many samples (seeds --seed, --seed+1, …): an estimate of the posterior mean, higher PSNR, less texture.")
+    var samples: Int = 1
+
     @Flag(help: "The input is a clean image: shrink it ×4 (the project's bicubic:4 operator, as DDNM's), restore, and report PSNR/SSIM against it (and bicubic upsampling's).")
     var simulate = false
 
@@ -65,6 +68,7 @@ struct ResShiftCommand: ParsableCommand {
 
     func validate() throws {
         if let steps, steps < 2 { throw ValidationError("--steps must be at least 2") }
+        if !(1...64).contains(samples) { throw ValidationError("--samples must be between 1 and 64") }
         if chopSize < 16 { throw ValidationError("--chop-size must be at least 16") }
         if let chopStride, chopStride < 1 || chopStride > chopSize { throw ValidationError("--chop-stride must be between 1 and --chop-size") }
         if ResShiftChopper.Blend(rawValue: blend) == nil { throw ValidationError("--blend must be average or feathered") }
@@ -207,22 +211,27 @@ struct ResShiftCommand: ParsableCommand {
                     for p in 0..<(inW * inH) { for c in 0..<3 { lq.data[p * 3 + c] = lq.data[p * 3 + c] * (1 - m.data[p]) - m.data[p] } }
                     holes = m
                 }
-                var noise = SeededGaussian(seed: seed)
                 let progress = ProgressBar(label: (job.input as NSString).lastPathComponent, enabled: !io.quiet)
                 let patchCount = chopper.starts(inH).count * chopper.starts(inW).count
                 let steps = loaded.sampler.schedule.steps
                 let input = try holes.map { try concatenateChannels([lq, try scale($0, by: 2, adding: -1)]) } ?? lq
-                var restored = try chopper.run(input, scale: sf, outputChannels: 3) { patch, index, count in
-                    let (image, patchMask): (Tensor, Tensor?)
-                    if holes != nil {
-                        let parts = try splitChannels(patch, sizes: [3, 1])
-                        (image, patchMask) = (parts[0], parts[1])
-                    } else {
-                        (image, patchMask) = (patch, nil)
+                var restored = try Tensor(shape: [1, outH, outW, 3])
+                for sample in 0..<samples {
+                    var noise = SeededGaussian(seed: seed &+ UInt64(sample))
+                    let one = try chopper.run(input, scale: sf, outputChannels: 3) { patch, index, count in
+                        let (image, patchMask): (Tensor, Tensor?)
+                        if holes != nil {
+                            let parts = try splitChannels(patch, sizes: [3, 1])
+                            (image, patchMask) = (parts[0], parts[1])
+                        } else {
+                            (image, patchMask) = (patch, nil)
+                        }
+                        return try restorer.restore(image, mask: patchMask, noise: &noise) { done, _ in
+                            let notes = (count > 1 ? ["patch \(index + 1)/\(count)"] : []) + (samples > 1 ? ["sample \(sample + 1)/\(samples)"] : [])
+                            progress.update((sample * count + index) * steps + done, samples * count * steps, note: notes.isEmpty ? nil : notes.joined(separator: ", "))
+                        }
                     }
-                    return try restorer.restore(image, mask: patchMask, noise: &noise) { done, _ in
-                        progress.update(index * steps + done, count * steps, note: count > 1 ? "patch \(index + 1)/\(count)" : nil)
-                    }
+                    try addInPlace(restored, one, scale: 1 / Float(samples))
                 }
                 progress.finish()
                 if let holes {
@@ -238,8 +247,8 @@ struct ResShiftCommand: ParsableCommand {
                 var report: [String: Any] = [
                     "method": "resshift", "task": task.rawValue, "steps": steps, "seed": seed, "model": loaded.name, "model_sha256": loaded.sha256,
                     "model_kind": loaded.kind, "scale": sf, "chop_size": chopper.chopSize, "chop_stride": chopper.stride, "blend": blendMode.rawValue,
-                    "patches": patchCount, "input": (job.input as NSString).lastPathComponent, "version": BuildInfo.version,
-                    "elapsed_s": elapsed, "seconds_per_step": elapsed / Double(max(steps * patchCount, 1)),
+                    "patches": patchCount, "samples": samples, "input": (job.input as NSString).lastPathComponent, "version": BuildInfo.version,
+                    "elapsed_s": elapsed, "seconds_per_step": elapsed / Double(max(steps * patchCount * samples, 1)),
                 ]
                 if let clean {
                     report["psnr_db"] = Quality.psnr(restored, clean)
