@@ -799,7 +799,9 @@ def model_card(ckpt: dict, args, nparams: int, files: list[str]) -> str:
         "",
         "- What: the project's own ResShift ×4 SR model (UNetModelSwin; our PyTorch implementation with the official "
         "state-dict names) in pixel space: first stage = pixel_unshuffle(·, 4) (torch channel order c·16 + dy·4 + dx), "
-        "conditioning = the LR image in [-1, 1] (3 channels concatenated to the 48), x0-prediction, 4 steps. "
+        "conditioning = the LR image in [-1, 1] (3 channels concatenated to the 48), "
+        + ("residual prediction (x̂0 = y − output, the official ModelMeanType.RESIDUAL)" if d.get("predict_type") == "residual" else "x0-prediction")
+        + ", 4 steps. "
         f"{nparams / 1e6:.2f} M parameters, EMA weights (decay {a['ema_decay']}), fp16; constructor arguments and "
         "diffusion settings in the file's `__metadata__` (family `resshift-swin`).",
         f"- Network: model_channels {kw['model_channels']}, channel_mult {kw['channel_mult']}, num_res_blocks "
