@@ -206,6 +206,7 @@ struct ResShiftCommand: ParsableCommand {
                 // network sees 2m − 1 and, as in training (datapipe: lq·(1 − m) − m), the image with its holes at −1,
                 // so an ordinary photo and an already blacked-out one give the same result.
                 var holes: Tensor?
+                let original = mask == nil ? lq : try lq.copy()  // the input as read, for the composite
                 if let mask {
                     let m = try Self.readMask(mask, width: inW, height: inH, maxPixels: io.maxPixels)
                     for p in 0..<(inW * inH) { for c in 0..<3 { lq.data[p * 3 + c] = lq.data[p * 3 + c] * (1 - m.data[p]) - m.data[p] } }
@@ -236,7 +237,6 @@ struct ResShiftCommand: ParsableCommand {
                 progress.finish()
                 if let holes {
                     // sr·m + lq·(1 − m) on [0, 1] (sampler.py:218-222): the known pixels come back from the input.
-                    let original = try DDNMCommand.tensor(rgb)
                     for p in 0..<(outW * outH) {
                         let m = holes.data[p]
                         for c in 0..<3 { restored.data[p * 3 + c] = restored.data[p * 3 + c] * m + original.data[p * 3 + c] * (1 - m) }

@@ -50,7 +50,8 @@ def holdout_photos():
             yield Path(name).stem, cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
-def crops(holdout=False):
+def crops(holdout=False, size=CROP):
+    """Seeded size² crops of the photos downscaled by SCALE, CROPS_PER_PHOTO per photo (eval_resshift uses 128²)."""
     import cv2
     from skimage import data
     rng = np.random.default_rng(SEED)
@@ -60,9 +61,9 @@ def crops(holdout=False):
         h, w = img.shape[:2]
         small = cv2.resize(img, (round(w * SCALE), round(h * SCALE)), interpolation=cv2.INTER_AREA)
         for k in range(CROPS_PER_PHOTO):
-            y = int(rng.integers(0, small.shape[0] - CROP + 1))
-            x = int(rng.integers(0, small.shape[1] - CROP + 1))
-            out.append((f"{name}-{k}", small[y:y + CROP, x:x + CROP].copy()))
+            y = int(rng.integers(0, small.shape[0] - size + 1))
+            x = int(rng.integers(0, small.shape[1] - size + 1))
+            out.append((f"{name}-{k}", small[y:y + size, x:x + size].copy()))
     return out
 
 

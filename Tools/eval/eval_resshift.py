@@ -33,27 +33,10 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from eval_prior import cpu_description, psnr, read, ssim, write, write_section  # noqa: E402
+from eval_prior import cpu_description, crops, psnr, read, ssim, write, write_section  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
-PHOTOS = ["astronaut", "chelsea", "coffee", "rocket"]
-CROP, CROPS_PER_PHOTO, SCALE, SEED = 128, 3, 0.5, 20261129
-
-
-def crops():
-    import cv2
-    from skimage import data
-    rng = np.random.default_rng(SEED)
-    out = []
-    for name in PHOTOS:
-        img = getattr(data, name)()
-        h, w = img.shape[:2]
-        small = cv2.resize(img, (round(w * SCALE), round(h * SCALE)), interpolation=cv2.INTER_AREA)
-        for k in range(CROPS_PER_PHOTO):
-            y = int(rng.integers(0, small.shape[0] - CROP + 1))
-            x = int(rng.integers(0, small.shape[1] - CROP + 1))
-            out.append((f"{name}-{k}", small[y:y + CROP, x:x + CROP].copy()))
-    return out
+CROP, SEED = 128, 20261129  # the crops: eval_prior.crops (same photos, scale 1/2, 3 per photo, same seed)
 
 
 def real_degradation(hr, seed):
@@ -93,7 +76,7 @@ def main():
     p.add_argument("--keep", help="keep the images in this folder")
     args = p.parse_args()
 
-    items = crops()[: args.limit or None]
+    items = crops(size=CROP)[: args.limit or None]
     work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="eval-resshift-"))
     work.mkdir(parents=True, exist_ok=True)
     model = ["--model", args.model] if args.model else []
