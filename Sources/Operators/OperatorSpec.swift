@@ -57,9 +57,7 @@ public enum OperatorSpec {
                         throw OperatorError("blur:motion:LENGTH:ANGLE needs a length 1–255 px and an angle in degrees (got \(part.debugDescription))")
                     }
                     let k = FFTBlurOperator.motionKernel(length: values[0], angle: values[1])
-                    return SizedOperator(spec: part, factor: 1) { h, w in
-                        try FFTBlurOperator(spec: part, kernel: k.values, kernelHeight: k.rows, kernelWidth: k.columns, height: h, width: w)
-                    }
+                    return fftBlur(part, k)
                 }
                 let ext = (argument as NSString).pathExtension.lowercased()
                 if ["png", "jpg", "jpeg", "txt", "csv"].contains(ext) {
@@ -70,9 +68,7 @@ public enum OperatorSpec {
                         guard let loadKernelImage else { throw OperatorError("image kernels need an image reader (\(argument))") }
                         k = try loadKernelImage(argument)
                     }
-                    return SizedOperator(spec: part, factor: 1) { h, w in
-                        try FFTBlurOperator(spec: part, kernel: k.values, kernelHeight: k.rows, kernelWidth: k.columns, height: h, width: w)
-                    }
+                    return fftBlur(part, k)
                 }
                 return try blur(part, argument, referenceExact: referenceExact)
             case "cs-wht":
@@ -95,6 +91,19 @@ public enum OperatorSpec {
             }
         }
         return operators.count == 1 ? operators[0] : CompositeOperator(operators)
+    }
+
+    /// A 2-D kernel blur through the FFT (periodic, whole image), with a window form for tiling: the valid
+    /// convolution inside each window (`ValidConvolutionOperator`), a halo of the kernel's span.
+    static func fftBlur(_ part: String, _ k: (values: [Float], rows: Int, columns: Int)) -> SizedOperator {
+        let local = SizedOperator.Local(alignment: 1, halo: max(k.rows, k.columns) - 1) { rect, shape in
+            let op = try ValidConvolutionOperator(spec: part, kernel: k.values, kernelHeight: k.rows, kernelWidth: k.columns,
+                                                  height: rect.height, width: rect.width)
+            return (op, ValidConvolutionOperator.observedRect(rect, kernelHeight: k.rows, kernelWidth: k.columns))
+        }
+        return SizedOperator(spec: part, factor: 1, local: local) { h, w in
+            try FFTBlurOperator(spec: part, kernel: k.values, kernelHeight: k.rows, kernelWidth: k.columns, height: h, width: w)
+        }
     }
 
     /// `blur:uni`, `blur:gauss`, `blur:aniso`: the official kernels (diffusion.py:500-520); `blur:gauss:K:SIGMA`,

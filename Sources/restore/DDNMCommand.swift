@@ -66,6 +66,12 @@ struct DDNMCommand: ParsableCommand {
     @Option(help: "Overlap between neighbouring windows in pixels (default: half the window).")
     var overlap: Int?
 
+    @Option(help: "Pixels along a finished window's inner edges that the next window restores again instead of keeping (default: an eighth of the overlap; 0 keeps the whole overlap, as hq_demo).")
+    var margin: Int?
+
+    @Option(help: "Width in pixels of the band of the kept overlap imposed softly, its weight falling towards the new part (default: an eighth of the overlap; 0 imposes it hard, as hq_demo).")
+    var feather: Int?
+
     @Flag(name: .customLong("no-hir"), help: "Tiling without USDR's hierarchical pass (the whole image restored at the native size first, guiding every window's block means).")
     var noHIR = false
 
@@ -248,6 +254,7 @@ struct DDNMCommand: ParsableCommand {
         let y = canonical != given.shape && canonical.reduce(1, *) == given.count ? try given.reshaped(canonical) : given
         let tiled = tiling == .naive || shape[1] > nativeSize || shape[2] > nativeSize || window != nil
         var windowCount = 1
+        var seam: (margin: Int, feather: Int)?
         var hir = "none"
         var globalEvaluations = 0
         let restored: Tensor
@@ -255,7 +262,7 @@ struct DDNMCommand: ParsableCommand {
         if tiled {
             // USDR mask-shift windows at the prior's native size (Methods/MaskShift.swift).
             guard let local = a as? any WindowableOperator, local.windowAlignment > 0 else {
-                throw CommandFailure("the output would be \(shape[2])×\(shape[1]), larger than the prior's native \(nativeSize)²; tiling needs a local operator (pool, bicubic, gray, mask, noise, K-tap blurs, cs-block, and compositions of the halo-free ones), not \(a.spec) (global: cs-wht, FFT kernels) — crop or downscale the input (\(input))")
+                throw CommandFailure("the output would be \(shape[2])×\(shape[1]), larger than the prior's native \(nativeSize)²; tiling needs a local operator (pool, bicubic, gray, mask, noise, blurs, cs-block, and compositions of the halo-free ones), not \(a.spec) (global: cs-wht) — crop or downscale the input (\(input))")
             }
             guard shape[0] == 1 else { throw CommandFailure("tiling restores one image at a time (\(input))") }
             // USDR's HiR: the whole image first at 1/f of its size (a pyramid ÷f, ÷f/4, … for very large images);
@@ -286,7 +293,7 @@ struct DDNMCommand: ParsableCommand {
                     let plan = try WindowPlan(height: level.shape[1], width: level.shape[2], window: min(window ?? nativeSize, nativeSize), overlap: overlap,
                                               alignment: alignment, sizeMultiple: network.sizeMultiple)
                     let progress = ProgressBar(label: "\((input as NSString).lastPathComponent) (HiR level ÷\(level.factor), \(plan.rects.count) windows)", enabled: !io.quiet)
-                    let result = try MaskShiftRestoration(sampler: levelSampler, plan: plan)
+                    let result = try MaskShiftRestoration(sampler: levelSampler, plan: plan, margin: margin, feather: feather)
                         .restore(observation: level.observation, operator: levelOperator, imageShape: level.shape, predictNoise: predict, noise: &noise,
                                  global: (ratio, above.result)) { done, count, evaluations, total in
                             progress.update(evaluations, total, note: "window \(min(done + 1, count))/\(count)")
@@ -306,8 +313,9 @@ struct DDNMCommand: ParsableCommand {
                                       alignment: alignment, sizeMultiple: network.sizeMultiple)
             windowCount = plan.rects.count
             let progress = ProgressBar(label: "\((input as NSString).lastPathComponent) (\(plan.rects.count) windows)", enabled: !io.quiet)
-            restored = try MaskShiftRestoration(sampler: sampler, plan: plan, tiling: tiling)
-                .restore(observation: y, operator: local, imageShape: shape, predictNoise: predict, noise: &noise, global: global) { done, count, evaluations, total in
+            let msr = MaskShiftRestoration(sampler: sampler, plan: plan, tiling: tiling, margin: margin, feather: feather)
+            seam = try msr.seamBlend(unit: max(1, alignment))
+            restored = try msr.restore(observation: y, operator: local, imageShape: shape, predictNoise: predict, noise: &noise, global: global) { done, count, evaluations, total in
                     progress.update(evaluations, total, note: "window \(min(done + 1, count))/\(count)")
                 }
             progress.finish()
@@ -333,6 +341,7 @@ struct DDNMCommand: ParsableCommand {
             "version": BuildInfo.version, "windows": windowCount, "tiling": tiled ? tiling.rawValue : "none", "hir": hir,
         ]
         if let classID = prior.classID { report["class"] = classID }
+        if let seam { report["seam_margin"] = seam.margin; report["seam_feather"] = seam.feather }
         if let clean, clean.shape == clamped.shape {
             report["psnr_db"] = Quality.psnr(clamped, clean)
             let ssim = Quality.ssim(clamped, clean)

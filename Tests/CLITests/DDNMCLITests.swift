@@ -109,10 +109,18 @@ final class DDNMCLITests: RestoreTestCase {
     /// output gets a global pass at ÷8, a level at ÷2, then 225 full-size windows.
     func testVeryLargeOutputsGetAHiRPyramid() throws {
         let r = try restore(["ddnm", "-i", try photo("gray128.png", 128, 128, channels: 1), "-o", path("big.png"), "--degradation", "gray",
-                             "--stand-in-network", "16", "--steps", "2", "--json", "--quiet", "--overwrite"])
+                             "--stand-in-network", "16", "--steps", "2", "--json", "--quiet", "--overwrite", "--margin", "2", "--feather", "2"])
         XCTAssertEqual(r.status, 0, r.stderr)
         let report = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
         XCTAssertEqual(report["hir"] as? String, "÷8 → ÷2")
+        XCTAssertEqual([report["seam_margin"] as? Int, report["seam_feather"] as? Int], [2, 2])
+        // A margin and feather that do not fit in the 8-px overlap: one line, non-zero, no output.
+        let bad = try restore(["ddnm", "-i", path("gray128.png"), "-o", path("bad.png"), "--degradation", "gray",
+                               "--stand-in-network", "16", "--steps", "2", "--quiet", "--margin", "4"])
+        XCTAssertNotEqual(bad.status, 0)
+        XCTAssertEqual(bad.stderr.split(separator: "\n").count, 1, bad.stderr)
+        XCTAssertTrue(bad.stderr.contains("margin"), bad.stderr)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: path("bad.png")))
         XCTAssertEqual(report["windows"] as? Int, 225)
         XCTAssertEqual(report["network_evaluations"] as? Int, 2 * (1 + 49 + 225))
         let image = try ImageReader.read(path: path("big.png"))

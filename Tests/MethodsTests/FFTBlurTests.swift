@@ -76,3 +76,48 @@ final class FFTBlurTests: XCTestCase {
         }
     }
 }
+
+/// The window form of an FFT kernel (USDR tiling): the valid convolution inside a window, its transpose and
+/// its regularised pseudo-inverse by preconditioned conjugate gradients.
+final class ValidConvolutionTests: XCTestCase {
+    /// An asymmetric kernel with even and odd sides, so flips and centring are tested.
+    static let kernel: [Float] = [0.05, 0.3, 0.1, 0.02, 0.08, 0.2, 0.15, 0.1]  // 2 rows × 4 columns
+
+    func testWindowSamplesEqualTheWholeImageBlurAndTheTransposeIsTheAdjoint() throws {
+        let (h, w) = (20, 24)
+        let whole = try FFTBlurOperator(spec: "k", kernel: Self.kernel, kernelHeight: 2, kernelWidth: 4, height: h, width: w, threshold: 0)
+        let x = try TestSupport.random([1, h, w, 3], seed: 5)
+        let y = try whole.apply(x)
+        let rect = PixelRect(y: 3, x: 5, height: 12, width: 14)
+        let a = try ValidConvolutionOperator(spec: "k", kernel: Self.kernel, kernelHeight: 2, kernelWidth: 4, height: 12, width: 14)
+        let observed = ValidConvolutionOperator.observedRect(rect, kernelHeight: 2, kernelWidth: 4)
+        XCTAssertEqual([observed.height, observed.width], [11, 11])
+        XCTAssertLessThan(TestSupport.maxDifference(try a.apply(try x.crop(rect)), try y.crop(observed)), 1e-5)
+        // ⟨A u, v⟩ = ⟨u, Aᵀ v⟩
+        let u = try TestSupport.random([2, 12, 14, 3], seed: 6), v = try TestSupport.random([2, 11, 11, 3], seed: 7)
+        let dot = { (p: Tensor, q: Tensor) in zip(p.values, q.values).reduce(0.0) { $0 + Double($1.0) * Double($1.1) } }
+        XCTAssertEqual(dot(try a.apply(u), v), dot(u, try a.applyTranspose(v)), accuracy: 1e-4 * abs(dot(u, try a.applyTranspose(v))))
+        XCTAssertThrowsError(try ValidConvolutionOperator(spec: "k", kernel: Self.kernel, kernelHeight: 2, kernelWidth: 4, height: 12, width: 3))
+    }
+
+    func testPseudoInverseProperties() throws {
+        // A mild blur (well conditioned): A A† ≈ I on the observations; a strong Gaussian (|K̂| ≪ τ for many
+        // frequencies): A A† A x ≈ A x still holds to the regularisation's level, A† y is the least-norm solution.
+        let mild: [Float] = [0, 0.1, 0, 0.1, 0.6, 0.1, 0, 0.1, 0]
+        let a = try ValidConvolutionOperator(spec: "mild", kernel: mild, kernelHeight: 3, kernelWidth: 3, height: 32, width: 32)
+        let r = try TestSupport.random([1, 30, 30, 3], seed: 8)
+        XCTAssertLessThan(TestSupport.maxDifference(try a.apply(try a.pseudoInverse(r)), r), 2e-3, "A A† = I where every σ ≫ τ")
+        let g = SeparableOperator.gaussianTaps(size: 7, sigma: 2)
+        let strong = try ValidConvolutionOperator(spec: "gauss", kernel: (0..<49).map { g[$0 / 7] * g[$0 % 7] }, kernelHeight: 7, kernelWidth: 7,
+                                                  height: 32, width: 32)
+        let x = try TestSupport.random([1, 32, 32, 3], seed: 9)
+        let ax = try strong.apply(x)
+        let again = try strong.apply(try strong.pseudoInverse(ax))
+        let rms = { (t: Tensor) in (t.values.reduce(0.0) { $0 + Double($1 * $1) } / Double(t.count)).squareRoot() }
+        print("valid-convolution A A† A x vs A x: RMS \(rms(try subtract(again, ax))) of \(rms(ax))")
+        XCTAssertLessThan(rms(try subtract(again, ax)), 0.05 * rms(ax), "A A† A ≈ A up to the components near τ (measured 0.034)")
+        // A† y lies in the row space: no component in A's null space (A† = Aᵀ λ).
+        let p = try strong.pseudoInverse(ax)
+        XCTAssertLessThan(rms(p), rms(x), "least-norm: ‖A† A x‖ < ‖x‖")
+    }
+}
