@@ -135,7 +135,7 @@ EVAL_ARGS ?=
 eval: build
 	$(call eval_python,Tools/eval/eval_prior.py)
 
-# make eval-usdr: USDR ablation (HiR on/off, naive tiles) for colorization and inpainting at 128²
+# make eval-usdr: USDR ablation (HiR on/off, hq_demo's hard overlap, naive tiles; PSNR and seam ratio) for colorization and inpainting at 128²
 # (Tools/eval/usdr_ablation.py); appends its section to Benchmarks/QUALITY.md.
 eval-usdr: build
 	$(call eval_python,Tools/eval/usdr_ablation.py)
