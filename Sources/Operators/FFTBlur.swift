@@ -21,10 +21,7 @@ public final class FFTBlurOperator: DDNMPlusProviding, @unchecked Sendable {
     /// |K̂| per frequency bin, untruncated (DDNM+'s Λ works on these, as the official Deblurring's on its
     /// untruncated singulars).
     private let magnitudes: [Float]
-    private let real: UnsafeMutablePointer<Float>
-    private let spectrum: UnsafeMutableRawPointer
-    private let forward: OpaquePointer
-    private let backward: OpaquePointer
+    private let fft: RealFFT2D
     private let lock = NSLock()
     /// The fraction of frequencies dropped by the threshold (reported by tests and the CLI).
     public let droppedFraction: Double
@@ -45,21 +42,16 @@ public final class FFTBlurOperator: DDNMPlusProviding, @unchecked Sendable {
         self.width = width
         self.threshold = threshold
         let columns = width / 2 + 1
-        FFTBlurOperator.plannerLock.lock()  // FFTW's planner is not thread-safe
-        defer { FFTBlurOperator.plannerLock.unlock() }
-        real = fftwf_alloc_real(height * width)!
-        spectrum = UnsafeMutableRawPointer(fftwf_alloc_complex(height * columns)!)
-        let complex = spectrum.assumingMemoryBound(to: fftwf_complex.self)
-        forward = fftwf_plan_dft_r2c_2d(Int32(height), Int32(width), real, complex, UInt32(FFTW_ESTIMATE))!
-        backward = fftwf_plan_dft_c2r_2d(Int32(height), Int32(width), complex, real, UInt32(FFTW_ESTIMATE))!
+        fft = RealFFT2D(rows: height, columns: width)
+        let real = fft.real
         // The kernel, centred at (0, 0) with wrap-around, then its transform.
         for i in 0..<(height * width) { real[i] = 0 }
         for r in 0..<kernelHeight { for c in 0..<kernelWidth {
             let y = ((r - kernelHeight / 2) % height + height) % height, x = ((c - kernelWidth / 2) % width + width) % width
             real[y * width + x] += kernel[r * kernelWidth + c] / total
         } }
-        fftwf_execute(forward)
-        let values = spectrum.assumingMemoryBound(to: Float.self)
+        fft.forward()
+        let values = fft.spectrum
         var filter = [Float](repeating: 0, count: 2 * height * columns), inverse = filter
         var dropped = 0
         var magnitudes = [Float](repeating: 0, count: height * columns)
@@ -77,18 +69,6 @@ public final class FFTBlurOperator: DDNMPlusProviding, @unchecked Sendable {
         inverseFilter = inverse
         self.magnitudes = magnitudes
         droppedFraction = Double(dropped) / Double(height * columns)
-    }
-
-    /// Serialises FFTW plan creation and destruction (its planner is not thread-safe; execution is).
-    static let plannerLock = NSLock()
-
-    deinit {
-        FFTBlurOperator.plannerLock.lock()
-        defer { FFTBlurOperator.plannerLock.unlock() }
-        fftwf_destroy_plan(forward)
-        fftwf_destroy_plan(backward)
-        fftwf_free(real)
-        fftwf_free(spectrum)
     }
 
     public func observationShape(for s: [Int]) throws -> [Int] {
@@ -129,19 +109,19 @@ public final class FFTBlurOperator: DDNMPlusProviding, @unchecked Sendable {
         let (n, h, w, c) = try x.nhwc(spec)
         _ = try observationShape(for: x.shape)
         let out = try Tensor(uninitializedShape: x.shape)
-        let values = spectrum.assumingMemoryBound(to: Float.self)
-        let bins = h * (w / 2 + 1), scale = 1 / Float(h * w)
+        let (real, values) = (fft.real, fft.spectrum)
+        let bins = fft.bins, scale = 1 / Float(h * w)
         lock.lock()
         defer { lock.unlock() }
         for b in 0..<n { for ch in 0..<c {
             for p in 0..<(h * w) { real[p] = x.data[(b * h * w + p) * c + ch] }
-            fftwf_execute(forward)
+            fft.forward()
             for i in 0..<bins {
                 let re = values[2 * i], im = values[2 * i + 1], gr = g[2 * i], gi = g[2 * i + 1]
                 values[2 * i] = re * gr - im * gi
                 values[2 * i + 1] = re * gi + im * gr
             }
-            fftwf_execute(backward)
+            fft.backward()
             for p in 0..<(h * w) { out.data[(b * h * w + p) * c + ch] = real[p] * scale }
         } }
         return out
@@ -181,5 +161,43 @@ public final class FFTBlurOperator: DDNMPlusProviding, @unchecked Sendable {
             where yy >= 0 && yy < size && xx >= 0 && xx < size { k[yy * size + xx] += weight }
         }
         return (k, size, size)
+    }
+}
+
+/// One FFTW real 2-D transform pair over its own buffers: `forward` r2c from `real` into `spectrum`
+/// (rows × (columns/2 + 1) complex, interleaved re/im), `backward` c2r back, unnormalised. Plans are made and
+/// destroyed under one lock (FFTW's planner is not thread-safe; execution is); users serialise execution on
+/// an instance.
+final class RealFFT2D: @unchecked Sendable {
+    static let plannerLock = NSLock()
+    let rows: Int, columns: Int
+    let real: UnsafeMutablePointer<Float>
+    let spectrum: UnsafeMutablePointer<Float>
+    private let forwardPlan: OpaquePointer
+    private let backwardPlan: OpaquePointer
+    var bins: Int { rows * (columns / 2 + 1) }
+
+    init(rows: Int, columns: Int) {
+        self.rows = rows
+        self.columns = columns
+        Self.plannerLock.lock()
+        defer { Self.plannerLock.unlock() }
+        real = fftwf_alloc_real(rows * columns)!
+        let complex = fftwf_alloc_complex(rows * (columns / 2 + 1))!
+        spectrum = UnsafeMutableRawPointer(complex).assumingMemoryBound(to: Float.self)
+        forwardPlan = fftwf_plan_dft_r2c_2d(Int32(rows), Int32(columns), real, complex, UInt32(FFTW_ESTIMATE))!
+        backwardPlan = fftwf_plan_dft_c2r_2d(Int32(rows), Int32(columns), complex, real, UInt32(FFTW_ESTIMATE))!
+    }
+
+    func forward() { fftwf_execute(forwardPlan) }
+    func backward() { fftwf_execute(backwardPlan) }
+
+    deinit {
+        Self.plannerLock.lock()
+        defer { Self.plannerLock.unlock() }
+        fftwf_destroy_plan(forwardPlan)
+        fftwf_destroy_plan(backwardPlan)
+        fftwf_free(real)
+        fftwf_free(UnsafeMutableRawPointer(spectrum))
     }
 }

@@ -1,4 +1,3 @@
-import CFFTW
 import Engine
 import Foundation
 
@@ -29,10 +28,7 @@ public final class ValidConvolutionOperator: TransposableOperator, @unchecked Se
     private let taps: [(dy: Int, dx: Int, w: Float)]
     /// 1 / (|F̂|² + μ) per bin of the rows × (columns/2 + 1) real transform.
     private let preconditioner: [Float]
-    private let real: UnsafeMutablePointer<Float>
-    private let spectrum: UnsafeMutableRawPointer
-    private let forward: OpaquePointer
-    private let backward: OpaquePointer
+    private let fft: RealFFT2D
     private let lock = NSLock()
 
     /// `kernel` is [kh][kw] row-major, normalised to sum 1, centred as `FFTBlurOperator`'s (index ⌊k/2⌋).
@@ -60,28 +56,14 @@ public final class ValidConvolutionOperator: TransposableOperator, @unchecked Se
         } }
         self.taps = taps
         let (m, n) = (height - kernelHeight + 1, width - kernelWidth + 1), bins = m * (n / 2 + 1)
-        FFTBlurOperator.plannerLock.lock()
-        defer { FFTBlurOperator.plannerLock.unlock() }
-        real = fftwf_alloc_real(m * n)!
-        spectrum = UnsafeMutableRawPointer(fftwf_alloc_complex(bins)!)
-        let complex = spectrum.assumingMemoryBound(to: fftwf_complex.self)
-        forward = fftwf_plan_dft_r2c_2d(Int32(m), Int32(n), real, complex, UInt32(FFTW_ESTIMATE))!
-        backward = fftwf_plan_dft_c2r_2d(Int32(m), Int32(n), complex, real, UInt32(FFTW_ESTIMATE))!
+        fft = RealFFT2D(rows: m, columns: n)
+        let real = fft.real
         // |F̂|² of the taps wrapped onto the observation grid (the circulant closest to A Aᵀ in the interior).
         for i in 0..<(m * n) { real[i] = 0 }
         for t in taps { real[(t.dy % m) * n + t.dx % n] += t.w }
-        fftwf_execute(forward)
-        let values = spectrum.assumingMemoryBound(to: Float.self)
+        fft.forward()
+        let values = fft.spectrum
         preconditioner = (0..<bins).map { i in 1 / (values[2 * i] * values[2 * i] + values[2 * i + 1] * values[2 * i + 1] + threshold * threshold) }
-    }
-
-    deinit {
-        FFTBlurOperator.plannerLock.lock()
-        defer { FFTBlurOperator.plannerLock.unlock() }
-        fftwf_destroy_plan(forward)
-        fftwf_destroy_plan(backward)
-        fftwf_free(real)
-        fftwf_free(spectrum)
     }
 
     public func observationShape(for s: [Int]) throws -> [Int] {
@@ -100,30 +82,26 @@ public final class ValidConvolutionOperator: TransposableOperator, @unchecked Se
 
     public func apply(_ x: Tensor) throws -> Tensor {
         let shape = try observationShape(for: x.shape)
-        let (n, c) = (shape[0], shape[3])
         let out = try Tensor(shape: shape, repeating: 0)
-        for b in 0..<n { for i in 0..<rows {
-            let o = out.data + (b * rows + i) * columns * c
-            for t in taps {
-                let src = x.data + ((b * height + i + t.dy) * width + t.dx) * c
-                for q in 0..<(columns * c) { o[q] += t.w * src[q] }
-            }
-        } }
+        correlate(x, into: out, batches: shape[0], channels: shape[3], transpose: false)
         return out
     }
 
     public func applyTranspose(_ y: Tensor) throws -> Tensor {
         let shape = try imageShape(for: y.shape)
-        let (n, c) = (shape[0], shape[3])
         let out = try Tensor(shape: shape, repeating: 0)
-        for b in 0..<n { for i in 0..<rows {
-            let src = y.data + (b * rows + i) * columns * c
-            for t in taps {
-                let o = out.data + ((b * height + i + t.dy) * width + t.dx) * c
-                for q in 0..<(columns * c) { o[q] += t.w * src[q] }
-            }
-        } }
+        correlate(y, into: out, batches: shape[0], channels: shape[3], transpose: true)
         return out
+    }
+
+    /// Observation row i against image rows i + dy, tap by tap: gathers image into samples (A) or scatters
+    /// samples into the image (Aᵀ), whole rows of C-interleaved values at a time.
+    private func correlate(_ input: Tensor, into out: Tensor, batches n: Int, channels c: Int, transpose: Bool) {
+        for b in 0..<n { for i in 0..<rows { for t in taps {
+            let image = ((b * height + i + t.dy) * width + t.dx) * c, sample = (b * rows + i) * columns * c
+            let (src, dst) = transpose ? (input.data + sample, out.data + image) : (input.data + image, out.data + sample)
+            for q in 0..<(columns * c) { dst[q] += t.w * src[q] }
+        } } }
     }
 
     /// Aᵀ(λ₁ + λ₂) (two rounds of Tikhonov, see the type's note), plane by plane.
@@ -161,11 +139,11 @@ public final class ValidConvolutionOperator: TransposableOperator, @unchecked Se
     private func precondition(_ v: [Float]) -> [Float] {
         lock.lock()
         defer { lock.unlock() }
-        let values = spectrum.assumingMemoryBound(to: Float.self)
+        let (real, values) = (fft.real, fft.spectrum)
         for p in 0..<v.count { real[p] = v[p] }
-        fftwf_execute(forward)
+        fft.forward()
         for i in 0..<preconditioner.count { values[2 * i] *= preconditioner[i]; values[2 * i + 1] *= preconditioner[i] }
-        fftwf_execute(backward)
+        fft.backward()
         let scale = 1 / Float(v.count)
         return (0..<v.count).map { real[$0] * scale }
     }
