@@ -205,19 +205,29 @@ public struct KnownRegion {
 }
 
 /// USDR's HiR constraint on a window: the f×f block means of x̂0 must equal the global (coarse) result g.
-/// The correction r = g − mean(block) is spread over the block's free pixels (all, or a mask's holes), which
-/// is the least-norm change that keeps the window's own constraints: gray, pooling and noise commute with
-/// block means (and g satisfies the coarse A_g), and a mask's known pixels are not free.
+/// The correction d = g − mean(block) is spread over the block's free pixels (all, or a mask's holes), which
+/// keeps the window's own constraints: gray, pooling and noise commute with block means (and g satisfies the
+/// coarse A_g), and a mask's known pixels are not free.
+///
+/// With every pixel free (no mask), d is spread as a smooth field rather than as a constant per block (the
+/// least-norm change, which left an f×f pattern in the output: the last step's correction is never seen by
+/// the network): the bilinear interpolation of d between block centres, refined `smoothingRounds` times by
+/// interpolating what its block means still miss, and the rest added per block, so the block means are still
+/// exactly g. Interpolation acts on each channel alike and is linear, so the per-pixel gray constraint and
+/// pooling over whole blocks hold as before.
 public struct BlockMeanGuide {
     public let factor: Int
     /// [1, h/f, w/f, C]
     public let target: Tensor
     /// h·w weights, 1 = free; nil = every pixel.
     public let free: [Float]?
-    public init(factor: Int, target: Tensor, free: [Float]?) {
+    /// Rounds of bilinear refinement (0: the constant-per-block correction).
+    public var smoothingRounds: Int
+    public init(factor: Int, target: Tensor, free: [Float]?, smoothingRounds: Int = 3) {
         self.factor = factor
         self.target = target
         self.free = free
+        self.smoothingRounds = smoothingRounds
     }
 
     func check(_ shape: [Int]) throws {
@@ -230,21 +240,69 @@ public struct BlockMeanGuide {
     public func apply(_ x: Tensor) throws -> Tensor {
         let (n, h, w, c) = try x.nhwc("HiR guide")
         let f = factor, (bh, bw) = (h / f, w / f)
-        for b in 0..<n { for by in 0..<bh { for bx in 0..<bw {
-            var count: Float = 0
-            for r in 0..<f { for q in 0..<f { count += free?[(by * f + r) * w + bx * f + q] ?? 1 } }
-            guard count > 0 else { continue }
-            for k in 0..<c {
-                var sum: Float = 0
-                for r in 0..<f { for q in 0..<f { sum += x.data[((b * h + by * f + r) * w + bx * f + q) * c + k] } }
-                let delta = (target.data[(by * bw + bx) * c + k] * Float(f * f) - sum) / count
-                for r in 0..<f { for q in 0..<f {
-                    let p = (by * f + r) * w + bx * f + q
-                    x.data[(b * h * w + p) * c + k] += delta * (free?[p] ?? 1)
-                } }
+        /// Block means of one sample's field v ([h·w·c]) → [bh·bw·c].
+        func blockMeans(_ v: UnsafePointer<Float>) -> [Float] {
+            var m = [Float](repeating: 0, count: bh * bw * c)
+            for r in 0..<h { for q in 0..<w { for k in 0..<c { m[((r / f) * bw + q / f) * c + k] += v[(r * w + q) * c + k] } } }
+            let scale = 1 / Float(f * f)
+            return m.map { $0 * scale }
+        }
+        for b in 0..<n {
+            let sample = x.data + b * h * w * c
+            var d = blockMeans(sample)
+            for i in 0..<d.count { d[i] = target.data[i] - d[i] }
+            if free == nil, smoothingRounds > 0, f > 1 {
+                // u = Σ bilinear(e_j), e_0 = d, e_{j+1} = d − means(u): the smooth part, then the rest per block.
+                var u = [Float](repeating: 0, count: h * w * c)
+                var e = d
+                for round in 0...smoothingRounds {
+                    if round > 0 {
+                        let m = u.withUnsafeBufferPointer { blockMeans($0.baseAddress!) }
+                        for i in 0..<e.count { e[i] = d[i] - m[i] }
+                    }
+                    guard round < smoothingRounds else { break }
+                    Self.addBilinear(e, blocksHigh: bh, blocksWide: bw, factor: f, channels: c, to: &u)
+                }
+                for i in 0..<u.count { sample[i] += u[i] }
+                d = e
             }
-        } } }
+            for by in 0..<bh { for bx in 0..<bw {
+                var count: Float = 0
+                for r in 0..<f { for q in 0..<f { count += free?[(by * f + r) * w + bx * f + q] ?? 1 } }
+                guard count > 0 else { continue }
+                for k in 0..<c {
+                    let delta = d[(by * bw + bx) * c + k] * Float(f * f) / count
+                    for r in 0..<f { for q in 0..<f {
+                        let p = (by * f + r) * w + bx * f + q
+                        sample[p * c + k] += delta * (free?[p] ?? 1)
+                    } }
+                }
+            } }
+        }
         return x
+    }
+
+    /// u += the bilinear interpolation of per-block values v (at block centres; linearly extrapolated over the
+    /// outer half blocks, so a ramp stays a ramp up to the window's edge) at every pixel.
+    static func addBilinear(_ v: [Float], blocksHigh bh: Int, blocksWide bw: Int, factor f: Int, channels c: Int, to u: inout [Float]) {
+        let w = bw * f
+        func axis(_ i: Int, _ blocks: Int) -> (Int, Int, Float) {
+            guard blocks > 1 else { return (0, 0, 0) }
+            let position = (Float(i) + 0.5) / Float(f) - 0.5
+            let low = min(max(Int(position.rounded(.down)), 0), blocks - 2)
+            return (low, low + 1, position - Float(low))
+        }
+        for r in 0..<(bh * f) {
+            let (y0, y1, ty) = axis(r, bh)
+            for q in 0..<w {
+                let (x0, x1, tx) = axis(q, bw)
+                let (w00, w01, w10, w11) = ((1 - ty) * (1 - tx), (1 - ty) * tx, ty * (1 - tx), ty * tx)
+                for k in 0..<c {
+                    u[(r * w + q) * c + k] += w00 * v[(y0 * bw + x0) * c + k] + w01 * v[(y0 * bw + x1) * c + k]
+                        + w10 * v[(y1 * bw + x0) * c + k] + w11 * v[(y1 * bw + x1) * c + k]
+                }
+            }
+        }
     }
 }
 

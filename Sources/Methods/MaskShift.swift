@@ -57,8 +57,9 @@ public struct WindowPlan: Equatable, Sendable {
 /// restored again by the next window (the prior's edge pixels, predicted next to zero padding, are where a
 /// seam showed: seam ratio 1.52 with them kept, 1.09 without, on the bundled prior), and a `feather`-wide
 /// band of the kept overlap is imposed with a weight falling from 1 to 0, so the new part continues the
-/// known texture instead of meeting it at a step (1.03 with both). Weights are constant over the operator's
-/// blocks and the HiR factor, so A x̂0 = y and the block means stay exact.
+/// known texture instead of meeting it at a step (1.03 with both; 0.95 once HiR's correction was made
+/// smooth too, `BlockMeanGuide`). Weights are constant over the operator's blocks and the HiR factor, so
+/// A x̂0 = y and the block means stay exact.
 public struct MaskShiftRestoration {
     public enum Tiling: String, Sendable { case msr, naive }
 

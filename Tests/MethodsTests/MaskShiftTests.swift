@@ -154,6 +154,48 @@ final class MaskShiftTests: XCTestCase {
         }
     }
 
+    /// The HiR guide spreads its correction as a smooth field with the same block means: a ramp of targets over
+    /// an empty window comes out as a ramp (no steps at the block edges), where the constant-per-block
+    /// correction leaves a staircase; both meet the block means exactly, and the gray constraint survives.
+    func testHiRGuideIsSmoothAndExact() throws {
+        let (f, side) = (2, 16)
+        let target = try Tensor(uninitializedShape: [1, side / f, side / f, 3])
+        for by in 0..<(side / f) { for bx in 0..<(side / f) { for k in 0..<3 {
+            target.data[((by * side / f) + bx) * 3 + k] = 0.1 * Float(bx) - 0.05 * Float(by) + 0.2 * Float(k)
+        } } }
+        var steps: [Double] = []
+        for rounds in [3, 0] {
+            let guide = BlockMeanGuide(factor: f, target: target, free: nil, smoothingRounds: rounds)
+            let x = try guide.apply(try Tensor(shape: [1, side, side, 3], repeating: 0))
+            XCTAssertLessThan(TestSupport.maxDifference(try averagePool(x, kernel: f), target), 1e-5, "block means, \(rounds) rounds")
+            // Mean |∂x/∂column| across block edges over the mean within blocks.
+            var across = 0.0, within = 0.0, acrossCount = 0.0, withinCount = 0.0
+            for r in 0..<side { for q in 0..<(side - 1) { for k in 0..<3 {
+                let d = Double(abs(x.data[(r * side + q + 1) * 3 + k] - x.data[(r * side + q) * 3 + k]))
+                if (q + 1) % f == 0 { across += d; acrossCount += 1 } else { within += d; withinCount += 1 }
+            } } }
+            steps.append((across / acrossCount) / max(within / withinCount, 1e-12))
+        }
+        XCTAssertEqual(steps[0], 1, accuracy: 1e-3, "smooth: a ramp stays a ramp (\(steps))")
+        XCTAssertGreaterThan(steps[1], 100, "constant per block: a staircase (\(steps))")
+        // Gray consistency: a correction whose gray part is zero per block keeps the gray of x.
+        let gray = GrayscaleOperator(weights: GrayscaleOperator.svdWeights)
+        let x0 = try TestSupport.random([1, side, side, 3], seed: 3)
+        let neutral = try Tensor(uninitializedShape: target.shape)
+        let means = try averagePool(x0, kernel: f)
+        let wts = [GrayscaleOperator.svdWeights.0, GrayscaleOperator.svdWeights.1, GrayscaleOperator.svdWeights.2]
+        for b in 0..<(neutral.count / 3) {
+            // target = means + a chroma change d with Σ w_k d_k = 0
+            let d: [Float] = [0.3 * Float(b % 5), -0.2 * Float(b % 3), 0]
+            let fix = (wts[0] * d[0] + wts[1] * d[1]) / wts[2]
+            for k in 0..<3 { neutral.data[b * 3 + k] = means.data[b * 3 + k] + (k == 2 ? -fix : d[k]) }
+        }
+        let before = try gray.apply(x0)
+        let guided = try BlockMeanGuide(factor: f, target: neutral, free: nil).apply(try x0.copy())
+        XCTAssertLessThan(TestSupport.maxDifference(try gray.apply(guided), before), 1e-5, "gray unchanged")
+        XCTAssertLessThan(TestSupport.maxDifference(try averagePool(guided, kernel: f), neutral), 1e-5)
+    }
+
     /// The HiR factor keeps native-size windows: f = 3 would force 24-px units on 64² windows, so 192² uses f = 4;
     /// the default overlap is half the window after rounding.
     func testHierarchicalFactorKeepsNativeWindowsAndDefaultOverlapIsHalf() throws {
