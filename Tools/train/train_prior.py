@@ -540,6 +540,57 @@ def pick_device(name: str):
     return dev
 
 
+def seeded_rngs(seed: int, device):
+    """Seeds Python's, numpy's and torch's generators; returns the numpy generator and the noise generator."""
+    random.seed(seed)
+    np_rng = np.random.default_rng(seed)
+    torch.manual_seed(seed)
+    return np_rng, torch.Generator(device=device).manual_seed(seed)
+
+
+def resume_from(ckpt: dict, model, ema, opt, np_rng, gen, device, seed: int, path):
+    """Loads model, EMA, optimiser and every RNG state from a checkpoint (bit-exact on the device that saved
+    it; the noise stream is reseeded on another device type). Returns (step, losses, val, history)."""
+    model.load_state_dict(ckpt["model"])
+    ema.load_state_dict(ckpt["ema"])
+    opt.load_state_dict(ckpt["opt"])
+    step, losses, val, history = ckpt["step"], ckpt["losses"], ckpt["val"], ckpt.get("history", [])
+    rs = ckpt["rng"]
+    random.setstate(rs["python"])
+    np_rng.bit_generator.state = rs["numpy"]
+    torch.set_rng_state(rs["torch_cpu"])
+    if rs["gen_device"].split(":")[0] == device.type:
+        gen.set_state(rs["gen"])
+    else:
+        gen.manual_seed(seed * 1_000_003 + step)
+        print(f"note: checkpoint made on {rs['gen_device']}: noise stream reseeded (not bit-exact)")
+    if device.type == "cuda" and "cuda" in rs and len(rs["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(rs["cuda"])
+    print(f"resumed {path} at step {step}")
+    return step, losses, val, history
+
+
+def stop_on_signals() -> dict:
+    """SIGINT/SIGTERM set stop["signal"]; the training loop saves at the end of the current step."""
+    stop = {"signal": None}
+
+    def on_signal(signum, _frame):
+        stop["signal"] = signum
+        print(f"\nsignal {signum}: saving at the end of this step ...", flush=True)
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    return stop
+
+
+def segment_record(step: int, batch: int, device) -> dict:
+    """What a training run (one uninterrupted segment) records about itself in the checkpoint's history."""
+    return {"start_step": step, "device": torch.cuda.get_device_name(device) if device.type == "cuda"
+            else f"CPU {cpu_name()}, {os.cpu_count()} cores, {torch.get_num_threads()} threads",
+            "torch": torch.__version__, "batch": batch,
+            "started": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+
+
 def main(argv=None):
     args = parse_args(argv)
     out_dir = Path(args.out_dir)
@@ -618,10 +669,7 @@ def main(argv=None):
               f"({meta['train_photos']} photos), {len(val_u8)} validation crops")
 
     # ---- model, EMA, optimiser, RNGs
-    random.seed(args.seed)
-    np_rng = np.random.default_rng(args.seed)
-    torch.manual_seed(args.seed)
-    gen = torch.Generator(device=device).manual_seed(args.seed)
+    np_rng, gen = seeded_rngs(args.seed, device)
     model = build_unet(UNetModel, kw).to(device)
     ema = copy.deepcopy(model).requires_grad_(False)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.999), weight_decay=args.weight_decay)
@@ -630,22 +678,7 @@ def main(argv=None):
     history: list[dict] = []
     step = 0
     if ckpt is not None:
-        model.load_state_dict(ckpt["model"])
-        ema.load_state_dict(ckpt["ema"])
-        opt.load_state_dict(ckpt["opt"])
-        step, losses, val, history = ckpt["step"], ckpt["losses"], ckpt["val"], ckpt.get("history", [])
-        rs = ckpt["rng"]
-        random.setstate(rs["python"])
-        np_rng.bit_generator.state = rs["numpy"]
-        torch.set_rng_state(rs["torch_cpu"])
-        if rs["gen_device"].split(":")[0] == device.type:
-            gen.set_state(rs["gen"])
-        else:
-            gen.manual_seed(args.seed * 1_000_003 + step)
-            print(f"note: checkpoint made on {rs['gen_device']}: noise stream reseeded (not bit-exact)")
-        if device.type == "cuda" and "cuda" in rs and len(rs["cuda"]) == torch.cuda.device_count():
-            torch.cuda.set_rng_state_all(rs["cuda"])
-        print(f"resumed {last} at step {step}")
+        step, losses, val, history = resume_from(ckpt, model, ema, opt, np_rng, gen, device, args.seed, last)
         del ckpt
     elif args.init_from:
         from safetensors.torch import load_file
@@ -668,20 +701,9 @@ def main(argv=None):
           f"{torch.get_num_threads()} threads; batch {args.batch}; target step {args.steps}"
           f"{f', budget {args.minutes:g} min' if args.minutes else ''}")
 
-    stop = {"signal": None}
-
-    def on_signal(signum, _frame):
-        stop["signal"] = signum
-        print(f"\nsignal {signum}: saving at the end of this step ...", flush=True)
-
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
-
+    stop = stop_on_signals()
     start_step, t_start = step, time.time()
-    seg = {"start_step": step, "device": torch.cuda.get_device_name(device) if device.type == "cuda"
-           else f"CPU {cpu_name()}, {os.cpu_count()} cores, {torch.get_num_threads()} threads",
-           "torch": torch.__version__, "batch": args.batch,
-           "started": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+    seg = segment_record(step, args.batch, device)
     holdout_sha = sha256_lines(held)
 
     def state():

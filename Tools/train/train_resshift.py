@@ -105,13 +105,11 @@ from __future__ import annotations
 import argparse
 import copy
 import csv
-import datetime as _dt
 import io
 import json
 import math
 import os
 import random
-import signal
 import sys
 import time
 import types
@@ -131,8 +129,9 @@ except ImportError:  # pragma: no cover
              "matplotlib   (see Tools/train/README.md)")
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from train_prior import (REPO, cpu_name, cut_crop, ema_update, fmt_time, list_photos, load_holdout,  # noqa: E402
-                         open_photos, pick_device, rng_state, save_checkpoint, sha256_lines)
+from train_prior import (REPO, cut_crop, ema_update, fmt_time, list_photos, load_holdout,  # noqa: E402
+                         open_photos, pick_device, resume_from, rng_state, save_checkpoint, seeded_rngs,
+                         segment_record, sha256_lines, stop_on_signals)
 
 VAL_SEED = 4242          # fixed validation crops, degradations and sampler noise
 SF = 4                   # the scale factor (fixed: pixel_unshuffle(·, 4) is the first stage)
@@ -1133,10 +1132,7 @@ def main(argv=None):
           f"LR {args.hr_crop // SF}²; loaded in {time.time() - t0:.1f} s")
 
     # ---- model, EMA, optimiser, RNGs
-    random.seed(args.seed)
-    np_rng = np.random.default_rng(args.seed)
-    torch.manual_seed(args.seed)
-    gen = torch.Generator(device=device).manual_seed(args.seed)
+    np_rng, gen = seeded_rngs(args.seed, device)
     model = UNetSwin(**kw).to(device)
     ema = copy.deepcopy(model).requires_grad_(False)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.999), weight_decay=args.weight_decay)
@@ -1145,22 +1141,7 @@ def main(argv=None):
     history: list[dict] = []
     step = 0
     if ckpt is not None:
-        model.load_state_dict(ckpt["model"])
-        ema.load_state_dict(ckpt["ema"])
-        opt.load_state_dict(ckpt["opt"])
-        step, losses, val, history = ckpt["step"], ckpt["losses"], ckpt["val"], ckpt.get("history", [])
-        rs = ckpt["rng"]
-        random.setstate(rs["python"])
-        np_rng.bit_generator.state = rs["numpy"]
-        torch.set_rng_state(rs["torch_cpu"])
-        if rs["gen_device"].split(":")[0] == device.type:
-            gen.set_state(rs["gen"])
-        else:
-            gen.manual_seed(args.seed * 1_000_003 + step)
-            print(f"note: checkpoint made on {rs['gen_device']}: noise stream reseeded (not bit-exact)")
-        if device.type == "cuda" and "cuda" in rs and len(rs["cuda"]) == torch.cuda.device_count():
-            torch.cuda.set_rng_state_all(rs["cuda"])
-        print(f"resumed {last} at step {step}")
+        step, losses, val, history = resume_from(ckpt, model, ema, opt, np_rng, gen, device, args.seed, last)
         ckpt = None
         resumed = True
     else:
@@ -1183,20 +1164,9 @@ def main(argv=None):
           f"{torch.get_num_threads()} threads; batch {args.batch}; target step {args.steps}"
           f"{f', budget {args.minutes:g} min' if args.minutes else ''}", flush=True)
 
-    stop = {"signal": None}
-
-    def on_signal(signum, _frame):
-        stop["signal"] = signum
-        print(f"\nsignal {signum}: saving at the end of this step ...", flush=True)
-
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
-
+    stop = stop_on_signals()
     start_step, t_start = step, time.time()
-    seg = {"start_step": step, "device": torch.cuda.get_device_name(device) if device.type == "cuda"
-           else f"CPU {cpu_name()}, {os.cpu_count()} cores, {torch.get_num_threads()} threads",
-           "torch": torch.__version__, "batch": args.batch,
-           "started": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+    seg = segment_record(step, args.batch, device)
 
     def state():
         seg_now = dict(seg, end_step=step, seconds=round(time.time() - t_start, 1))
