@@ -21,7 +21,13 @@ public enum ResShiftLoader {
     /// else the released ×4 SR architecture when the names and shapes match it exactly.
     public static func loadUNet(path: String, configuration: ResShiftUNetConfiguration? = nil) throws
         -> (network: ResShiftUNet, configuration: ResShiftUNetConfiguration, checkpoint: Checkpoint) {
-        let checkpoint = try Checkpoint(path: path)
+        try loadUNet(checkpoint: try Checkpoint(path: path), configuration: configuration)
+    }
+
+    /// The same from a checkpoint already open (its metadata read by the caller).
+    public static func loadUNet(checkpoint: Checkpoint, configuration: ResShiftUNetConfiguration? = nil) throws
+        -> (network: ResShiftUNet, configuration: ResShiftUNetConfiguration, checkpoint: Checkpoint) {
+        let path = checkpoint.path
         let state = try checkpoint.stateDict()
         var chosen = configuration
         if chosen == nil, let json = checkpoint.metadata["config"] {

@@ -97,7 +97,7 @@ struct ResShiftCommand: ParsableCommand {
         let loaded: Loaded
         if checkpoint.metadata["family"] == "resshift-swin" {
             // Our own export: configuration, diffusion and first stage in the metadata (Tools/train/train_resshift.py).
-            let network = try ResShiftLoader.loadUNet(path: path).network
+            let network = try ResShiftLoader.loadUNet(checkpoint: checkpoint).network
             let diffusion = try JSONSerialization.jsonObject(with: Data((checkpoint.metadata["diffusion"] ?? "{}").utf8)) as? [String: Any] ?? [:]
             func number(_ key: String, _ fallback: Double) -> Double { (diffusion[key] as? NSNumber)?.doubleValue ?? fallback }
             let firstStage: FirstStage
@@ -130,7 +130,7 @@ struct ResShiftCommand: ParsableCommand {
                 throw CommandFailure("an official ResShift network needs its autoencoder: add --autoencoder autoencoder_vq_f4.pth")
             }
             let configuration: ResShiftUNetConfiguration = task == .inpaint ? .inpainting256 : task == .faceir ? .faceRestoration512 : .realSRx4
-            let network = try ResShiftLoader.loadUNet(path: path, configuration: configuration).network
+            let network = try ResShiftLoader.loadUNet(checkpoint: checkpoint, configuration: configuration).network
             let vq = try ResShiftLoader.loadAutoencoder(path: autoencoder, configuration: task == .faceir ? .vqF8Face : .vqF4)
             let fileName = (path as NSString).lastPathComponent
             let named = fileName.contains("_s15") ? 15 : fileName.contains("_s4") ? 4 : nil
