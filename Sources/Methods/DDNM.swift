@@ -72,6 +72,12 @@ public struct DDNMSampler {
     /// Replaces the block SVD an operator reports (tests inject the official LAPACK bases to replay runs).
     public var adjustSpectralBlocks: ((SpectralBlocks) -> SpectralBlocks)?
 
+    /// Clamp x0|t to [-1, 1] before the correction and take ε consistent with it, ε = (x_t − √ᾱ_t x0)/√(1−ᾱ_t),
+    /// as guided-diffusion's samplers and hq_demo (`clip(predict_x0_from_eps(...))`) do. Off by default: the
+    /// official DDNM code does not clip. A weak prior needs it: the bundled one diverges without it in
+    /// unconditional sampling (its ε at large t, divided by √ᾱ_t ≈ 0.006, throws x0 far out of range).
+    public var clipX0 = false
+
     public init(schedule: NoiseSchedule = .linear(), timesteps: TimeTravelSchedule, eta: Float = 0.85, sigmaY: Float = 0, variant: Variant = .svd) throws {
         self.schedule = schedule
         self.timesteps = timesteps
@@ -125,9 +131,13 @@ public struct DDNMSampler {
                 continue
             }
             let aT = schedule.alphaBar(t)
-            let epsilon = try firstThreeChannels(try predictNoise(x, t))
-            // x0|t = (x_t − √(1−ᾱ_t) ε) / √ᾱ_t   (Eq. 12; no clipping, as the official code)
-            let x0 = try axpby(1 / aT.squareRoot(), x, -(1 - aT).squareRoot() / aT.squareRoot(), epsilon)
+            var epsilon = try firstThreeChannels(try predictNoise(x, t))
+            // x0|t = (x_t − √(1−ᾱ_t) ε) / √ᾱ_t   (Eq. 12; no clipping, as the official code, unless clipX0)
+            var x0 = try axpby(1 / aT.squareRoot(), x, -(1 - aT).squareRoot() / aT.squareRoot(), epsilon)
+            if clipX0 {
+                x0 = try clamp(x0, to: -1...1)
+                epsilon = try axpby(1 / (1 - aT).squareRoot(), x, -aT.squareRoot() / (1 - aT).squareRoot(), x0)
+            }
             lastX0 = x0
             if let svd {
                 // The same step on an SVD form (Walsh–Hadamard CS), sample by sample in the official layout.

@@ -45,6 +45,9 @@ struct DDNMCommand: ParsableCommand {
     @Option(help: "DDIM stochasticity η.")
     var eta: Float = 0.85
 
+    @Flag(name: .customLong("clip-x0"), help: "Clamp each x0 prediction to [-1, 1] (and take ε consistent with it), as guided-diffusion and hq_demo do; the official DDNM code does not. Steadies weak priors.")
+    var clipX0 = false
+
     @Option(help: "Time-travel: travel length L and repeat r, as L,R (1,1 = none; the old-photo config uses 2,2).")
     var travel: String = "1,1"
 
@@ -123,8 +126,9 @@ struct DDNMCommand: ParsableCommand {
             let loaded = try prior.load(command: "ddnm", quiet: io.quiet, standIn: standInNetwork.map { (ZeroNetwork(), $0) })
             let network = loaded.network
             let (travelLength, travelRepeat) = travelValues!
-            let sampler = try DDNMSampler(timesteps: try TimeTravelSchedule(samplingSteps: steps, travelLength: travelLength, travelRepeat: travelRepeat),
+            var sampler = try DDNMSampler(timesteps: try TimeTravelSchedule(samplingSteps: steps, travelLength: travelLength, travelRepeat: travelRepeat),
                                       eta: eta, sigmaY: 2 * sigmaY, variant: variant)
+            sampler.clipX0 = clipX0
             for job in jobs {
                 for sample in 0..<samples {
                     let output = samples == 1 ? job.output : Self.suffixed(job.output, sample + 1)
@@ -275,9 +279,10 @@ struct DDNMCommand: ParsableCommand {
             } else if let top = levels.first {
                 // The coarsest level in one pass, then each finer level by mask-shift windows guided by the one above.
                 for (index, level) in levels.enumerated() {
-                    let levelSampler = level.noiseScale == 1 ? sampler
+                    var levelSampler = level.noiseScale == 1 ? sampler
                         : try DDNMSampler(schedule: sampler.schedule, timesteps: sampler.timesteps, eta: sampler.eta,
                                           sigmaY: sampler.sigmaY * level.noiseScale, variant: sampler.variant)
+                    levelSampler.clipX0 = sampler.clipX0
                     if index == 0 {
                         let progress = ProgressBar(label: "\((input as NSString).lastPathComponent) (global pass, ÷\(top.factor))", enabled: !io.quiet)
                         let result = try levelSampler.sample(observation: top.observation, operator: top.operator, imageShape: top.shape,
@@ -335,7 +340,7 @@ struct DDNMCommand: ParsableCommand {
         let (rms, irreducibleRMS) = try Self.consistency(clamped, y, a)
         var report: [String: Any] = [
             "method": "ddnm" + (sigmaY > 0 ? "+" : ""), "variant": sampler.variant.rawValue, "operator": a.spec,
-            "sigma_y": Double(sigmaY.description) ?? 0, "eta": Double(eta.description) ?? 0, "steps": steps, "travel": travel, "seed": seed,
+            "sigma_y": Double(sigmaY.description) ?? 0, "eta": Double(eta.description) ?? 0, "clip_x0": sampler.clipX0, "steps": steps, "travel": travel, "seed": seed,
             "model": modelName, "model_sha256": modelHash, "consistency_rms": rms,
             "network_evaluations": sampler.timesteps.networkEvaluations * windowCount + globalEvaluations, "input": (input as NSString).lastPathComponent,
             "version": BuildInfo.version, "windows": windowCount, "tiling": tiled ? tiling.rawValue : "none", "hir": hir,

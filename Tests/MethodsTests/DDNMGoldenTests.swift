@@ -173,3 +173,27 @@ final class DDNMGoldenTests: XCTestCase {
         try checkEndToEnd("simp_travel", try AveragePoolingOperator(factor: 2), travel: (2, 2))
     }
 }
+
+/// `clipX0` (guided-diffusion's and hq_demo's clamp of x0|t): a predictor whose x0 runs far out of range
+/// leaves the holes of an inpainting in range only with the clamp; without it the official path passes them on.
+final class DDNMClipTests: XCTestCase {
+    func testClipX0KeepsPredictionsInRange() throws {
+        let keep = try Tensor(shape: [16, 16], values: (0..<256).map { $0 % 3 == 0 ? 0 : 1 })
+        let a = try MaskOperator(keep: keep, source: "test")
+        let clean = try TestSupport.random([1, 16, 16, 3], seed: 1)
+        let y = try a.apply(try clamp(clean, to: -1...1))
+        let wild: NoisePredictor = { x, _ in try scale(x, by: -4) }  // ε = −4 x_t: x0 grows without bound
+        var outputs: [Tensor] = []
+        for clip in [false, true] {
+            var sampler = try DDNMSampler(timesteps: try TimeTravelSchedule(samplingSteps: 10))
+            sampler.clipX0 = clip
+            var noise = SeededGaussian(seed: 3)
+            outputs.append(try sampler.sample(observation: y, operator: a, imageShape: [1, 16, 16, 3], predictNoise: wild, noise: &noise))
+        }
+        let (raw, clipped) = (outputs[0].values.map(abs).max()!, outputs[1].values.map(abs).max()!)
+        XCTAssertGreaterThan(raw, 2, "without the clamp the holes leave [-1, 1]")
+        XCTAssertLessThanOrEqual(clipped, 1 + 1e-5, "with it they stay in range")
+        // Known pixels are y either way.
+        XCTAssertLessThan(TestSupport.maxDifference(try a.apply(outputs[1]), y), 1e-5)
+    }
+}

@@ -167,6 +167,7 @@ def main():
     p.add_argument("--holdout", action="store_true",
                    help="tune on the training hold-out photos (Tools/train/holdout.txt) instead; writes nothing to Benchmarks/")
     p.add_argument("--sr-only", action="store_true", help="with --holdout: only the ×4 SR task (quick η/step tuning)")
+    p.add_argument("--clip-x0", action="store_true", help="pass --clip-x0 to restore (x0 clamped to [-1, 1] at every step)")
     args = p.parse_args()
     import cv2
 
@@ -176,7 +177,7 @@ def main():
     rows = []
     started = time.time()
     items = crops(args.holdout)[: args.limit or None]
-    extra = ["--eta", str(args.eta)]
+    extra = ["--eta", str(args.eta)] + (["--clip-x0"] if args.clip_x0 else [])
     seconds = 0.0
     for i, (name, rgb) in enumerate(items):
         clean_path = work / f"{name}.png"
