@@ -66,7 +66,7 @@ public struct DDNMSampler {
     /// DDIM stochasticity η (official default 0.85).
     public let eta: Float
     /// Observation noise level σy on the model's [-1, 1] scale (twice the [0, 1] value the CLI takes).
-    public let sigmaY: Float
+    public private(set) var sigmaY: Float
     public let variant: Variant
 
     /// Replaces the block SVD an operator reports (tests inject the official LAPACK bases to replay runs).
@@ -77,6 +77,13 @@ public struct DDNMSampler {
     /// official DDNM code does not clip. A weak prior needs it: the bundled one diverges without it in
     /// unconditional sampling (its ε at large t, divided by √ᾱ_t ≈ 0.006, throws x0 far out of range).
     public var clipX0 = false
+
+    /// The same sampler for an observation whose noise is `factor` × σy (HiR's coarse levels average y).
+    public func scalingNoise(by factor: Float) -> DDNMSampler {
+        var copy = self
+        copy.sigmaY *= factor
+        return copy
+    }
 
     public init(schedule: NoiseSchedule = .linear(), timesteps: TimeTravelSchedule, eta: Float = 0.85, sigmaY: Float = 0, variant: Variant = .svd) throws {
         self.schedule = schedule

@@ -55,7 +55,7 @@ public final class ValidConvolutionOperator: TransposableOperator, @unchecked Se
             taps.append((kernelHeight - 1 - r, kernelWidth - 1 - c, kernel[r * kernelWidth + c] / total))
         } }
         self.taps = taps
-        let (m, n) = (height - kernelHeight + 1, width - kernelWidth + 1), bins = m * (n / 2 + 1)
+        let (m, n) = (height - kernelHeight + 1, width - kernelWidth + 1)
         fft = RealFFT2D(rows: m, columns: n)
         let real = fft.real
         // |F̂|² of the taps wrapped onto the observation grid (the circulant closest to A Aᵀ in the interior).
@@ -63,6 +63,7 @@ public final class ValidConvolutionOperator: TransposableOperator, @unchecked Se
         for t in taps { real[(t.dy % m) * n + t.dx % n] += t.w }
         fft.forward()
         let values = fft.spectrum
+        let bins = fft.bins
         preconditioner = (0..<bins).map { i in 1 / (values[2 * i] * values[2 * i] + values[2 * i + 1] * values[2 * i + 1] + threshold * threshold) }
     }
 
@@ -83,23 +84,23 @@ public final class ValidConvolutionOperator: TransposableOperator, @unchecked Se
     public func apply(_ x: Tensor) throws -> Tensor {
         let shape = try observationShape(for: x.shape)
         let out = try Tensor(shape: shape, repeating: 0)
-        correlate(x, into: out, batches: shape[0], channels: shape[3], transpose: false)
+        correlate(x.data, into: out.data, batches: shape[0], channels: shape[3], transpose: false)
         return out
     }
 
     public func applyTranspose(_ y: Tensor) throws -> Tensor {
         let shape = try imageShape(for: y.shape)
         let out = try Tensor(shape: shape, repeating: 0)
-        correlate(y, into: out, batches: shape[0], channels: shape[3], transpose: true)
+        correlate(y.data, into: out.data, batches: shape[0], channels: shape[3], transpose: true)
         return out
     }
 
     /// Observation row i against image rows i + dy, tap by tap: gathers image into samples (A) or scatters
-    /// samples into the image (Aᵀ), whole rows of C-interleaved values at a time.
-    private func correlate(_ input: Tensor, into out: Tensor, batches n: Int, channels c: Int, transpose: Bool) {
+    /// samples into the image (Aᵀ), adding to `out`, whole rows of C-interleaved values at a time.
+    private func correlate(_ input: UnsafePointer<Float>, into out: UnsafeMutablePointer<Float>, batches n: Int, channels c: Int, transpose: Bool) {
         for b in 0..<n { for i in 0..<rows { for t in taps {
             let image = ((b * height + i + t.dy) * width + t.dx) * c, sample = (b * rows + i) * columns * c
-            let (src, dst) = transpose ? (input.data + sample, out.data + image) : (input.data + image, out.data + sample)
+            let (src, dst) = transpose ? (input + sample, out + image) : (input + image, out + sample)
             for q in 0..<(columns * c) { dst[q] += t.w * src[q] }
         } } }
     }
@@ -122,15 +123,11 @@ public final class ValidConvolutionOperator: TransposableOperator, @unchecked Se
     /// (A Aᵀ + μ I) v (or A Aᵀ v) for one plane of the observation grid.
     private func normal(_ v: [Float], regularised: Bool = true) -> [Float] {
         var up = [Float](repeating: 0, count: height * width)
-        for i in 0..<rows { for t in taps {
-            let base = (i + t.dy) * width + t.dx
-            for j in 0..<columns { up[base + j] += t.w * v[i * columns + j] }
-        } }
         var out = [Float](repeating: 0, count: rows * columns)
-        for i in 0..<rows { for t in taps {
-            let base = (i + t.dy) * width + t.dx
-            for j in 0..<columns { out[i * columns + j] += t.w * up[base + j] }
-        } }
+        up.withUnsafeMutableBufferPointer { u in
+            v.withUnsafeBufferPointer { correlate($0.baseAddress!, into: u.baseAddress!, batches: 1, channels: 1, transpose: true) }
+            out.withUnsafeMutableBufferPointer { correlate(u.baseAddress!, into: $0.baseAddress!, batches: 1, channels: 1, transpose: false) }
+        }
         if regularised { for p in 0..<out.count { out[p] += mu * v[p] } }
         return out
     }

@@ -297,10 +297,7 @@ struct DDNMCommand: ParsableCommand {
             } else if let top = levels.first {
                 // The coarsest level in one pass, then each finer level by mask-shift windows guided by the one above.
                 for (index, level) in levels.enumerated() {
-                    var levelSampler = level.noiseScale == 1 ? sampler
-                        : try DDNMSampler(schedule: sampler.schedule, timesteps: sampler.timesteps, eta: sampler.eta,
-                                          sigmaY: sampler.sigmaY * level.noiseScale, variant: sampler.variant)
-                    levelSampler.clipX0 = sampler.clipX0
+                    let levelSampler = sampler.scalingNoise(by: level.noiseScale)
                     if index == 0 {
                         let progress = ProgressBar(label: "\((input as NSString).lastPathComponent) (global pass, ÷\(top.factor))", enabled: !io.quiet)
                         let result = try levelSampler.sample(observation: top.observation, operator: top.operator, imageShape: top.shape,
