@@ -57,7 +57,10 @@ final class DDNMGoldenTests: XCTestCase {
         let draws = try XCTUnwrap(info["noise_draws"] as? Int)
         let noise = RecordedGaussian(try (0..<draws).map { try Self.nhwc(try tensor(g, "\(name).noise.\($0)")) })
         var y: Tensor
-        if variant == .svd, sigmaY > 0 {
+        if variant == .svd, sigmaY > 0, a is WalshHadamardCSOperator {
+            // y = A(x_gt) + σy·n as the official run drew it: the [1, M] coefficient vector, already in our order.
+            y = try Tensor(shape: try a.observationShape(for: [1, 16, 16, 3]), values: try tensor(g, "\(name).y").values)
+        } else if variant == .svd, sigmaY > 0 {
             // y = A(x_gt) + σy·n as the official run drew it: the [1, 3·8·8] channel-major low-resolution vector.
             y = try SpectralGoldenTests.image(fromCHW: try tensor(g, "\(name).y"), side: 8)
         } else if variant == .svd {
@@ -82,8 +85,8 @@ final class DDNMGoldenTests: XCTestCase {
     private func assertRelativelyClose(_ actual: Tensor, _ expected: Tensor, _ tolerance: Float, _ message: String,
                                        file: StaticString = #filePath, line: UInt = #line) {
         XCTAssertEqual(actual.shape, expected.shape, message, file: file, line: line)
-        let maxRef = expected.values.map(abs).max() ?? 0
-        let maxDiff = zip(actual.values, expected.values).map { abs($0 - $1) }.max() ?? .infinity
+        let maxRef = TestSupport.maxAbs(expected.values)
+        let maxDiff = TestSupport.maxDifference(actual.values, expected.values)
         XCTAssertGreaterThan(maxRef, 1, message, file: file, line: line)
         XCTAssertLessThanOrEqual(maxDiff, tolerance * maxRef, "\(message): max|Δ| \(maxDiff), max|ref| \(maxRef)", file: file, line: line)
     }
@@ -110,6 +113,38 @@ final class DDNMGoldenTests: XCTestCase {
             try net(x, timesteps: [Float(t)], classLabels: nil)
         }, noise: &noise)
         assertRelativelyClose(result, expected, 1e-3, "\(name) (end to end)")
+        try checkObservation(name, a, sigmaY: sigmaY, variant: variant, y: y, g: g)
+        guard sigmaY == 0 else { return }
+        // The relative bar above is loose where it matters least: the random prior's x0 reaches |457| while the
+        // data lie in [-1, 1]. A x̂ is pinned to y by the method itself, so it is held to an absolute bar: an
+        // error in the correction that the relative bar would hide (0.34 absolute) shows here.
+        let consistency = TestSupport.maxDifference(try a.apply(result), try a.apply(expected))
+        XCTAssertLessThanOrEqual(consistency, Self.observationBar, "\(name): max|A x̂ − A x̂_official|")
+        XCTAssertLessThanOrEqual(TestSupport.maxDifference(try a.apply(result), y), Self.observationBar, "\(name): max|A x̂ − y|")
+    }
+
+    /// Absolute bar on observations (the data scale is [-1, 1]; float32 rounding of x0 ≈ 457 is 3e-5).
+    static let observationBar: Float = 2e-4
+
+    /// Our A of the official x_gt against the official y: the y the sampler sees is ours (σy = 0) or the
+    /// official one, and both must be the same observation. The SVD path's official y is a vector in the
+    /// operator's range order, so there the comparison is of the sorted values (the spectral goldens pin the
+    /// order); the simplified path's y is an image, compared pixel by pixel.
+    private func checkObservation(_ name: String, _ a: any DegradationOperator, sigmaY: Float, variant: DDNMSampler.Variant,
+                                  y: Tensor, g: Golden) throws {
+        let ours = try a.apply(try Self.nhwc(try tensor(g, "x_gt")))
+        if variant == .svd {
+            guard sigmaY == 0 else { return }
+            let official = try tensor(g, "\(name).y").values
+            var values = ours.values
+            if a is MaskOperator {  // ours keeps the image shape with zeros in the holes; the official y lists the kept pixels
+                let keep = try tensor(g, "inpaint.mask").values
+                values = values.enumerated().filter { keep[$0.offset / 3] == 1 }.map(\.element)
+            }
+            XCTAssertLessThanOrEqual(TestSupport.maxDifference(values.sorted(), official.sorted()), 1e-5, "\(name): A(x_gt) vs the official y")
+        } else {
+            XCTAssertLessThanOrEqual(TestSupport.maxDifference(ours, y), 1e-5, "\(name): A(x_gt) vs the official y")
+        }
     }
 
     func testSimplifiedSRMatchesOfficialWithRecordedEpsilon() throws { try checkWithRecordedEpsilon("simp_sr2", try AveragePoolingOperator(factor: 2)) }
@@ -158,6 +193,15 @@ final class DDNMGoldenTests: XCTestCase {
         try checkEndToEnd("svd_sr2_plus", try AveragePoolingOperator(factor: 2), sigmaY: 0.1, variant: .svd)
     }
 
+    /// DDNM+ on an SVD form (Walsh–Hadamard CS: its own Λ and Λ_noise, svd_operators.py:253-300), σy 0.3 on
+    /// the official noisy y: the branch of the sampler that takes `SVDFormProviding` operators.
+    func testSVDFormDDNMPlusMatchesOfficialWithRecordedEpsilon() throws {
+        try checkWithRecordedEpsilon("svd_wht_plus", try CompressedSensingGoldenTests.officialOperator(), sigmaY: 0.3, variant: .svd)
+    }
+    func testSVDFormDDNMPlusMatchesOfficialEndToEnd() throws {
+        try checkEndToEnd("svd_wht_plus", try CompressedSensingGoldenTests.officialOperator(), sigmaY: 0.3, variant: .svd)
+    }
+
     // MARK: Simplified path
 
     func testSimplifiedSRMatchesOfficialEndToEnd() throws { try checkEndToEnd("simp_sr2", try AveragePoolingOperator(factor: 2)) }
@@ -190,10 +234,28 @@ final class DDNMClipTests: XCTestCase {
             var noise = SeededGaussian(seed: 3)
             outputs.append(try sampler.sample(observation: y, operator: a, imageShape: [1, 16, 16, 3], predictNoise: wild, noise: &noise))
         }
-        let (raw, clipped) = (outputs[0].values.map(abs).max()!, outputs[1].values.map(abs).max()!)
+        let (raw, clipped) = (TestSupport.maxAbs(outputs[0].values), TestSupport.maxAbs(outputs[1].values))
         XCTAssertGreaterThan(raw, 2, "without the clamp the holes leave [-1, 1]")
         XCTAssertLessThanOrEqual(clipped, 1 + 1e-5, "with it they stay in range")
         // Known pixels are y either way.
         XCTAssertLessThan(TestSupport.maxDifference(try a.apply(outputs[1]), y), 1e-5)
+    }
+}
+
+/// The README's promise: `--paper` at σy = 0 is exactly the SVD path's DDIM step (γ/σ_t = 1), while the
+/// simplified path's σ_t quirk (√(1 − ᾱ'²)) makes it differ.
+final class DDNMPaperVariantTests: XCTestCase {
+    func testPaperVariantAtZeroSigmaEqualsTheSVDStep() throws {
+        let a = try AveragePoolingOperator(factor: 2)
+        let y = try a.apply(try TestSupport.random([1, 16, 16, 3], seed: 5))
+        let predictor: NoisePredictor = { x, t in try scale(x, by: 0.3 + Float(t) / 2000) }
+        func run(_ variant: DDNMSampler.Variant) throws -> Tensor {
+            let sampler = try DDNMSampler(timesteps: try TimeTravelSchedule(samplingSteps: 10), eta: 0.85, variant: variant)
+            var noise = SeededGaussian(seed: 11)
+            return try sampler.sample(observation: y, operator: a, imageShape: [1, 16, 16, 3], predictNoise: predictor, noise: &noise)
+        }
+        let (svd, paper, simplified) = (try run(.svd), try run(.paper), try run(.simplified))
+        XCTAssertLessThanOrEqual(TestSupport.maxDifference(paper, svd), 1e-6 * TestSupport.maxAbs(svd.values))
+        XCTAssertGreaterThan(TestSupport.spread(simplified.values, svd.values), 1e-3, "the simplified quirk must show")
     }
 }

@@ -31,7 +31,7 @@ final class DreamCleanTests: XCTestCase {
             let s = try DreamCleanSampler(tau: 400, inversionSteps: steps, samplingSteps: steps, gamma: 0)
             errors.append(TestSupport.maxDifference(try s.restore(image, predictNoise: linear, noise: &noise), image))
         }
-        let peak = image.values.map(abs).max() ?? 1
+        let peak = TestSupport.maxAbs(image.values)
         XCTAssertLessThan(errors[1], 0.02 * peak, "errors \(errors)")
         XCTAssertLessThan(errors[2], 0.5 * errors[0], "errors \(errors)")
         XCTAssertGreaterThan(errors[0], 0, "the linear network is not exact: the test can tell")

@@ -279,7 +279,7 @@ final class MaskShiftTests: XCTestCase {
             let whole = PixelRect(y: 0, x: 0, height: h, width: w)
             let (wholeA, wholeObserved) = try a.window(whole, imageShape: [1, h, w, 3])
             let (ax, yy) = periodic ? (try wholeA.apply(x), try y.crop(wholeObserved)) : (try a.apply(x), y)
-            let residual = TestSupport.maxDifference(ax, yy), scale = yy.values.map(abs).max() ?? 1
+            let residual = TestSupport.maxDifference(ax, yy), scale = TestSupport.maxAbs(yy.values)
             print("\(spec): ‖A x̂ − y‖∞ \(residual) (max|y| \(scale)), \(plan.rects.count) windows")
             let r = try subtract(ax, yy)
             let rms = (r.values.reduce(0) { $0 + Double($1 * $1) } / Double(r.count)).squareRoot()

@@ -34,7 +34,7 @@ final class OperatorPropertyTests: XCTestCase {
             let ax = try a.apply(x)
             let aApA = try a.apply(try a.pseudoInverse(ax))
             XCTAssertLessThan(maxAbsDifference(aApA, ax), 1e-5, a.spec)
-            XCTAssertGreaterThan(ax.values.map(abs).max()!, 0.1, "A x is trivially small for \(a.spec)")
+            XCTAssertGreaterThan(TestSupport.maxAbs(ax.values), 0.1, "A x is trivially small for \(a.spec)")
         }
     }
 
@@ -159,7 +159,7 @@ final class SVDPathDDNMPlusTests: XCTestCase {
             XCTAssertTrue(x.values.allSatisfy(\.isFinite))
             results.append(x.values)
         }
-        XCTAssertGreaterThan(zip(results[0], results[1]).map { abs($0 - $1) }.max() ?? 0, 1e-3)
+        XCTAssertGreaterThan(TestSupport.spread(results[0], results[1]), 1e-3)
     }
 
     /// The same for the separable blurs, bicubic and the FFT kernel path (their own Λ / Λ_noise); a
@@ -179,7 +179,7 @@ final class SVDPathDDNMPlusTests: XCTestCase {
                 XCTAssertTrue(x.values.allSatisfy(\.isFinite), spec)
                 results.append(x.values)
             }
-            XCTAssertGreaterThan(zip(results[0], results[1]).map { abs($0 - $1) }.max() ?? 0, 1e-3, spec)
+            XCTAssertGreaterThan(TestSupport.spread(results[0], results[1]), 1e-3, spec)
         }
         let composite = try OperatorSpec.parse("gray,pool:2", loadMask: { _ in throw OperatorError("no mask") })
         let sampler = try DDNMSampler(timesteps: try TimeTravelSchedule(samplingSteps: 2), sigmaY: 0.2)

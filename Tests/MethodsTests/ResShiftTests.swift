@@ -30,7 +30,7 @@ final class ResShiftTests: XCTestCase {
     }
 
     private func relativeError(_ a: Tensor, _ b: Tensor) -> Float {
-        let scale = max(b.values.map(abs).max() ?? 0, 1e-12)
+        let scale = max(TestSupport.maxAbs(b.values), 1e-12)
         return TestSupport.maxDifference(a, b) / scale
     }
 

@@ -51,8 +51,8 @@ final class SpectralGoldenTests: XCTestCase {
             let noise = try DDNMPlusSpectral.noise(z, eps, blocks, a: args[0], sigmaY: args[1], sigmaT: args[2], eta: args[3], denoising: denoising)
             for (name, got, key) in [("Λ", lambda, "\(prefix).lambda.\(k).out"), ("Λ_noise", noise, "\(prefix).lambda_noise.\(k).out")] {
                 let expected = try Self.image(fromCHW: try t(f, key))
-                let maxRef = expected.values.map(abs).max() ?? 0
-                let maxDiff = zip(got.values, expected.values).map { abs($0 - $1) }.max() ?? .infinity
+                let maxRef = TestSupport.maxAbs(expected.values)
+                let maxDiff = TestSupport.maxDifference(got.values, expected.values)
                 XCTAssertGreaterThan(maxRef, 0.05, "\(prefix) \(name) \(k)")
                 XCTAssertLessThanOrEqual(maxDiff, 1e-5 * max(maxRef, 1), "\(prefix) \(name) call \(k): max|Δ| \(maxDiff)")
             }
@@ -100,15 +100,15 @@ final class SeparableGoldenTests: XCTestCase {
         let expectedY = try SpectralGoldenTests.image(fromCHW: ax, side: observationSide)
         let expectedPinv = try SpectralGoldenTests.image(fromCHW: apinv)
         for (name, got, want) in [("A", y, expectedY), ("A†A", try a.pseudoInverse(y), expectedPinv)] {
-            let maxRef = want.values.map(abs).max() ?? 0
-            let maxDiff = zip(got.values, want.values).map { abs($0 - $1) }.max() ?? .infinity
+            let maxRef = TestSupport.maxAbs(want.values)
+            let maxDiff = TestSupport.maxDifference(got.values, want.values)
             XCTAssertGreaterThan(maxRef, 0.05, "\(prefix) \(name)", file: file, line: line)
             XCTAssertLessThanOrEqual(maxDiff, 2e-4 * maxRef, "\(prefix) \(name): max|Δ| \(maxDiff), max|ref| \(maxRef)", file: file, line: line)
         }
         // Ã Ã† Ã = Ã on random data, and the truncation bound ‖(A − Ã)x‖ ≤ τ‖x‖ is implied by matching A above.
         let z = try SpectralGoldenTests.image(fromCHW: x)
         let az = try a.apply(z), aPinvA = try a.apply(try a.pseudoInverse(az))
-        XCTAssertLessThan(zip(az.values, aPinvA.values).map { abs($0 - $1) }.max() ?? 1, 1e-4, "\(prefix) Ã Ã† Ã = Ã", file: file, line: line)
+        XCTAssertLessThan(TestSupport.maxDifference(az.values, aPinvA.values), 1e-4, "\(prefix) Ã Ã† Ã = Ã", file: file, line: line)
     }
 
     func testBicubicSRMatchesOfficialSRConv() throws { try compare("bicubic2", "bicubic:2", observationSide: 8) }
@@ -132,14 +132,14 @@ final class SeparableGoldenTests: XCTestCase {
         let expected = try SeparableOperator.product(image, mv, 16, mh, 16)
         let a = try OperatorSpec.parse(spec, referenceExact: true, loadMask: { _ in throw OperatorError("no mask") })
         let got = try a.apply(image)
-        let maxRef = expected.values.map(abs).max() ?? 0, maxDiff = zip(got.values, expected.values).map { abs($0 - $1) }.max() ?? 1
+        let maxRef = TestSupport.maxAbs(expected.values), maxDiff = TestSupport.maxDifference(got.values, expected.values)
         XCTAssertGreaterThan(maxRef, 0.05)
         XCTAssertLessThanOrEqual(maxDiff, 2e-4 * maxRef, "\(prefix): max|Δ| \(maxDiff)")
         let aPinvA = try a.apply(try a.pseudoInverse(got))
-        XCTAssertLessThan(zip(aPinvA.values, got.values).map { abs($0 - $1) }.max() ?? 1, 1e-4, "\(prefix) Ã Ã† Ã = Ã")
+        XCTAssertLessThan(TestSupport.maxDifference(aPinvA.values, got.values), 1e-4, "\(prefix) Ã Ã† Ã = Ã")
         // Without reference-exact, all k taps are used: a different (the intended) operator.
         let full = try OperatorSpec.parse(spec, loadMask: { _ in throw OperatorError("no mask") }).apply(image)
-        XCTAssertGreaterThan(zip(full.values, got.values).map { abs($0 - $1) }.max() ?? 0, 1e-3, "\(prefix): k taps vs k − 1 taps")
+        XCTAssertGreaterThan(TestSupport.spread(full.values, got.values), 1e-3, "\(prefix): k taps vs k − 1 taps")
     }
 
     func testUniformDeblurMatchesOfficialMatrices() throws { try compareBlur("deblur_uni", "blur:uni") }
@@ -162,7 +162,7 @@ final class SeparableGoldenTests: XCTestCase {
         injected.horizontal.v = officialV
         // Our untruncated 1-D singulars equal the official `singulars_small_orig`.
         let officialS = try t(f, "\(prefix).state.singulars_small_orig").values
-        XCTAssertLessThan(zip(a.spectrum.vertical.singulars, officialS).map { abs($0 - $1) }.max() ?? 1, 1e-5)
+        XCTAssertLessThan(TestSupport.maxDifference(a.spectrum.vertical.singulars, officialS), 1e-5)
         let vec = try SpectralGoldenTests.image(fromCHW: try t(f, "lambda_inputs.vec"))
         let z = try SpectralGoldenTests.image(fromCHW: try t(f, "lambda_inputs.z")), eps = try SpectralGoldenTests.image(fromCHW: try t(f, "lambda_inputs.eps"))
         for k in 0..<3 {
@@ -171,13 +171,13 @@ final class SeparableGoldenTests: XCTestCase {
             let noise = try injected.noise(z, eps, a: args[0], sigmaY: args[1], sigmaT: args[2], eta: args[3])
             for (name, got, key) in [("Λ", lambda, "\(prefix).lambda.\(k).out"), ("Λ_noise", noise, "\(prefix).lambda_noise.\(k).out")] {
                 let expected = try SpectralGoldenTests.image(fromCHW: try t(f, key))
-                let maxRef = expected.values.map(abs).max() ?? 0
-                let maxDiff = zip(got.values, expected.values).map { abs($0 - $1) }.max() ?? .infinity
+                let maxRef = TestSupport.maxAbs(expected.values)
+                let maxDiff = TestSupport.maxDifference(got.values, expected.values)
                 XCTAssertGreaterThan(maxRef, 0.05, "\(prefix) \(name) \(k)")
                 XCTAssertLessThanOrEqual(maxDiff, 1e-4 * max(maxRef, 1), "\(prefix) \(name) call \(k): max|Δ| \(maxDiff)")
             }
             if k == 0 {  // the mixed-branch call really changes the vector
-                XCTAssertGreaterThan(zip(lambda.values, vec.values).map { abs($0 - $1) }.max() ?? 0, 1e-2, "\(prefix): Λ ≠ I")
+                XCTAssertGreaterThan(TestSupport.spread(lambda.values, vec.values), 1e-2, "\(prefix): Λ ≠ I")
             }
         }
     }
@@ -194,11 +194,11 @@ final class SeparableGoldenTests: XCTestCase {
             XCTAssertTrue(a.ddnmPlusAvailable(imageShape: [1, 16, 16, 3]), spec)
             let u = try TestSupport.random([1, 16, 16, 3], seed: 11), w = try TestSupport.random([1, 16, 16, 3], seed: 12)
             let identity = try a.ddnmPlusLambda(u, a: 0.7, sigmaY: 0, sigmaT: 0.5, eta: 0.85)
-            XCTAssertLessThan(zip(identity.values, u.values).map { abs($0 - $1) }.max() ?? 1, 1e-4, "\(spec): Λ = I at σy = 0")
+            XCTAssertLessThan(TestSupport.maxDifference(identity.values, u.values), 1e-4, "\(spec): Λ = I at σy = 0")
             let lu = try a.ddnmPlusLambda(u, a: 0.95, sigmaY: 0.5, sigmaT: 0.31, eta: 0.85), lw = try a.ddnmPlusLambda(w, a: 0.95, sigmaY: 0.5, sigmaT: 0.31, eta: 0.85)
             let left = zip(lu.values, w.values).reduce(Float(0)) { $0 + $1.0 * $1.1 }, right = zip(u.values, lw.values).reduce(Float(0)) { $0 + $1.0 * $1.1 }
             XCTAssertEqual(left, right, accuracy: 1e-3 * abs(left) + 1e-3, "\(spec): Λ symmetric")
-            XCTAssertGreaterThan(zip(lu.values, u.values).map { abs($0 - $1) }.max() ?? 0, 1e-2, "\(spec): Λ ≠ I at σy > 0")
+            XCTAssertGreaterThan(TestSupport.spread(lu.values, u.values), 1e-2, "\(spec): Λ ≠ I at σy > 0")
             let zeros = try Tensor(shape: [1, 16, 16, 3], repeating: 0)
             let n = try a.ddnmPlusNoise(zeros, w, a: 0.7, sigmaY: 0, sigmaT: 0.5, eta: 0)
             let norm = { (t: Tensor) in t.values.reduce(Float(0)) { $0 + $1 * $1 }.squareRoot() }
@@ -232,12 +232,12 @@ final class CompressedSensingGoldenTests: XCTestCase {
         let y = try a.apply(x)
         XCTAssertEqual(y.shape, [1, 64, 1, 3])
         let expectedY = try XCTUnwrap(f.tensors["wht.A"]).values
-        XCTAssertLessThan(zip(y.values, expectedY).map { abs($0 - $1) }.max() ?? 1, 1e-5 * (expectedY.map(abs).max() ?? 1))
+        XCTAssertLessThan(TestSupport.maxDifference(y.values, expectedY), 1e-5 * TestSupport.maxAbs((expectedY)))
         let pinv = try a.pseudoInverse(y)
         let expectedPinv = try SpectralGoldenTests.image(fromCHW: try XCTUnwrap(f.tensors["wht.Apinv"]))
-        XCTAssertLessThan(zip(pinv.values, expectedPinv.values).map { abs($0 - $1) }.max() ?? 1, 1e-5 * (expectedPinv.values.map(abs).max() ?? 1))
+        XCTAssertLessThan(TestSupport.maxDifference(pinv.values, expectedPinv.values), 1e-5 * TestSupport.maxAbs((expectedPinv.values)))
         // A A† = I on the kept coefficients (orthonormal rows).
-        XCTAssertLessThan(zip(try a.apply(pinv).values, y.values).map { abs($0 - $1) }.max() ?? 1, 1e-5)
+        XCTAssertLessThan(TestSupport.maxDifference(try a.apply(pinv).values, y.values), 1e-5)
     }
 
     func testSeededPermutationRepeatsAndSpecsParse() throws {
@@ -269,10 +269,10 @@ final class BlockCSTests: XCTestCase {
         // Official y: channel-major [C][block][k]; ours: [block·k][C].
         let expected = try Tensor(uninitializedShape: y.shape)
         for ch in 0..<3 { for k in 0..<m { expected.data[k * 3 + ch] = ax.data[ch * m + k] } }
-        XCTAssertLessThan(zip(y.values, expected.values).map { abs($0 - $1) }.max() ?? 1, 1e-4 * (expected.values.map(abs).max() ?? 1))
+        XCTAssertLessThan(TestSupport.maxDifference(y.values, expected.values), 1e-4 * TestSupport.maxAbs((expected.values)))
         let back = try a.pseudoInverse(y)
         let expectedBack = try SpectralGoldenTests.image(fromCHW: apinv, side: 32)
-        XCTAssertLessThan(zip(back.values, expectedBack.values).map { abs($0 - $1) }.max() ?? 1, 1e-4 * (expectedBack.values.map(abs).max() ?? 1))
+        XCTAssertLessThan(TestSupport.maxDifference(back.values, expectedBack.values), 1e-4 * TestSupport.maxAbs((expectedBack.values)))
     }
 
     func testSeededBasisIsOrthonormalAndRepeats() throws {
@@ -285,7 +285,7 @@ final class BlockCSTests: XCTestCase {
         XCTAssertEqual(try a.imageShape(for: [1, 4 * a.kept, 1, 3]), [1, 64, 64, 3], "a flat vector is a square image")
         XCTAssertEqual(try a.observationShape(for: [1, 64, 32, 3]), [1, 2, a.kept, 3])
         XCTAssertThrowsError(try a.observationShape(for: [1, 64, 40, 3])) { XCTAssertTrue("\($0)".contains("multiples of 32"), "\($0)") }
-        XCTAssertLessThan(zip(try a.apply(try a.pseudoInverse(y)).values, y.values).map { abs($0 - $1) }.max() ?? 1, 1e-4, "A A† = I")
+        XCTAssertLessThan(TestSupport.maxDifference(try a.apply(try a.pseudoInverse(y)).values, y.values), 1e-4, "A A† = I")
     }
 }
 
@@ -308,7 +308,7 @@ final class SVDFormGoldenTests: XCTestCase {
         ]
         for (name, got, want) in cases {
             XCTAssertEqual(got.count, want.count, "\(prefix) \(name) length", file: file, line: line)
-            let maxRef = want.map(abs).max() ?? 0, maxDiff = zip(got, want).map { abs($0 - $1) }.max() ?? .infinity
+            let maxRef = TestSupport.maxAbs(want), maxDiff = TestSupport.maxDifference(got, want)
             XCTAssertGreaterThan(maxRef, 0, "\(prefix) \(name)", file: file, line: line)
             XCTAssertLessThanOrEqual(maxDiff, 1e-5 * max(maxRef, 1), "\(prefix) \(name): max|Δ| \(maxDiff)", file: file, line: line)
         }
@@ -351,7 +351,7 @@ final class SVDFormGoldenTests: XCTestCase {
         let y = pool.u((0..<s.count).map { s[$0] * spectral[$0] })
         let direct = try AveragePoolingOperator(factor: 4).apply(image)
         for c in 0..<3 { for p in 0..<16 { XCTAssertEqual(y[c * 16 + p], direct.data[p * 3 + c], accuracy: 1e-5) } }
-        XCTAssertEqual(pool.v(spectral).enumerated().map { abs($0.element - chw[$0.offset]) }.max() ?? 1, 0, accuracy: 1e-5, "V Vᵀ = I")
+        XCTAssertEqual(TestSupport.maxDifference(pool.v(spectral), chw), 0, accuracy: 1e-5, "V Vᵀ = I")
     }
 }
 
@@ -391,7 +391,7 @@ extension SVDFormGoldenTests {
             for (name, got, want) in [("Vt", svd.vt(x), try official("\(prefix).Vt")), ("V", svd.v(x), try official("\(prefix).V")),
                                       ("Ut", svd.ut(try official("\(prefix).A")), try official("\(prefix).Ut")),
                                       ("U", svd.u(try official("\(prefix).r")), try official("\(prefix).U"))] {
-                let maxRef = want.map(abs).max() ?? 0, maxDiff = zip(got, want).map { abs($0 - $1) }.max() ?? .infinity
+                let maxRef = TestSupport.maxAbs(want), maxDiff = TestSupport.maxDifference(got, want)
                 XCTAssertLessThanOrEqual(maxDiff, 1e-5 * max(maxRef, 1), "\(prefix) \(name): max|Δ| \(maxDiff)")
             }
             let sorted = try official("\(prefix).state._singulars")
@@ -412,7 +412,7 @@ extension SpectralGoldenTests {
             let noise = DDNMPlusSVD.noise(z, eps, svd, raw: svd.raw, a: args[0], sigmaY: args[1], sigmaT: args[2], eta: args[3])
             for (name, got, key) in [("Λ", lambda, "wht.lambda.\(k).out"), ("Λ_noise", noise, "wht.lambda_noise.\(k).out")] {
                 let want = try t(f, key).values
-                let maxRef = want.map(abs).max() ?? 0, maxDiff = zip(got, want).map { abs($0 - $1) }.max() ?? .infinity
+                let maxRef = TestSupport.maxAbs(want), maxDiff = TestSupport.maxDifference(got, want)
                 XCTAssertGreaterThan(maxRef, 0.05)
                 XCTAssertLessThanOrEqual(maxDiff, 1e-5 * max(maxRef, 1), "wht \(name) \(k): max|Δ| \(maxDiff)")
             }

@@ -559,11 +559,14 @@ CASES = [
     ("simp_inpaint", "simplified", "inpainting", 0.0, 0.0, 10, 1, 1),
     ("simp_sr2_sigma", "simplified", "sr_averagepooling", 2.0, 0.1, 10, 1, 1),
     ("simp_travel", "simplified", "sr_averagepooling", 2.0, 0.0, 10, 2, 2),
+    # appended (seeds are 20000 + index, so earlier cases keep their draws): DDNM+ on an SVD form, WHT's own
+    # Lambda / Lambda_noise (svd_operators.py:253-300); sigma_y 0.3 puts several steps past the threshold.
+    ("svd_wht_plus", "svd", "cs_walshhadamard", 0.25, 0.3, 10, 1, 1),
 ]
 
 
 # cases that also store the model outputs CASE.et.K (size budget); together they cover every sampler branch
-ET_CASES = ("svd_sr2", "svd_sr2_plus", "svd_sr2_travel", "simp_sr2", "simp_sr2_sigma", "simp_travel")
+ET_CASES = ("svd_sr2", "svd_sr2_plus", "svd_sr2_travel", "simp_sr2", "simp_sr2_sigma", "simp_travel", "svd_wht_plus")
 
 
 def alphas_bar(betas):
@@ -640,7 +643,9 @@ def make_trajectories(off, model, cfg, workdir, mask, wht_perm, out):
         g = torch.Generator().manual_seed(20000 + ci)
         noise = [torch.randn(1, 3, S, S, generator=g) for _ in range(1 + len(pairs))]
         add_noise = path == "svd" and sigma_y > 0
-        pre = [torch.randn(1, 3, S // 2, S // 2, generator=g)] if add_noise else []
+        # y's noise has y's shape as diffusion.py:538-551 leaves it: [1, 3, 8, 8] for SR, the [1, M] vector for CS
+        y_shape = (1, 3 * S * S // round(1 / scale)) if deg.startswith("cs") else (1, 3, S // 2, S // 2)
+        pre = [torch.randn(*y_shape, generator=g)] if add_noise else []
         tape = NoiseTape(pre + noise)
         rec = ModelRecorder(model)
         torch.manual_seed(1234)  # as main.py; only WHT's randperm consumes the global RNG
@@ -673,7 +678,7 @@ def make_trajectories(off, model, cfg, workdir, mask, wht_perm, out):
                 info["perm"] = f"{name}.perm (same as operators wht.perm; torch.randperm(256) after manual_seed(1234))"
             if add_noise:
                 tensors[f"{name}.y_noise"] = pre[0]
-                info["y_noise"] = (f"y = A(x_gt) reshaped [1,3,8,8] + sigma_y * {name}.y_noise (official "
+                info["y_noise"] = (f"y = A(x_gt) reshaped {list(pre[0].shape)} + sigma_y * {name}.y_noise (official "
                                    "get_gaussian_noisy_img, --add_noise); drawn before x_T, not part of noise.K")
             ref = replay(path, model, betas, pairs, noise, y, ETA, sigma_y, True, A_funcs=A_funcs)
             base = replay(path, model, betas, pairs, noise, y, ETA, sigma_y, False, A_funcs=A_funcs)
