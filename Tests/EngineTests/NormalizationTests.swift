@@ -49,6 +49,29 @@ final class NormalizationTests: XCTestCase {
         }
     }
 
+    /// Groups with variance ~1e-6, where ε decides the result: ε 1e-5 vs 1e-6, and ε inside vs outside the square
+    /// root, all move the output by a factor ≥ 1.5 here (on O(1)-variance data they are invisible). Each ε is
+    /// also checked against the other's reference, so a test that cannot tell them apart fails.
+    func testGroupNormEpsilonMattersOnLowVarianceGroups() throws {
+        try onEveryKernelPath {
+            let f = try Fixture("group_norm_low_variance")
+            for tag in ["a", "b"] {
+                for (name, epsilon, other) in [("1e-5", Float(1e-5), "1e-6"), ("1e-6", Float(1e-6), "1e-5")] {
+                    let groups = try f.int("groups_\(tag)")
+                    let plain = try groupNorm(try f["x_\(tag)"], groups: groups, weight: try f["weight_\(tag)"], bias: try f["bias_\(tag)"],
+                                              epsilon: epsilon)
+                    assertClose(plain, try f["gn_\(tag)_\(name)"], relativeTolerance: 1e-4, "\(tag) ε \(name)")
+                    let fused = try groupNorm(try f["x_\(tag)"], groups: groups, weight: try f["weight_\(tag)"], bias: try f["bias_\(tag)"],
+                                              epsilon: epsilon, scale: try f["scale_\(tag)"], shift: try f["shift_\(tag)"], silu: true)
+                    assertClose(fused, try f["gn_scale_shift_silu_\(tag)_\(name)"], relativeTolerance: 1e-4, "\(tag) ε \(name) scale-shift SiLU")
+                    let wrong = try f["gn_\(tag)_\(other)"]
+                    let gap = zip(plain.values, wrong.values).reduce(Float(0)) { max($0, abs($1.0 - $1.1)) }
+                    XCTAssertGreaterThan(gap, 0.1 * (wrong.values.reduce(Float(0)) { max($0, abs($1)) }), "ε \(name) vs \(other) must differ here")
+                }
+            }
+        }
+    }
+
     /// A mean 10⁴ times the spread: a one-pass E[x²] − E[x]² in Float would lose every digit of the variance.
     func testGroupNormKeepsPrecisionUnderLargeMean() throws {
         try onEveryKernelPath {

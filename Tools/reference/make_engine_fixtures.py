@@ -85,6 +85,26 @@ def group_norm():
     }, {"groups": groups, "eps": "1e-5", "groups2": groups2, "eps2": "1e-6"}
 
 
+def group_norm_low_variance():
+    """Groups whose variance (~1e-6) is of the order of epsilon, where epsilon decides the result: 1e-5 vs 1e-6
+    (ADM vs DDPM/LDM) and epsilon inside vs outside the square root all differ by a factor of 1.5 or more.
+    Computed in float64 (the reference is exact) and stored as float32."""
+    out, meta = {}, {}
+    for tag, (c, groups) in {"a": (96, 32), "b": (36, 6)}.items():
+        x = (torch.randn(2, c, 5, 7, dtype=torch.float64) * 1e-3 + 0.01).float()
+        weight, bias = torch.randn(c), torch.randn(c)
+        scale, shift = torch.randn(2, c) * 0.5, torch.randn(2, c)
+        out[f"x_{tag}"], out[f"weight_{tag}"], out[f"bias_{tag}"] = nhwc(x), weight.numpy(), bias.numpy()
+        out[f"scale_{tag}"], out[f"shift_{tag}"] = scale.numpy(), shift.numpy()
+        meta[f"groups_{tag}"] = groups
+        for eps_name, eps in (("1e-5", 1e-5), ("1e-6", 1e-6)):
+            plain = F.group_norm(x.double(), groups, weight.double(), bias.double(), eps)
+            ss = F.silu(plain * (1 + scale.double()[:, :, None, None]) + shift.double()[:, :, None, None])
+            out[f"gn_{tag}_{eps_name}"] = nhwc(plain.float())
+            out[f"gn_scale_shift_silu_{tag}_{eps_name}"] = nhwc(ss.float())
+    return out, meta
+
+
 def layer_norm():
     c = 20
     x = torch.randn(2, c, 3, 5) * 1.5 + 0.7  # NCHW; normalised over channels per pixel
@@ -195,6 +215,7 @@ GENERATORS = {
     "activations": activations,
     "softmax": softmax,
     "group_norm": group_norm,
+    "group_norm_low_variance": group_norm_low_variance,
     "layer_norm": layer_norm,
     "embedding": embedding,
     "vector_quantizer": vector_quantizer,
