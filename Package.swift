@@ -15,6 +15,7 @@ let package = Package(
         .library(name: "Networks", targets: ["Networks"]),
         .library(name: "Operators", targets: ["Operators"]),
         .library(name: "Methods", targets: ["Methods"]),
+        .library(name: "Restoration", targets: ["Restoration"]),
         .executable(name: "restore", targets: ["restore"]),
     ],
     dependencies: [
@@ -47,10 +48,13 @@ let package = Package(
         .target(name: "Operators", dependencies: ["Engine", "CFFTW"]),
         // Samplers (DDNM, …): functions of a noise-prediction closure and a schedule; they never know the network.
         .target(name: "Methods", dependencies: ["Engine", "Operators"]),
+        // The public API the CLI, the service and batch workers share (growing: today the report's figures —
+        // quality metrics, consistency, model hashes; pipelines move here from the CLI next).
+        .target(name: "Restoration", dependencies: ["Engine", "Operators"]),
         .executableTarget(
             name: "restore",
             dependencies: [
-                "Engine", "ImageIO", "Checkpoints", "Networks", "Operators", "Methods",
+                "Engine", "ImageIO", "Checkpoints", "Networks", "Operators", "Methods", "Restoration",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -63,6 +67,7 @@ let package = Package(
         .testTarget(name: "CheckpointsTests", dependencies: ["Checkpoints"], resources: [.copy("Fixtures")]),
         .testTarget(name: "MethodsTests", dependencies: ["Methods", "Operators", "Networks", "Checkpoints", "Engine"], resources: [.copy("Fixtures")]),
         .testTarget(name: "NetworksTests", dependencies: ["Networks", "Checkpoints", "Engine"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "RestorationTests", dependencies: ["Restoration", "Operators", "Engine"], resources: [.copy("Fixtures")]),
         // Runs the built `restore` binary as a user would: exit codes, one-line errors, no partial output.
         .testTarget(name: "CLITests", dependencies: ["restore", "ImageIO", "Checkpoints", "Engine", "Networks"]),
     ]

@@ -1,7 +1,8 @@
 import ArgumentParser
-import Foundation
 import Engine
+import Foundation
 import Networks
+import Restoration
 
 /// The diffusion prior flags every method shares (`--model`, `--preset`, `--model-config`, `--class`) and
 /// their loading: the bundled prior by default, presets detected from keys and shapes, one-line errors.

@@ -6,6 +6,7 @@ import ImageIO
 import Methods
 import Networks
 import Operators
+import Restoration
 
 /// `restore resshift`: few-step ×4 super-resolution (and inpainting) by residual shifting.
 struct ResShiftCommand: ParsableCommand {

@@ -1,9 +1,10 @@
 import Foundation
 
 /// SHA-256 (FIPS 180-4) of a file, streamed in 4 MiB blocks: the model hash in every report.
-enum SHA256 {
-    static func hex(ofFile path: String) throws -> String {
-        guard let handle = FileHandle(forReadingAtPath: path) else { throw CommandFailure("cannot open the file (\(path))") }
+public enum SHA256 {
+    /// The lower-case hex digest of the file at `path`.
+    public static func hex(ofFile path: String) throws -> String {
+        guard let handle = FileHandle(forReadingAtPath: path) else { throw RestorationError("cannot open the file (\(path))") }
         defer { try? handle.close() }
         var state = initial
         var pending: [UInt8] = []
