@@ -11,6 +11,10 @@ import Musl
 /// the temporary file is then renamed (or, when overwriting is not allowed, hard-linked) into place.
 /// On any failure the temporary file is removed.
 enum AtomicFileWriter {
+    /// Called with the target path once the temporary file is complete and synced, just before it gets its
+    /// name, on every write (crash tests pause the process here and kill it: `ImageWriter.pauseBeforeCommit`).
+    nonisolated(unsafe) static var everyCommit: ((String) -> Void)?
+
     /// Writes `bytes` to `path`. When `overwrite` is false an existing file is never replaced, even if
     /// it appears between the caller's checks and the commit. `beforeCommit` runs after the temporary
     /// file is complete and synced, just before it is moved into place (tests use it to inject failures).
@@ -40,6 +44,7 @@ enum AtomicFileWriter {
         guard fsync(descriptor) == 0 else { throw .writeFailed(path: path, reason: FileSystem.reason(errno)) }
         isOpen = false
         guard close(descriptor) == 0 else { throw .writeFailed(path: path, reason: FileSystem.reason(errno)) }
+        everyCommit?(path)
         try beforeCommit()
         if overwrite {
             guard rename(temporaryPath, path) == 0 else {
@@ -70,6 +75,7 @@ enum AtomicFileWriter {
         defer { close(descriptor) }
         try content(descriptor)
         guard fsync(descriptor) == 0 else { throw .writeFailed(path: path, reason: FileSystem.reason(errno)) }
+        everyCommit?(path)
         try beforeCommit()
         let handle = "/proc/self/fd/\(descriptor)"
         let atFDCWD: Int32 = -100, atSymlinkFollow: Int32 = 0x400

@@ -35,6 +35,15 @@ public enum ImageWriter {
                   beforeCommit: {})
     }
 
+    /// A hook for crash tests, run on every write with the target path when the complete file is synced
+    /// but has no name yet (an unnamed O_TMPFILE on Linux, else a hidden temporary file): `restore` sets it
+    /// from `RESTORE_TEST_PAUSE_BEFORE_COMMIT` so a test can kill -9 the process exactly there. Set it before
+    /// any write starts; it is not synchronised.
+    public static var pauseBeforeCommit: ((String) -> Void)? {
+        get { AtomicFileWriter.everyCommit }
+        set { AtomicFileWriter.everyCommit = newValue }
+    }
+
     /// `write(_:to:format:text:overwrite:protecting:)` with a hook run just before the commit (tests).
     static func write(_ image: Image, to path: String, format: ImageFileFormat?, text: [String: String],
                       overwrite: Bool, protecting inputs: [String],

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Engine
 import Foundation
+import ImageIO
 
 /// The `restore` command: one subcommand per method, plus tools.
 @main
@@ -23,6 +24,13 @@ struct Restore: ParsableCommand {
         guard CPU.hasAVX2FMA else {
             FileHandle.standardError.write(Data("restore: error: this CPU lacks AVX2/FMA, which this build requires (rebuild without -target-cpu, or use a newer CPU)\n".utf8))
             Foundation.exit(1)
+        }
+        if let marker = ProcessInfo.processInfo.environment["RESTORE_TEST_PAUSE_BEFORE_COMMIT"], !marker.isEmpty {
+            // Crash tests: announce each write's commit point in `marker`, then wait there to be killed.
+            ImageWriter.pauseBeforeCommit = { path in
+                FileManager.default.createFile(atPath: marker, contents: Data(path.utf8))
+                Thread.sleep(forTimeInterval: 30)
+            }
         }
         do {
             var command = try parseAsRoot()

@@ -156,6 +156,40 @@ final class DDNMCLITests: RestoreTestCase {
         }
     }
 
+    /// kill -9 exactly where a write is most exposed: the output is complete and synced but has no name yet
+    /// (the process pauses there under RESTORE_TEST_PAUSE_BEFORE_COMMIT). The fixed delays above almost never
+    /// land there, since a run writes only at its very end. New output: nothing may appear; `--overwrite`: the
+    /// old file must be left whole.
+    func testKillAtTheCommitPointLeavesNoPartialOutput() throws {
+        let (model, config) = try prior()
+        let input = try photo("in.png", 16, 16)
+        let markers = FileManager.default.temporaryDirectory.appendingPathComponent("restore-markers-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: markers, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: markers) }
+        let old = Data("an older output".utf8)
+        for overwrite in [false, true] {
+            if overwrite { try old.write(to: URL(fileURLWithPath: path("out.png"))) }
+            let names = Set(try FileManager.default.contentsOfDirectory(atPath: folder.path))
+            let marker = markers.appendingPathComponent("commit-\(overwrite)").path
+            let process = Process()
+            process.executableURL = try buildFolder.appendingPathComponent("restore")
+            process.arguments = ["ddnm", "-i", input, "-o", path("out.png"), "--degradation", "gray", "--model", model, "--model-config", config,
+                                 "--steps", "2", "--quiet"] + (overwrite ? ["--overwrite"] : [])
+            process.environment = ProcessInfo.processInfo.environment.merging(["RESTORE_TEST_PAUSE_BEFORE_COMMIT": marker]) { $1 }
+            process.standardError = FileHandle.nullDevice
+            try process.run()
+            let deadline = Date().addingTimeInterval(120)
+            while !FileManager.default.fileExists(atPath: marker), process.isRunning, Date() < deadline { Thread.sleep(forTimeInterval: 0.02) }
+            XCTAssertTrue(process.isRunning, "the run must pause at the commit point")
+            XCTAssertEqual(try String(contentsOfFile: marker, encoding: .utf8), path("out.png"), "paused before committing out.png")
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+            XCTAssertEqual(process.terminationReason, .uncaughtSignal)
+            XCTAssertEqual(Set(try FileManager.default.contentsOfDirectory(atPath: folder.path)), names, "overwrite \(overwrite): no new or stray file")
+            if overwrite { XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: path("out.png"))), old, "the old output is left whole") }
+        }
+    }
+
     func testInpaintingReadsWhiteAsHole() throws {
         let (model, config) = try prior()
         var mask = [Float](repeating: 0, count: 16 * 16)
