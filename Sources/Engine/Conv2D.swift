@@ -54,6 +54,9 @@ public final class Conv2D: @unchecked Sendable {
         let plainDestination: dnnl_memory_desc_t, blockedDestination: dnnl_memory_desc_t
     }
     private var plans: [[Int]: Plan] = [:]
+    /// Forces the NHWC ("nhwc") or blocked ("blocked") route for this convolution, ahead of DR_CONV_LAYOUT and
+    /// the CPU's choice (tests of both routes without touching the process environment). Set before first use.
+    var layoutOverride: String?
     private let lock = NSLock()
 
     /// Creates a convolution. `weight` has shape `[out, in / groups, kH, kW]`; `bias`, if any, `[out]`.
@@ -153,7 +156,7 @@ public final class Conv2D: @unchecked Sendable {
     private func prefersBlockedLayout(nhwcImplementation: String) -> Bool {
         guard groups == 1, inChannels % 8 == 0, outChannels % 8 == 0 else { return false }
         // DR_CONV_LAYOUT=nhwc|blocked overrides the choice (benchmarks, and tests of both routes on any CPU).
-        switch ProcessInfo.processInfo.environment["DR_CONV_LAYOUT"] {
+        switch layoutOverride ?? ProcessInfo.processInfo.environment["DR_CONV_LAYOUT"] {
         case "nhwc": return false
         case "blocked": return true
         default: return nhwcImplementation.hasPrefix("jit:avx2")

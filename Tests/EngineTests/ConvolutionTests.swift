@@ -4,7 +4,7 @@ import XCTest
 /// oneDNN-backed convolutions and linear layers against PyTorch goldens
 /// (Tools/reference/make_conv_attention_fixtures.py); tolerance max|Δ| ≤ 1e-4·max|ref|.
 final class ConvolutionTests: XCTestCase {
-    private func runConv(_ name: String, file: StaticString = #filePath, line: UInt = #line) throws {
+    private func runConv(_ name: String, layout: String? = nil, file: StaticString = #filePath, line: UInt = #line) throws {
         let f = try Fixture("conv_\(name)")
         let stride = try f.int("stride"), padding = try f.int("padding"), groups = try f.int("groups")
         var pad = ConvPadding.same(padding)
@@ -22,6 +22,7 @@ final class ConvolutionTests: XCTestCase {
         }
         let conv = try Conv2D(weight: try f["weight"], bias: f.tensors["bias"], stride: stride, padding: pad,
                               groups: groups, postOps: postOps)
+        conv.layoutOverride = layout
         let residual = try f.tensors["residual"]?.copy()
         let y = try conv(try f["x"], residual: residual)
         assertClose(y, try f["y"], relativeTolerance: 1e-4, name, file: file, line: line)
@@ -46,12 +47,11 @@ final class ConvolutionTests: XCTestCase {
 
     /// Both routes (NHWC direct, and the 8-channel-blocked one that AVX2 CPUs take) on every CPU.
     func testBothConvolutionLayoutsMatchPyTorch() throws {
-        defer { unsetenv("DR_CONV_LAYOUT") }
         for layout in ["nhwc", "blocked"] {
-            setenv("DR_CONV_LAYOUT", layout, 1)
-            for name in ["3x3_stride2", "3x3_silu", "3x3_residual", "1x1", "4x4_stride2"] { try runConv(name) }
+            for name in ["3x3_stride2", "3x3_silu", "3x3_residual", "1x1", "4x4_stride2"] { try runConv(name, layout: layout) }
             let f = try Fixture("conv_3x3_residual")
             let conv = try Conv2D(weight: try f["weight"], bias: f.tensors["bias"], padding: .same(1), postOps: [.sum()])
+            conv.layoutOverride = layout
             _ = try conv(try f["x"], residual: try f["residual"].copy())
             XCTAssertEqual(try conv.implementationName(for: try f["x"].shape).hasSuffix("(nChw8c)"), layout == "blocked", layout)
         }

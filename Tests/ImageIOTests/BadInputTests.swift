@@ -120,18 +120,34 @@ final class BadInputTests: XCTestCase {
         }
     }
 
+    /// Seeded (a failure replays): 300 damaged copies of each file either decode to an image of the original's
+    /// size and layout or fail with one typed, one-line error that names the file. Never a crash.
     func testRandomByteFlipsNeverCrashTheDecoders() throws {
-        var generator = SystemRandomNumberGenerator()
+        var generator = SeededGenerator(seed: 20261207)
         for name in ["interlaced_rgb8.png", "baseline_rgb.jpg", "progressive_rgb.jpg"] {
             let bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: try fixturePath(name))))
+            let original = try ImageReader.decode(bytes, name: name)
+            var (decoded, refused) = (0, 0)
             for _ in 0..<300 {
                 var damaged = bytes
                 for _ in 0..<Int.random(in: 1...8, using: &generator) {
-                    damaged[Int.random(in: 0..<damaged.count, using: &generator)] = UInt8.random(in: 0...255,
-                                                                                              using: &generator)
+                    damaged[Int.random(in: 0..<damaged.count, using: &generator)] = UInt8.random(in: 0...255, using: &generator)
                 }
-                _ = try? ImageReader.decode(damaged, name: name)   // Either result is fine; no crash.
+                do {
+                    let image = try ImageReader.decode(damaged, name: name)
+                    decoded += 1
+                    XCTAssertEqual(image.pixels.count, image.width * image.height * image.channels, name)
+                    XCTAssertTrue(image.pixels.allSatisfy { $0 >= 0 && $0 <= 1 }, "\(name): samples outside [0, 1]")
+                    // A flip may hit the header: any size is then possible, but never a zero or absurd one.
+                    XCTAssertTrue(image.width > 0 && image.height > 0 && image.width * image.height <= 1 << 26, "\(name): \(image.width)x\(image.height)")
+                } catch let error as ImageIOError {
+                    refused += 1
+                    XCTAssertFalse("\(error)".contains("\n"), "\(name): \(error)")
+                    XCTAssertTrue("\(error)".contains(name), "\(name): the error names the file: \(error)")
+                }
             }
+            XCTAssertEqual(decoded + refused, 300)
+            XCTAssertGreaterThan(original.width, 0)
         }
     }
 }

@@ -126,12 +126,14 @@ final class SafeWriteTests: XCTestCase {
 
     func testRelativeOutputPathIsWrittenInTheCurrentFolder() throws {
         let folder = try makeTemporaryFolder(self)
-        let previous = FileManager.default.currentDirectoryPath
-        XCTAssertTrue(FileManager.default.changeCurrentDirectoryPath(folder))
-        defer { _ = FileManager.default.changeCurrentDirectoryPath(previous) }
-        try ImageWriter.write(image, to: "relative.png")
-        assertThrows(.outputIsInput(path: "relative.png", input: folder + "/relative.png")) {
-            try ImageWriter.write(self.image, to: "relative.png", overwrite: true, protecting: [folder + "/relative.png"])
+        // A path relative to the current folder, made by climbing to the root from it (changing the current
+        // folder instead would touch process-wide state other tests share).
+        let depth = FileManager.default.currentDirectoryPath.split(separator: "/").count
+        let relative = String(repeating: "../", count: depth) + folder.dropFirst() + "/relative.png"
+        try ImageWriter.write(image, to: relative)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: folder + "/relative.png"))
+        assertThrows(.outputIsInput(path: relative, input: folder + "/relative.png")) {
+            try ImageWriter.write(self.image, to: relative, overwrite: true, protecting: [folder + "/relative.png"])
         }
         XCTAssertEqual(try folderContents(folder), ["relative.png"])
     }

@@ -92,9 +92,9 @@ final class ResShiftTests: XCTestCase {
         XCTAssertEqual(fifteen.sqrtEtas[0], 0.02, accuracy: 1e-12)
         XCTAssertEqual(fifteen.sqrtEtas[1], 0.11717, accuracy: 5e-5)
         XCTAssertEqual(fifteen.sqrtEtas[14], 0.99, accuracy: 1e-12)
-        if let (_, t, _) = try? load("run_pixel"), let official = t["sqrt_etas_15"] {
-            for (ours, theirs) in zip(fifteen.sqrtEtas, official.values) { XCTAssertEqual(Float(ours), theirs, accuracy: 1e-7) }
-        }
+        let official = try XCTUnwrap(try load("run_pixel").1["sqrt_etas_15"], "run_pixel has the official 15-step schedule")
+        XCTAssertEqual(official.count, fifteen.sqrtEtas.count)
+        for (ours, theirs) in zip(fifteen.sqrtEtas, official.values) { XCTAssertEqual(Float(ours), theirs, accuracy: 1e-7) }
         // Posterior: variance 0 at the first step (no noise there), coefficients sum to 1.
         let (c1, c2, _) = four.posterior(2)
         XCTAssertEqual(c1 + c2, 1, accuracy: 1e-12)
