@@ -1,4 +1,5 @@
 import Checkpoints
+import Engine
 import Foundation
 import ImageIO
 import XCTest
@@ -187,6 +188,96 @@ final class DDNMCLITests: RestoreTestCase {
             XCTAssertEqual(process.terminationReason, .uncaughtSignal)
             XCTAssertEqual(Set(try FileManager.default.contentsOfDirectory(atPath: folder.path)), names, "overwrite \(overwrite): no new or stray file")
             if overwrite { XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: path("out.png"))), old, "the old output is left whole") }
+        }
+    }
+
+    /// The image flags through a real method (they were tested only through the placeholder `blur`): an RGBA
+    /// input keeps its alpha (resized with the image for SR), `--bits 16` writes 16-bit PNG, and the iTXt
+    /// report decodes to the `--json` line with the schema's fields, the model hash equal to `sha256sum`'s.
+    func testAlphaSixteenBitsAndTheReportChunkThroughDDNM() throws {
+        let (model, config) = try prior()
+        var rgba: [Float] = []
+        for y in 0..<8 { for x in 0..<8 { rgba += [Float(x) / 7, Float(y) / 7, 0.5, y < 4 ? 1 : 0.25] } }
+        try ImageWriter.write(Image(width: 8, height: 8, channels: 4, pixels: rgba), to: path("rgba.png"))
+        let r = try restore(["ddnm", "-i", path("rgba.png"), "-o", path("sr.png"), "--degradation", "pool:2", "--model", model, "--model-config", config,
+                             "--steps", "3", "--seed", "5", "--bits", "16", "--json", "--quiet"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let image = try ImageReader.read(path: path("sr.png"))
+        XCTAssertEqual([image.width, image.height, image.channels, image.sourceBitDepth], [16, 16, 4, 16])
+        for y in 0..<16 { for x in 0..<16 {  // the alpha plane, ×2 nearest or smooth: opaque on top, 0.25 (64/255) at the bottom
+            let alpha = image.pixels[(y * 16 + x) * 4 + 3]
+            if y < 7 { XCTAssertEqual(alpha, 1, accuracy: 1e-4, "alpha at \(x),\(y)") }
+            if y > 8 { XCTAssertEqual(alpha, 64.0 / 255, accuracy: 1e-4, "alpha at \(x),\(y)") }  // 0.25 as the 8-bit input stored it
+        } }
+        let chunk = try XCTUnwrap(image.text["DiffusionRestore"], "the report chunk")
+        XCTAssertEqual(chunk, r.stdout.trimmingCharacters(in: .whitespacesAndNewlines), "--json prints the chunk's report")
+        let report = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(chunk.utf8)) as? [String: Any])
+        XCTAssertEqual(report["method"] as? String, "ddnm")
+        XCTAssertEqual(report["operator"] as? String, "pool:2")
+        XCTAssertEqual(report["seed"] as? Int, 5)
+        XCTAssertEqual(report["steps"] as? Int, 3)
+        XCTAssertEqual(report["network_evaluations"] as? Int, 3)
+        for key in ["consistency_rms", "irreducible_rms", "elapsed_s", "seconds_per_step", "eta"] { XCTAssertNotNil(report[key] as? Double, "\(key) is a number: \(report)") }
+        let sha = Process()
+        sha.executableURL = URL(fileURLWithPath: "/usr/bin/sha256sum")
+        sha.arguments = [model]
+        let pipe = Pipe()
+        sha.standardOutput = pipe
+        try sha.run()
+        let expected = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self).prefix(64)
+        sha.waitUntilExit()
+        XCTAssertEqual(report["model_sha256"] as? String, String(expected))
+    }
+
+    /// A folder in, a folder out: every image restored with its own report line, in name order.
+    func testFolderInputThroughDDNM() throws {
+        let (model, config) = try prior()
+        let inputs = folder.appendingPathComponent("in")
+        try FileManager.default.createDirectory(at: inputs, withIntermediateDirectories: true)
+        for name in ["b.png", "a.png"] { try FileManager.default.moveItem(atPath: try photo(name, 8, 8), toPath: inputs.appendingPathComponent(name).path) }
+        let outputs = folder.appendingPathComponent("out").path
+        let r = try restore(["ddnm", "-i", inputs.path, "-o", outputs, "--degradation", "pool:2", "--model", model, "--model-config", config,
+                             "--steps", "2", "--json", "--quiet"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: outputs).sorted(), ["a.png", "b.png"])
+        let lines = r.stdout.split(separator: "\n")
+        XCTAssertEqual(lines.count, 2, r.stdout)
+        for (line, name) in zip(lines, ["a.png", "b.png"]) {
+            let report = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+            XCTAssertEqual(report["input"] as? String, name, "\(report)")
+            XCTAssertEqual(try ImageReader.read(path: outputs + "/" + name).width, 16)
+        }
+    }
+
+    /// Compressed sensing from a coefficient file (y [M, C] in safetensors): the image size follows from M,
+    /// A x̂ = y holds (σy = 0), and malformed files fail in one line with no output.
+    func testCompressedSensingFromACoefficientFile() throws {
+        let (model, config) = try prior()
+        var generator = SplitMix64(seed: 4)
+        let y = try Tensor(shape: [64, 3], values: (0..<192).map { _ in Float(generator.nextGaussianPair().0) * 0.5 })
+        try SafetensorsWriter.write([(name: "y", tensor: y)], to: path("y.safetensors"))
+        let r = try restore(["ddnm", "-i", path("y.safetensors"), "-o", path("cs.png"), "--degradation", "cs-wht:0.25", "--model", model,
+                             "--model-config", config, "--steps", "3", "--bits", "16", "--json", "--quiet"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let image = try ImageReader.read(path: path("cs.png"))
+        XCTAssertEqual([image.width, image.height, image.channels], [16, 16, 3])
+        let report = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
+        XCTAssertEqual(report["operator"] as? String, "cs-wht:0.25")
+        // ‖A x̂ − y‖ of the clamped image: y drawn at random is not all reachable inside [-1, 1], but the part
+        // the method can match it matches (the irreducible part of an orthonormal A is 0).
+        let rms = try XCTUnwrap(report["consistency_rms"] as? Double)
+        XCTAssertLessThan(rms, 0.5, "\(report)")
+        XCTAssertEqual(try XCTUnwrap(report["irreducible_rms"] as? Double), 0, accuracy: 1e-6)
+        let wrong = try Tensor(shape: [2, 3, 4, 5, 6], values: [Float](repeating: 0, count: 720))
+        try SafetensorsWriter.write([(name: "y", tensor: wrong)], to: path("bad.safetensors"))
+        try SafetensorsWriter.write([(name: "z", tensor: y)], to: path("noy.safetensors"))
+        for (file, message) in [("bad.safetensors", "must be [M, C]"), ("noy.safetensors", "no tensor named \"y\"")] {
+            let bad = try restore(["ddnm", "-i", path(file), "-o", path("bad.png"), "--degradation", "cs-wht:0.25", "--model", model,
+                                   "--model-config", config, "--steps", "2", "--quiet"])
+            XCTAssertEqual(bad.status, 1, bad.stderr)
+            XCTAssertEqual(bad.stderr.split(separator: "\n").count, 1, bad.stderr)
+            XCTAssertTrue(bad.stderr.contains(message), bad.stderr)
+            XCTAssertFalse(FileManager.default.fileExists(atPath: path("bad.png")))
         }
     }
 
