@@ -1,3 +1,4 @@
+import CDNNL
 import Foundation
 import CEngineSupport
 
@@ -43,6 +44,16 @@ public enum CPU {
     /// Whether the AVX-512 C kernels run (true on AVX-512 CPUs). Tests switch it off to check the portable
     /// Swift path on the same machine; nothing else should change it.
     nonisolated(unsafe) public static var useAVX512Kernels: Bool = hasAVX512
+
+    /// Runs as on an AVX2-only CPU: oneDNN's AVX2 kernels (and its AVX2 choice of convolution layout) and our
+    /// portable kernels, so that results are bit-identical across AVX2 and AVX-512 machines (sampling is
+    /// chaotic: other kernels round differently and give other images). Slower on AVX-512 CPUs. Call before the
+    /// first convolution or matrix product; returns false if oneDNN has already fixed its choice.
+    @discardableResult
+    public static func limitToAVX2() -> Bool {
+        useAVX512Kernels = false
+        return dnnl_set_max_cpu_isa(dnnl_cpu_isa_avx2) == dnnl_success
+    }
 
     /// The model name from /proc/cpuinfo with its family and model numbers, e.g. "AMD EPYC (family 26, model 2)".
     public static var modelDescription: String {

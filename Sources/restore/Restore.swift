@@ -25,6 +25,8 @@ struct Restore: ParsableCommand {
             FileHandle.standardError.write(Data("restore: error: this CPU lacks AVX2/FMA, which this build requires (rebuild without -target-cpu, or use a newer CPU)\n".utf8))
             Foundation.exit(1)
         }
+        // DR_MAX_ISA=avx2: results bit-identical to an AVX2-only machine's (see CPU.limitToAVX2).
+        if ProcessInfo.processInfo.environment["DR_MAX_ISA"]?.lowercased() == "avx2" { CPU.limitToAVX2() }
         if let marker = ProcessInfo.processInfo.environment["RESTORE_TEST_PAUSE_BEFORE_COMMIT"], !marker.isEmpty {
             // Crash tests: announce each write's commit point in `marker`, then wait there to be killed.
             ImageWriter.pauseBeforeCommit = { path in
