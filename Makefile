@@ -9,6 +9,7 @@
 #   make train-resshift  train (or resume) our own ResShift ×4 model (PyTorch venv); eval-resshift: its quality
 #   make eval    DDNM quality on the bundled prior vs bicubic / Telea (Benchmarks/QUALITY.md); eval-usdr: HiR ablation
 #   make bench-usdr  peak memory of USDR tiling at 256², 4096², 8192² outputs (stand-in ε-network)
+#   make mutate  mutation testing: each fault of Tools/mutate/mutations.json must fail its tests (MUTATE_ARGS)
 
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
@@ -24,13 +25,13 @@ TEST_FLAGS := -c release $(SPEED_FLAGS) -Xswiftc -enable-testing
 BIN := .build/release
 PYTHON ?= $(shell for p in "$$TORCH_PYTHON" /work/venv/bin/python venv/bin/python; do [ -x "$$p" ] && echo "$$p" && break; done)
 
-.PHONY: help deps build demo test bench bench-usdr fuzz clean train-prior train-resshift eval eval-usdr eval-dreamclean eval-resshift
+.PHONY: help deps build demo test bench bench-usdr fuzz clean train-prior train-resshift eval eval-usdr eval-dreamclean eval-resshift mutate
 
 FUZZ_SECONDS ?= 600
 FUZZ_FIXTURES := Tests/CheckpointsTests/Fixtures
 
 help:
-	@sed -n '3,12p' Makefile | sed 's/^# *//'
+	@sed -n '3,13p' Makefile | sed 's/^# *//'
 
 deps:
 	@missing=""; for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -89,6 +90,14 @@ bench-usdr: build
 
 clean:
 	rm -rf .build demo-out
+
+# make mutate: mutation testing (Tools/mutate/README.md). Each mutation of Tools/mutate/mutations.json is applied to a
+# scratch copy of the package (.build-mutate/src, its own incremental release build with the test flags), the tests of
+# its filter run, and the file restored; prints killed / survived per mutation and exits non-zero unless all are
+# killed. MUTATE_ARGS e.g. "--only methods-ddnm-plus-svd-form-sign", "--module Methods", "--list", "--timeout 600".
+MUTATE_ARGS ?=
+mutate: deps
+	python3 Tools/mutate/mutate.py $(MUTATE_ARGS)
 
 # make train-prior: train the unconditional ADM ε-prior from ../shared/data/train (Tools/train/README.md),
 # seeds fixed; resumes from .cache/train-prior/last.pt; exports Models/adm64-prior.{safetensors,json} and the
