@@ -48,9 +48,9 @@ let package = Package(
         .target(name: "Operators", dependencies: ["Engine", "CFFTW"]),
         // Samplers (DDNM, …): functions of a noise-prediction closure and a schedule; they never know the network.
         .target(name: "Methods", dependencies: ["Engine", "Operators"]),
-        // The public API the CLI, the service and batch workers share (growing: today the report's figures —
-        // quality metrics, consistency, model hashes; pipelines move here from the CLI next).
-        .target(name: "Restoration", dependencies: ["Engine", "Operators"]),
+        // The public API the CLI, the service and batch workers share: one pipeline per method with Codable
+        // options, typed inputs and results, one report schema, events and cancellation, models loaded once, jobs.
+        .target(name: "Restoration", dependencies: ["Engine", "ImageIO", "Checkpoints", "Networks", "Operators", "Methods"]),
         .executableTarget(
             name: "restore",
             dependencies: [

@@ -1,11 +1,7 @@
 import ArgumentParser
-import Checkpoints
-import Engine
 import Foundation
 import ImageIO
-import Methods
-import Networks
-import Operators
+import Restoration
 
 /// `restore dreamclean`: degradation-agnostic restoration by DDIM inversion and Variance-Preserving Sampling.
 struct DreamCleanCommand: ParsableCommand {
@@ -58,70 +54,30 @@ struct DreamCleanCommand: ParsableCommand {
     @Flag(help: "Read mask images the official DDNM way: white (255) = keep.")
     var maskKeepWhite = false
 
+    /// The flags as the pipeline's options.
+    var options: DreamCleanOptions {
+        var o = DreamCleanOptions()
+        (o.tau, o.gamma, o.vpsIterations, o.inversionSteps, o.steps) = (tau, gamma, vpsIters, inversionSteps, steps)
+        (o.degradation, o.window, o.overlap, o.maskKeepWhite) = (degradation, window, overlap, maskKeepWhite)
+        o.classID = prior.classID
+        o.maxPixels = io.maxPixels
+        return o
+    }
+
     func run() throws {
         try failingCleanly {
-            let defaultSteps = degradation == nil ? 30 : 20
-            let sampler: DreamCleanSampler
-            do {
-                sampler = try DreamCleanSampler(tau: tau, inversionSteps: inversionSteps ?? defaultSteps, samplingSteps: steps ?? defaultSteps,
-                                                gamma: gamma, vpsIterations: vpsIters)
-            } catch let error as SamplerError { throw CommandFailure(error.description) }
-            let a = try degradation.map {
-                try OperatorSpec.parse($0, loadMask: { path in try MaskImage.load(path, keepWhite: maskKeepWhite, maxPixels: io.maxPixels) },
-                                       loadKernelImage: { path in try KernelImage.load(path, maxPixels: io.maxPixels) })
-            }
+            let runner = RestorationRunner()
+            let events = EventPrinter(quiet: io.quiet)
+            let model = prior.reference()
             let jobs = try io.jobs()
-            let loaded = try prior.load(command: "dreamclean", quiet: io.quiet)
-            let network = loaded.network
-            let native = loaded.nativeSize
-            let direct = prior.predictor(network)
-            let side = min(window ?? native, native)
-            let predict = TiledNoisePredictor(window: side, overlap: overlap, sizeMultiple: network.sizeMultiple).wrap(direct)
-            for job in jobs {
-                let start = Date()
-                let image = try ImageReader.read(path: job.input, maxPixels: io.maxPixels)
-                let (color, alpha) = image.splittingAlpha()
-                let observed = try DDNMCommand.tensor(color)
-                var start0: Tensor
-                var y: Tensor?
-                if let a {
-                    guard !DDNMCommand.observesCoefficients(a) else { throw CommandFailure("dreamclean takes image observations; compressed sensing is not supported here") }
-                    let projected = try DDNMCommand.observation(observed, for: a)
-                    y = projected
-                    start0 = try a.pseudoInverse(projected)  // invert A†y, the image-sized point consistent with y
-                } else {
-                    start0 = color.channels == 3 ? observed : try DDNMCommand.tensor(color.expandingGrayToRGB())
-                }
-                let shape = start0.shape
-                guard shape[1] % network.sizeMultiple == 0, shape[2] % network.sizeMultiple == 0 else {
-                    throw CommandFailure("the image is \(shape[2])×\(shape[1]); this prior needs sides that are multiples of \(network.sizeMultiple) (\(job.input))")
-                }
-                var noise = SeededGaussian(seed: seed)
-                let progress = ProgressBar(label: (job.input as NSString).lastPathComponent, enabled: !io.quiet)
-                let correction: ((Tensor) throws -> Tensor)? = a.map { op in { x0 in try op.rangeNullCorrection(x0, observation: y!) } }
-                let restored = try sampler.restore(start0, predictNoise: predict, noise: &noise, correction: correction, progress: progress.update)
-                progress.finish()
-                let clamped = try clamp(restored, to: -1...1)
-                var report: [String: Any] = [
-                    "method": "dreamclean" + (a == nil ? "" : "*"), "tau": tau, "gamma": Double(gamma.description) ?? 0, "vps_iterations": vpsIters,
-                    "inversion_steps": sampler.inversionSteps, "steps": sampler.samplingSteps, "network_evaluations": sampler.networkEvaluations,
-                    "seed": seed, "model": loaded.name, "model_sha256": loaded.sha256,
-                    "input": (job.input as NSString).lastPathComponent, "version": BuildInfo.version, "provisional_defaults": true,
-                    "elapsed_s": Date().timeIntervalSince(start),
-                    "seconds_per_evaluation": Date().timeIntervalSince(start) / Double(max(sampler.networkEvaluations, 1)),
-                ]
-                if let a, let y {
-                    report["operator"] = a.spec
-                    let residual = try subtract(try a.apply(clamped), y)
-                    report["consistency_rms"] = (residual.values.reduce(0) { $0 + Double($1 * $1) } / Double(max(residual.count, 1))).squareRoot() / 2
-                }
-                let result = Image.fromSignedRange(clamped.values, width: shape[2], height: shape[1], channels: 3, sourceBitDepth: image.sourceBitDepth)
-                let resizedAlpha = alpha.map { $0.width == shape[2] && $0.height == shape[1] ? $0 : $0.resized(width: shape[2], height: shape[1]) }
-                try io.write(result.attachingAlpha(resizedAlpha), to: job.output, report: report, inputs: [job.input])
-                if !io.quiet {
-                    FileHandle.standardError.write(Data(String(format: "dreamclean: %@ → %@ (%d×%d, %d evaluations, %.1f s)\n", job.input, job.output,
-                                                               shape[2], shape[1], sampler.networkEvaluations, Date().timeIntervalSince(start)).utf8))
-                }
+            // Options and model are checked before any input is read.
+            try runner.prepare(RestorationJob(method: .dreamclean(options), model: model, input: "", seed: seed), context: events.context)
+            for (input, output) in jobs {
+                let job = RestorationJob(method: .dreamclean(options), model: model, input: input, seed: seed, maxPixels: io.maxPixels)
+                let result = try runner.run(job, context: events.context)
+                events.finish()
+                try io.write(result, to: output, inputs: [input])
+                events.summary(result, input: input, output: output)
             }
         }
     }

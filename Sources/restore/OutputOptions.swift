@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Engine
 import ImageIO
+import Restoration
 
 /// Input/output flags shared by every image-producing subcommand (see the CLI conventions in the README).
 struct ImageIOOptions: ParsableArguments {
@@ -72,31 +73,37 @@ struct ImageIOOptions: ParsableArguments {
         }
     }
 
-    /// Writes an NHWC tensor in [-1, 1] (sample 0, RGB) without an intermediate image: PNG rows are
-    /// converted and encoded as they are written (USDR's large outputs); other formats go through `Image`.
-    func write(signed tensor: Tensor, sourceBitDepth: Int, to path: String, report: [String: Any], inputs: [String]) throws {
-        let (h, w, c) = (tensor.shape[1], tensor.shape[2], tensor.shape[3])
-        guard case .png(let bits) = try fileFormat(for: path, sourceBitDepth: sourceBitDepth) else {
-            let image = Image(width: w, height: h, channels: c, pixels: Array(unsafeUninitializedCapacity: h * w * c) { buffer, count in
-                for i in 0..<(h * w * c) { buffer[i] = (tensor.data[i] + 1) * 0.5 }
-                count = h * w * c
-            }, sourceBitDepth: sourceBitDepth)
-            return try write(image, to: path, report: report, inputs: inputs)
+    /// `path` with "-k" before its extension (the k-th sample's file).
+    static func suffixed(_ path: String, _ index: Int) -> String {
+        let ext = (path as NSString).pathExtension
+        return (path as NSString).deletingPathExtension + "-\(index)" + (ext.isEmpty ? "" : "." + ext)
+    }
+
+    /// Writes a restoration's image (alpha reattached) with its report in the text chunk. PNG without alpha
+    /// streams its rows from the tensor (no second whole-image buffer: USDR's large outputs).
+    func write(_ result: RestorationResult, to path: String, inputs: [String]) throws {
+        let x = result.image
+        let (h, w, c) = (x.shape[1], x.shape[2], x.shape[3])
+        if result.alpha == nil, case .png(let bits) = try fileFormat(for: path, sourceBitDepth: result.sourceBitDepth) {
+            let text = try result.report.json()
+            try ImageWriter.writePNGRows(to: path, width: w, height: h, channels: c, bits: bits, text: ["DiffusionRestore": text],
+                                         overwrite: overwrite, protecting: inputs) { y, samples in
+                let source = x.data + y * w * c
+                for i in 0..<(w * c) { samples[i] = (source[i] + 1) * 0.5 }
+            }
+            if json { print(text) }
+            return
         }
-        let data = try JSONSerialization.data(withJSONObject: report, options: [.sortedKeys])
-        let text = String(decoding: data, as: UTF8.self)
-        try ImageWriter.writePNGRows(to: path, width: w, height: h, channels: c, bits: bits, text: ["DiffusionRestore": text],
-                                     overwrite: overwrite, protecting: inputs) { y, samples in
-            let source = tensor.data + y * w * c
-            for i in 0..<(w * c) { samples[i] = (source[i] + 1) * 0.5 }
-        }
-        if json { print(text) }
+        let image = Image(width: w, height: h, channels: c, pixels: Array(unsafeUninitializedCapacity: h * w * c) { buffer, count in
+            for i in 0..<(h * w * c) { buffer[i] = (x.data[i] + 1) * 0.5 }  // clamped: within [0, 1]
+            count = h * w * c
+        }, sourceBitDepth: result.sourceBitDepth)
+        try write(image.attachingAlpha(result.alpha), to: path, report: result.report, inputs: inputs)
     }
 
     /// Writes `image` (atomically) with the report in its text chunk; prints the report with --json unless `quietJSON`.
-    func write(_ image: Image, to path: String, report: [String: Any], inputs: [String], quietJSON: Bool = false) throws {
-        let data = try JSONSerialization.data(withJSONObject: report, options: [.sortedKeys])
-        let text = String(decoding: data, as: UTF8.self)
+    func write(_ image: Image, to path: String, report: RestorationReport, inputs: [String], quietJSON: Bool = false) throws {
+        let text = try report.json()
         try ImageWriter.write(image, to: path, format: try fileFormat(for: path, sourceBitDepth: image.sourceBitDepth),
                               text: ["DiffusionRestore": text], overwrite: overwrite, protecting: inputs)
         if json, !quietJSON { print(text) }

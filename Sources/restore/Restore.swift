@@ -2,6 +2,7 @@ import ArgumentParser
 import Engine
 import Foundation
 import ImageIO
+import Restoration
 
 /// The `restore` command: one subcommand per method, plus tools.
 @main
@@ -15,7 +16,7 @@ struct Restore: ParsableCommand {
             Errors print one line, `restore: error: …`, and exit with status 1 (2 for bad usage).
             """,
         version: BuildInfo.version,
-        subcommands: [DDNMCommand.self, DreamCleanCommand.self, ResShiftCommand.self, Inspect.self, Convert.self, Info.self, Blur.self]
+        subcommands: [DDNMCommand.self, DreamCleanCommand.self, ResShiftCommand.self, Inspect.self, Convert.self, Info.self]
     )
 
     static func main() {
@@ -51,7 +52,7 @@ struct Restore: ParsableCommand {
 
 /// Version and build facts.
 enum BuildInfo {
-    static let version = "0.1.0"
+    static let version = RestorationLibrary.version
 }
 
 /// Prints `restore: error: <message>` on stderr and exits with status 1: the one way commands fail on

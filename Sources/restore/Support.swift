@@ -1,74 +1,75 @@
-import Engine
 import Foundation
-import ImageIO
-import Operators
+import Restoration
 
-/// Mask images: white = hole (to restore), black = keep, as every command of the project reads them;
-/// `keepWhite` reads the official DDNM masks (255 = keep). Gray levels split at one half.
-enum MaskImage {
-    static func load(_ path: String, keepWhite: Bool, maxPixels: Int) throws -> Tensor {
-        let image = try ImageReader.read(path: path, maxPixels: maxPixels)
-        let (color, _) = image.splittingAlpha()
-        let keep = try Tensor(uninitializedShape: [color.height, color.width])
-        let c = color.channels
-        var holes = 0
-        for p in 0..<keep.count {
-            var v: Float = 0
-            for k in 0..<c { v += color.pixels[p * c + k] }
-            let white = v / Float(c) >= 0.5
-            keep.data[p] = (white == keepWhite) ? 1 : 0
-            if keep.data[p] == 0 { holes += 1 }
+/// Draws a restoration's events on stderr: a progress bar with ETA per stage, log lines, a summary per output.
+/// Silent with --quiet.
+final class EventPrinter {
+    let quiet: Bool
+    private var bar: ProgressBar?
+    private(set) lazy var context = RestorationContext { [unowned self] event in self.handle(event) }
+
+    init(quiet: Bool) { self.quiet = quiet }
+
+    private func handle(_ event: RestorationEvent) {
+        guard !quiet else { return }
+        switch event {
+        case .stage(let label, _):
+            bar?.finish()
+            bar = ProgressBar(label: label)
+        case .step(let done, let total, let note):
+            bar?.update(done, total, note: note)
+        case .log(let line):
+            FileHandle.standardError.write(Data((line + "\n").utf8))
         }
-        guard holes > 0 else { throw CommandFailure("the mask has no hole (white = hole\(keepWhite ? "; with --mask-keep-white, black = hole" : "")) (\(path))") }
-        guard holes < keep.count else { throw CommandFailure("the mask is all hole: nothing is known (\(path))") }
-        return keep
+    }
+
+    /// Ends the last stage's bar.
+    func finish() {
+        bar?.finish()
+        bar = nil
+    }
+
+    /// One line per output: sizes, consistency and quality where measured, time.
+    func summary(_ result: RestorationResult, input: String, output: String) {
+        guard !quiet else { return }
+        let r = result.report
+        var parts = ["\(result.image.shape[2])×\(result.image.shape[1])"]
+        if let rms = r.consistencyRMS { parts.append(String(format: "‖Ax̂−y‖ %.4f", rms)) }
+        if let psnr = r.psnr { parts.append(String(format: "PSNR %.2f dB", psnr)) }
+        if let ssim = r.ssim { parts.append(String(format: "SSIM %.4f", ssim)) }
+        if let psnr = r.bicubicPSNR, let ssim = r.bicubicSSIM { parts.append(String(format: "bicubic %.2f dB, %.3f", psnr, ssim)) }
+        if let evaluations = r.networkEvaluations { parts.append("\(evaluations) evaluations") }
+        if let patches = r.patches, patches > 1 { parts.append("\(patches) patches") }
+        if let windows = r.windows, windows > 1 { parts.append("\(windows) windows") }
+        parts.append(String(format: "%.1f s", r.elapsedSeconds ?? 0))
+        FileHandle.standardError.write(Data("\(r.method): \(input) → \(output) (\(parts.joined(separator: ", ")))\n".utf8))
     }
 }
 
-/// Blur kernels given as images: the gray level (mean of the colour channels) of each pixel; the operator
-/// normalises the sum to 1. Kernels are small: above 255×255 they are refused.
-enum KernelImage {
-    static func load(_ path: String, maxPixels: Int) throws -> (values: [Float], rows: Int, columns: Int) {
-        let image = try ImageReader.read(path: path, maxPixels: maxPixels)
-        guard image.width <= 255, image.height <= 255 else { throw CommandFailure("a blur kernel image must be at most 255×255, got \(image.width)×\(image.height) (\(path))") }
-        let (color, _) = image.splittingAlpha()
-        let c = color.channels
-        let values = (0..<(color.width * color.height)).map { p in (0..<c).reduce(Float(0)) { $0 + color.pixels[p * c + $1] } / Float(c) }
-        return (values, color.height, color.width)
-    }
-}
-
-/// A one-line progress bar with ETA on stderr (redrawn in place; silent when disabled or not a terminal
-/// and quiet).
+/// A one-line progress bar with ETA on stderr, redrawn in place at most five times a second.
 final class ProgressBar {
     let label: String
-    let enabled: Bool
     let start = Date()
     private var lastDraw = Date.distantPast
 
-    init(label: String, enabled: Bool) {
-        self.label = label
-        self.enabled = enabled
-    }
-
-    func update(_ done: Int, _ total: Int) { update(done, total, note: nil) }
+    init(label: String) { self.label = label }
 
     /// `note` (e.g. "window 3/12") is shown after the counts.
     func update(_ done: Int, _ total: Int, note: String?) {
-        guard enabled, total > 0 else { return }
+        guard total > 0 else { return }
         let now = Date()
         guard done == total || now.timeIntervalSince(lastDraw) > 0.2 else { return }
         lastDraw = now
         let elapsed = now.timeIntervalSince(start)
         let eta = done > 0 ? elapsed / Double(done) * Double(total - done) : 0
-        let width = 30, filled = width * done / total
+        let width = 30, filled = width * min(done, total) / total
         let bar = String(repeating: "█", count: filled) + String(repeating: "·", count: width - filled)
         let line = String(format: "\r%@ %@ %d/%d%@  %.2f s/step  ETA %@ ", label, bar, done, total, note.map { "  " + $0 } ?? "",
                           elapsed / Double(max(done, 1)), Self.clock(eta))
         FileHandle.standardError.write(Data(line.utf8))
     }
 
-    func finish() { if enabled { FileHandle.standardError.write(Data("\n".utf8)) } }
+    func finish() { FileHandle.standardError.write(Data("\n".utf8)) }
 
     static func clock(_ seconds: Double) -> String {
         let s = Int(seconds.rounded())

@@ -1,0 +1,187 @@
+import Foundation
+import ImageIO
+
+/// Which model files a job runs on: nil paths mean the bundled models.
+public struct ModelReference: Codable, Sendable, Hashable {
+    /// A diffusion prior (ddnm, dreamclean) or a ResShift network.
+    public var path: String?
+    /// Force the prior's architecture: a preset name or a JSON file (guided-diffusion or DDPM arguments).
+    public var preset: String?
+    public var config: String?
+    /// The VQ autoencoder of an official ResShift network.
+    public var autoencoder: String?
+    /// ResShift's diffusion steps (nil: from the model).
+    public var steps: Int?
+    /// A zero-cost ε-network of this native size instead of a prior (measurements only).
+    public var standInNativeSize: Int?
+
+    public init(path: String? = nil, preset: String? = nil, config: String? = nil, autoencoder: String? = nil, steps: Int? = nil,
+                standInNativeSize: Int? = nil) {
+        self.path = path
+        self.preset = preset
+        self.config = config
+        self.autoencoder = autoencoder
+        self.steps = steps
+        self.standInNativeSize = standInNativeSize
+    }
+}
+
+/// One restoration as data: the CLI, the service and batch workers build these and run them the same way
+/// (`RestorationRunner.run`). Sample k of a request is the job with `sample` k: its noise starts at seed + k.
+public struct RestorationJob: Codable, Sendable, Equatable {
+    public enum Method: Codable, Sendable, Equatable {
+        case ddnm(DDNMOptions)
+        case dreamclean(DreamCleanOptions)
+        case resshift(ResShiftOptions)
+
+        public var name: String {
+            switch self {
+            case .ddnm: "ddnm"
+            case .dreamclean: "dreamclean"
+            case .resshift: "resshift"
+            }
+        }
+    }
+
+    public var method: Method
+    public var model: ModelReference
+    /// The input file: an image, or for compressed sensing a .safetensors coefficient file with a tensor "y".
+    public var input: String
+    /// ResShift inpainting: the mask image (white = hole).
+    public var mask: String?
+    /// The input is a clean image: degrade it first and report PSNR/SSIM against it.
+    public var simulate = false
+    public var seed: UInt64
+    public var sample = 0
+    /// Images with more pixels than this are refused before decoding.
+    public var maxPixels: Int = ImageReader.defaultMaxPixels
+
+    public init(method: Method, model: ModelReference = ModelReference(), input: String, mask: String? = nil, simulate: Bool = false, seed: UInt64,
+                sample: Int = 0, maxPixels: Int = ImageReader.defaultMaxPixels) {
+        self.method = method
+        self.model = model
+        self.input = input
+        self.mask = mask
+        self.simulate = simulate
+        self.seed = seed
+        self.sample = sample
+        self.maxPixels = maxPixels
+    }
+}
+
+/// Loads each model once and keeps it for every later request (priors and ResShift networks by their
+/// reference). Thread-safe; the models it hands out are shared and read-only.
+public final class ModelStore: @unchecked Sendable {
+    private let lock = NSLock()
+    private var priors: [ModelReference: LoadedPrior] = [:]
+    private var resshift: [String: LoadedResShift] = [:]
+
+    public init() {}
+
+    /// The prior of `reference`, loading it on first use; `loaded` is told when a file was actually read.
+    public func prior(_ reference: ModelReference, loaded: (LoadedPrior) -> Void = { _ in }) throws -> LoadedPrior {
+        lock.lock()
+        defer { lock.unlock() }
+        if let prior = priors[reference] { return prior }
+        let prior = try reference.standInNativeSize.map { LoadedPrior.standIn(nativeSize: $0) }
+            ?? LoadedPrior.load(path: reference.path, preset: reference.preset, modelConfig: reference.config)
+        priors[reference] = prior
+        loaded(prior)
+        return prior
+    }
+
+    /// The ResShift network of `reference` for `task`, loading it on first use.
+    public func resshift(_ reference: ModelReference, task: ResShiftTask, loaded: (LoadedResShift) -> Void = { _ in }) throws -> LoadedResShift {
+        lock.lock()
+        defer { lock.unlock() }
+        let key = "\(reference.path ?? "")|\(reference.autoencoder ?? "")|\(reference.steps.map(String.init) ?? "")|\(task.rawValue)"
+        if let model = resshift[key] { return model }
+        let model = try LoadedResShift.load(path: reference.path, autoencoder: reference.autoencoder, task: task, steps: reference.steps)
+        resshift[key] = model
+        loaded(model)
+        return model
+    }
+}
+
+/// Runs jobs: models from one store, pipelines built once per method and options and reused.
+///
+/// Concurrency: `run` is not re-entrant; one runner serves one worker. Several runners may share a `ModelStore`.
+public final class RestorationRunner {
+    public let store: ModelStore
+    private var ddnm: [Data: DDNMPipeline] = [:]
+    private var dreamclean: [Data: DreamCleanPipeline] = [:]
+    private var resshift: [Data: ResShiftPipeline] = [:]
+
+    public init(store: ModelStore = ModelStore()) { self.store = store }
+
+    /// Builds (or reuses) the job's pipeline without running it: validates the options and loads the model, so
+    /// a command can refuse bad options before reading any input.
+    public func prepare(_ job: RestorationJob, context: RestorationContext = RestorationContext()) throws {
+        switch job.method {
+        case .ddnm(let options): _ = try ddnmPipeline(options, job: job, context: context)
+        case .dreamclean(let options): _ = try dreamcleanPipeline(options, job: job, context: context)
+        case .resshift(let options): _ = try resshiftPipeline(options, job: job, context: context)
+        }
+    }
+
+    public func run(_ job: RestorationJob, panels: RestorationPanels = [], context: RestorationContext = RestorationContext()) throws -> RestorationResult {
+        let seed = job.seed &+ UInt64(job.sample)
+        switch job.method {
+        case .ddnm(let options):
+            let pipeline = try ddnmPipeline(options, job: job, context: context)
+            let input: DDNMInput
+            if (job.input as NSString).pathExtension.lowercased() == "safetensors" {
+                guard !job.simulate else { throw RestorationError("--simulate needs a clean image, not a coefficient file (\(job.input))") }
+                input = .coefficients(try Observations.coefficients(job.input))
+            } else {
+                let image = try ImageReader.read(path: job.input, maxPixels: job.maxPixels)
+                input = job.simulate ? .simulate(clean: image) : .image(image)
+            }
+            return try pipeline.restore(input, name: job.input, seed: seed, panels: panels, context: context)
+        case .dreamclean(let options):
+            let pipeline = try dreamcleanPipeline(options, job: job, context: context)
+            return try pipeline.restore(try ImageReader.read(path: job.input, maxPixels: job.maxPixels), name: job.input, seed: seed, context: context)
+        case .resshift(let options):
+            let pipeline = try resshiftPipeline(options, job: job, context: context)
+            let image = try ImageReader.read(path: job.input, maxPixels: job.maxPixels)
+            let mask = try job.mask.map { try ImageReader.read(path: $0, maxPixels: job.maxPixels) }
+            return try pipeline.restore(job.simulate ? .simulate(clean: image) : .image(image, mask: mask), name: job.input, maskName: job.mask ?? "mask",
+                                        seed: seed, panels: panels, context: context)
+        }
+    }
+
+    private func key(_ options: some Encodable, _ job: RestorationJob) throws -> Data {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = .sortedKeys
+        return try encoder.encode(options) + encoder.encode(job.model)
+    }
+
+    private func ddnmPipeline(_ options: DDNMOptions, job: RestorationJob, context: RestorationContext) throws -> DDNMPipeline {
+        let key = try key(options, job) + Data("\(job.seed)".utf8)  // the seed draws cs-wht's permutation
+        if let pipeline = ddnm[key] { return pipeline }
+        try options.validate()
+        let prior = try store.prior(job.model) { context.emit(.log($0.summary(command: "ddnm"))) }
+        let pipeline = try DDNMPipeline(prior: prior, options: options, seed: job.seed)
+        ddnm[key] = pipeline
+        return pipeline
+    }
+
+    private func dreamcleanPipeline(_ options: DreamCleanOptions, job: RestorationJob, context: RestorationContext) throws -> DreamCleanPipeline {
+        let key = try key(options, job)
+        if let pipeline = dreamclean[key] { return pipeline }
+        let prior = try store.prior(job.model) { context.emit(.log($0.summary(command: "dreamclean"))) }
+        let pipeline = try DreamCleanPipeline(prior: prior, options: options)
+        dreamclean[key] = pipeline
+        return pipeline
+    }
+
+    private func resshiftPipeline(_ options: ResShiftOptions, job: RestorationJob, context: RestorationContext) throws -> ResShiftPipeline {
+        let key = try key(options, job)
+        if let pipeline = resshift[key] { return pipeline }
+        try options.validate()
+        let model = try store.resshift(job.model, task: options.task) { context.emit(.log($0.summary())) }
+        let pipeline = try ResShiftPipeline(model: model, options: options)
+        resshift[key] = pipeline
+        return pipeline
+    }
+}

@@ -1,0 +1,101 @@
+import Foundation
+
+/// What a restoration did and measured: one schema for every method, serialised the same way to `--json`,
+/// the PNG's `DiffusionRestore` iTXt chunk and (later) the HTTP answer. Fields a method does not have are
+/// absent (nil), never zero. The JSON keys are snake_case and flat, as the reports have always been.
+public struct RestorationReport: Codable, Sendable, Equatable {
+    // What ran
+    public var method: String
+    public var variant: String?
+    public var task: String?
+    public var `operator`: String?
+    public var model: String?
+    public var modelSHA256: String?
+    public var modelKind: String?
+    public var classID: Int?
+    public var seed: UInt64
+    public var version: String
+    public var input: String?
+    public var panel: String?
+    // Options that shape the result
+    public var sigmaY: Double?
+    public var eta: Double?
+    public var clipX0: Bool?
+    public var steps: Int?
+    public var travel: String?
+    public var tau: Int?
+    public var gamma: Double?
+    public var vpsIterations: Int?
+    public var inversionSteps: Int?
+    public var provisionalDefaults: Bool?
+    public var scale: Int?
+    public var chopSize: Int?
+    public var chopStride: Int?
+    public var blend: String?
+    public var samples: Int?
+    // Tiling
+    public var windows: Int?
+    public var tiling: String?
+    public var hir: String?
+    public var seamMargin: Int?
+    public var seamFeather: Int?
+    public var patches: Int?
+    // Work and time
+    public var networkEvaluations: Int?
+    public var elapsedSeconds: Double?
+    public var secondsPerStep: Double?
+    public var secondsPerEvaluation: Double?
+    // Measurements
+    /// ‖A x̂ − y‖ as RMS on the [0, 1] scale, where an operator exists.
+    public var consistencyRMS: Double?
+    /// ‖(I − A A†) y‖: the part of y no x can explain.
+    public var irreducibleRMS: Double?
+    public var psnr: Double?
+    public var ssim: Double?
+    public var bicubicPSNR: Double?
+    public var bicubicSSIM: Double?
+    public var simulated: String?
+
+    public init(method: String, seed: UInt64, version: String = RestorationLibrary.version) {
+        self.method = method
+        self.seed = seed
+        self.version = version
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case method, variant, task, `operator`, model, modelSHA256 = "model_sha256", modelKind = "model_kind", classID = "class", seed, version
+        case input, panel, sigmaY = "sigma_y", eta, clipX0 = "clip_x0", steps, travel, tau, gamma, vpsIterations = "vps_iterations"
+        case inversionSteps = "inversion_steps", provisionalDefaults = "provisional_defaults", scale, chopSize = "chop_size"
+        case chopStride = "chop_stride", blend, samples, windows, tiling, hir, seamMargin = "seam_margin", seamFeather = "seam_feather", patches
+        case networkEvaluations = "network_evaluations", elapsedSeconds = "elapsed_s", secondsPerStep = "seconds_per_step"
+        case secondsPerEvaluation = "seconds_per_evaluation", consistencyRMS = "consistency_rms", irreducibleRMS = "irreducible_rms"
+        case psnr = "psnr_db", ssim, bicubicPSNR = "bicubic_psnr_db", bicubicSSIM = "bicubic_ssim", simulated
+    }
+
+    /// A Float option as the user typed it (0.05, not 0.0500000007).
+    public static func decimal(_ value: Float) -> Double { Double(value.description) ?? Double(value) }
+
+    /// One line of JSON, keys sorted; non-finite numbers (JSON has none) left out.
+    public func json() throws -> String {
+        var copy = self
+        for path in [\RestorationReport.psnr, \.ssim, \.bicubicPSNR, \.bicubicSSIM, \.consistencyRMS, \.irreducibleRMS, \.elapsedSeconds,
+                     \.secondsPerStep, \.secondsPerEvaluation, \.sigmaY, \.eta, \.gamma] where !(copy[keyPath: path]?.isFinite ?? true) {
+            copy[keyPath: path] = nil
+        }
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return String(decoding: try encoder.encode(copy), as: UTF8.self)
+    }
+
+    /// The same report for a companion panel (observation, side-by-side).
+    public func panel(_ name: String) -> RestorationReport {
+        var copy = self
+        copy.panel = name
+        return copy
+    }
+}
+
+/// Facts about the library itself.
+public enum RestorationLibrary {
+    public static let version = "0.1.0"
+}
