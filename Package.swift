@@ -15,6 +15,7 @@ let package = Package(
         .library(name: "Networks", targets: ["Networks"]),
         .library(name: "Operators", targets: ["Operators"]),
         .library(name: "Methods", targets: ["Methods"]),
+        .library(name: "Tiling", targets: ["Tiling"]),
         .library(name: "Restoration", targets: ["Restoration"]),
         .executable(name: "restore", targets: ["restore"]),
     ],
@@ -48,9 +49,12 @@ let package = Package(
         .target(name: "Operators", dependencies: ["Engine", "CFFTW"]),
         // Samplers (DDNM, …): functions of a noise-prediction closure and a schedule; they never know the network.
         .target(name: "Methods", dependencies: ["Engine", "Operators"]),
+        // Every window: USDR's mask-shift windows and HiR pyramid with their constraints, the tiled ε,
+        // ResShift's chopper, one blend canvas.
+        .target(name: "Tiling", dependencies: ["Engine", "Operators", "Methods"]),
         // The public API the CLI, the service and batch workers share: one pipeline per method with Codable
         // options, typed inputs and results, one report schema, events and cancellation, models loaded once, jobs.
-        .target(name: "Restoration", dependencies: ["Engine", "ImageIO", "Checkpoints", "Networks", "Operators", "Methods"]),
+        .target(name: "Restoration", dependencies: ["Engine", "ImageIO", "Checkpoints", "Networks", "Operators", "Methods", "Tiling"]),
         .executableTarget(
             name: "restore",
             dependencies: [
@@ -65,7 +69,7 @@ let package = Package(
         .testTarget(name: "EngineTests", dependencies: ["Engine"], resources: [.copy("Fixtures")]),
         .testTarget(name: "ImageIOTests", dependencies: ["ImageIO"], resources: [.copy("Fixtures")]),
         .testTarget(name: "CheckpointsTests", dependencies: ["Checkpoints"], resources: [.copy("Fixtures")]),
-        .testTarget(name: "MethodsTests", dependencies: ["Methods", "Operators", "Networks", "Checkpoints", "Engine"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "MethodsTests", dependencies: ["Methods", "Tiling", "Operators", "Networks", "Checkpoints", "Engine"], resources: [.copy("Fixtures")]),
         .testTarget(name: "NetworksTests", dependencies: ["Networks", "Checkpoints", "Engine"], resources: [.copy("Fixtures")]),
         .testTarget(name: "RestorationTests", dependencies: ["Restoration", "Operators", "Engine", "ImageIO", "Checkpoints"], resources: [.copy("Fixtures")]),
         // Runs the built `restore` binary as a user would: exit codes, one-line errors, no partial output.

@@ -1,21 +1,6 @@
 import Engine
 import Foundation
 
-/// A rectangle of pixels: rows y..<y+height, columns x..<x+width.
-public struct PixelRect: Equatable, Sendable, CustomStringConvertible {
-    public var y: Int, x: Int, height: Int, width: Int
-    public init(y: Int, x: Int, height: Int, width: Int) {
-        self.y = y
-        self.x = x
-        self.height = height
-        self.width = width
-    }
-    public var description: String { "\(width)×\(height)+\(x)+\(y)" }
-
-    /// The rect scaled down by `factor` (exact for aligned rects).
-    public func divided(by factor: Int) -> PixelRect { PixelRect(y: y / factor, x: x / factor, height: height / factor, width: width / factor) }
-}
-
 /// An operator that can be restricted to a window of the image, for tiled restoration (USDR's mask-shift
 /// windows): A_w acts on the window's pixels and observes a rect of y. Local operators only — each
 /// observation sample depends on pixels inside one aligned block.
@@ -126,35 +111,6 @@ extension CompositeOperator: WindowableOperator {
 
     /// True when every part can be restricted to windows.
     public var isWindowable: Bool { windowAlignment > 0 }
-}
-
-func gcd(_ a: Int, _ b: Int) -> Int { b == 0 ? a : gcd(b, a % b) }
-func lcm(_ a: Int, _ b: Int) -> Int { a == 0 || b == 0 ? 0 : a / gcd(a, b) * b }
-
-extension Tensor {
-    /// The rect of sample 0 of an NHWC tensor, as a new [1, h, w, C] tensor.
-    public func crop(_ rect: PixelRect) throws -> Tensor {
-        let (_, h, w, c) = try nhwc("crop")
-        guard rect.y >= 0, rect.x >= 0, rect.height > 0, rect.width > 0, rect.y + rect.height <= h, rect.x + rect.width <= w else {
-            throw OperatorError("crop \(rect) lies outside the \(w)×\(h) image")
-        }
-        let out = try Tensor(uninitializedShape: [1, rect.height, rect.width, c])
-        for r in 0..<rect.height {
-            (out.data + r * rect.width * c).update(from: data + ((rect.y + r) * w + rect.x) * c, count: rect.width * c)
-        }
-        return out
-    }
-
-    /// Writes `patch` ([1, h, w, C]) into sample 0 of this NHWC tensor at `rect`'s origin.
-    public func paste(_ patch: Tensor, at rect: PixelRect) throws {
-        let (_, h, w, c) = try nhwc("paste")
-        guard patch.shape == [1, rect.height, rect.width, c], rect.y >= 0, rect.x >= 0, rect.y + rect.height <= h, rect.x + rect.width <= w else {
-            throw OperatorError("paste of \(patch.shape) at \(rect) does not fit the \(w)×\(h)×\(c) image")
-        }
-        for r in 0..<rect.height {
-            (data + ((rect.y + r) * w + rect.x) * c).update(from: patch.data + r * rect.width * c, count: rect.width * c)
-        }
-    }
 }
 
 // MARK: Hierarchical restoration (USDR's HiR)

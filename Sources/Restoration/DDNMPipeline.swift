@@ -5,6 +5,7 @@ import ImageIO
 import Methods
 import Networks
 import Operators
+import Tiling
 
 /// DDNM's options with the official defaults (wyhuai/DDNM: η 0.85, the SVD path, no clipping), plus USDR's
 /// tiling. `Codable`: a job file or an HTTP body decodes straight into them; absent keys take the defaults.
@@ -182,14 +183,17 @@ public struct DDNMPipeline {
         var report = RestorationReport(method: "ddnm" + (options.sigmaY > 0 ? "+" : ""), seed: 0)
         let restored: Tensor
         if tiled {
-            let (result, windows, levelEvaluations, hir, seam) = try restoreTiled(y: y, shape: shape, tiling: tiling, label: label, predict: predict,
-                                                                                   noise: &noise, context: context)
-            restored = result
-            report.windows = windows
-            report.networkEvaluations = evaluations * windows + levelEvaluations
-            report.hir = hir
-            report.seamMargin = seam?.margin
-            report.seamFeather = seam?.feather
+            let usdr = USDRRestoration(sampler: sampler, nativeSize: nativeSize, sizeMultiple: network.sizeMultiple, tiling: tiling,
+                                       window: options.window, overlap: options.overlap, margin: options.margin, feather: options.feather, hir: options.hir)
+            let outcome = try usdr.restore(observation: y, operator: a, imageShape: shape, predictNoise: predict, noise: &noise, label: label,
+                                           stage: { context.emit(.stage(label: $0, total: $1)) },
+                                           step: { context.emit(.step(done: $0, total: $1, note: $2)) })
+            restored = outcome.image
+            report.windows = outcome.windows
+            report.networkEvaluations = evaluations * outcome.windows + outcome.levelEvaluations
+            report.hir = outcome.hir
+            report.seamMargin = outcome.seam?.margin
+            report.seamFeather = outcome.seam?.feather
         } else {
             guard shape[1] % network.sizeMultiple == 0, shape[2] % network.sizeMultiple == 0 else {
                 throw RestorationError("the output would be \(shape[2])×\(shape[1]); this prior needs sides that are multiples of \(network.sizeMultiple) (\(name))")
@@ -239,70 +243,4 @@ public struct DDNMPipeline {
         }
         return result
     }
-
-    /// USDR: the HiR pyramid (coarsest level whole, finer levels by windows guided by the level above), then the
-    /// full-size mask-shift windows guided by the finest level. Returns the image, its window count, the network
-    /// evaluations of the HiR levels, the HiR description and the seam blend.
-    private func restoreTiled(y: Tensor, shape: [Int], tiling: MaskShiftRestoration.Tiling, label: String, predict: @escaping NoisePredictor,
-                              noise: inout SeededGaussian, context: RestorationContext)
-        throws -> (Tensor, Int, Int, String, (margin: Int, feather: Int)?) {
-        let a = degradation, network = prior.network, nativeSize = prior.nativeSize
-        let evaluations = sampler.timesteps.networkEvaluations
-        guard let local = a as? any WindowableOperator, local.windowAlignment > 0 else {
-            throw RestorationError("the output would be \(shape[2])×\(shape[1]), larger than the prior's native \(nativeSize)²; tiling needs a local operator (pool, bicubic, gray, mask, noise, blurs, cs-block, and compositions of the halo-free ones), not \(a.spec) (global: cs-wht) — crop or downscale the input (\(label))")
-        }
-        guard shape[0] == 1 else { throw RestorationError("tiling restores one image at a time (\(label))") }
-        var global: (factor: Int, result: Tensor)?
-        var levelEvaluations = 0
-        let hir: String
-        let levels = !options.hir || tiling == .naive ? []
-            : try HierarchicalRestoration.pyramid(operator: local, observation: y, imageShape: shape, nativeSize: nativeSize, sizeMultiple: network.sizeMultiple)
-        if !options.hir || tiling == .naive {
-            hir = "off"
-        } else if let top = levels.first {
-            for (index, level) in levels.enumerated() {
-                let levelSampler = sampler.scalingNoise(by: level.noiseScale)
-                if index == 0 {
-                    context.emit(.stage(label: "\(label) (global pass, ÷\(top.factor))", total: evaluations))
-                    let result = try levelSampler.sample(observation: top.observation, operator: top.operator, imageShape: top.shape,
-                                                         predictNoise: predict, noise: &noise) { done, total in
-                        context.emit(.step(done: done, total: total, note: nil))
-                    }
-                    levelEvaluations += evaluations
-                    global = (top.factor, result)
-                    continue
-                }
-                guard let above = global, let levelOperator = level.operator as? any WindowableOperator else { break }
-                let ratio = above.factor / level.factor
-                let alignment = levelOperator.windowAlignment / gcd(levelOperator.windowAlignment, ratio) * ratio
-                let plan = try WindowPlan(height: level.shape[1], width: level.shape[2], window: min(options.window ?? nativeSize, nativeSize),
-                                          overlap: options.overlap, alignment: alignment, sizeMultiple: network.sizeMultiple)
-                context.emit(.stage(label: "\(label) (HiR level ÷\(level.factor), \(plan.rects.count) windows)", total: evaluations * plan.rects.count))
-                let result = try MaskShiftRestoration(sampler: levelSampler, plan: plan, margin: options.margin, feather: options.feather)
-                    .restore(observation: level.observation, operator: levelOperator, imageShape: level.shape, predictNoise: predict, noise: &noise,
-                             global: (ratio, above.result)) { done, count, evaluations, total in
-                        context.emit(.step(done: evaluations, total: total, note: "window \(min(done + 1, count))/\(count)"))
-                    }
-                levelEvaluations += evaluations * plan.rects.count
-                global = (level.factor, result)
-            }
-            hir = levels.map { "÷\($0.factor)" }.joined(separator: " → ")
-        } else {
-            hir = local is any HierarchicalOperator ? "not applicable (for pooling SR, y already fixes the coarse image)"
-                : "not applicable (\(a.spec) has no exact coarse form)"
-        }
-        let side = min(options.window ?? nativeSize, nativeSize)
-        let alignment = global.map { local.windowAlignment / gcd(local.windowAlignment, $0.factor) * $0.factor } ?? local.windowAlignment
-        let plan = try WindowPlan(height: shape[1], width: shape[2], window: side, overlap: tiling == .naive ? 0 : options.overlap,
-                                  alignment: alignment, sizeMultiple: network.sizeMultiple)
-        context.emit(.stage(label: "\(label) (\(plan.rects.count) windows)", total: evaluations * plan.rects.count))
-        let msr = MaskShiftRestoration(sampler: sampler, plan: plan, tiling: tiling, margin: options.margin, feather: options.feather)
-        let seam = try msr.seamBlend(unit: max(1, alignment))
-        let restored = try msr.restore(observation: y, operator: local, imageShape: shape, predictNoise: predict, noise: &noise, global: global) { done, count, evaluations, total in
-            context.emit(.step(done: evaluations, total: total, note: "window \(min(done + 1, count))/\(count)"))
-        }
-        return (restored, plan.rects.count, levelEvaluations, hir, seam)
-    }
 }
-
-func gcd(_ a: Int, _ b: Int) -> Int { b == 0 ? a : gcd(b, a % b) }

@@ -3,6 +3,7 @@ import Foundation
 import ImageIO
 import Methods
 import Operators
+import Tiling
 
 /// DreamClean's options. No official code exists: τ and γ are provisional defaults chosen on hold-out photos
 /// (README, DreamClean); steps default to 30 blind and 20 with a known degradation (the paper's settings).

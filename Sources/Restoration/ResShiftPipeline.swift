@@ -5,6 +5,7 @@ import ImageIO
 import Methods
 import Networks
 import Operators
+import Tiling
 
 /// ResShift's tasks: real-world and bicubic ×4 SR, inpainting, blind face restoration.
 public enum ResShiftTask: String, Codable, Sendable, CaseIterable {

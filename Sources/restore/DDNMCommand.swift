@@ -7,6 +7,7 @@ import Methods
 import Networks
 import Operators
 import Restoration
+import Tiling
 
 /// `restore ddnm`: zero-shot restoration by range–null-space decomposition on an unconditional prior.
 struct DDNMCommand: ParsableCommand {

@@ -3,6 +3,7 @@ import Foundation
 import ImageIO
 import Methods
 import Restoration
+import Tiling
 
 /// `restore resshift`: few-step ×4 super-resolution (and inpainting) by residual shifting.
 struct ResShiftCommand: ParsableCommand {

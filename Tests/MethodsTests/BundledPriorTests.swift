@@ -4,6 +4,7 @@ import Foundation
 import Networks
 import XCTest
 @testable import Methods
+@testable import Tiling
 @testable import Operators
 
 /// Tests on the bundled prior (Models/adm64-prior.safetensors, committed): it loads as our ADM UNet from its

@@ -2,6 +2,7 @@ import Engine
 import Foundation
 import XCTest
 @testable import Methods
+@testable import Tiling
 @testable import Operators
 
 /// DreamClean's pieces with analytic stand-in ε-networks.

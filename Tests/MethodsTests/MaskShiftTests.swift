@@ -2,6 +2,7 @@ import Engine
 import Foundation
 import XCTest
 @testable import Methods
+@testable import Tiling
 @testable import Operators
 
 /// USDR mask-shift tiling with a stand-in ε-network (the tiling, known regions and canvas are what is

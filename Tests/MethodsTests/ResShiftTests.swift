@@ -3,6 +3,7 @@ import Engine
 import Foundation
 import XCTest
 @testable import Methods
+@testable import Tiling
 @testable import Networks
 
 /// Whole ResShift sampling runs against the official `GaussianDiffusion.p_sample_loop` (zsyOAOA/ResShift, run on

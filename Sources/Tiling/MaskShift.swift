@@ -1,5 +1,6 @@
 import Engine
 import Foundation
+import Methods
 import Operators
 
 /// The windows of a tiled restoration: `size`² windows (the prior's native size) at `stride`, in raster
@@ -19,7 +20,7 @@ public struct WindowPlan: Equatable, Sendable {
         guard alignment >= 1, sizeMultiple >= 1, height % alignment == 0, width % alignment == 0 else {
             throw SamplerError("the output \(width)×\(height) is not a multiple of the operator's \(alignment)-pixel block")
         }
-        let unit = alignment / Self.gcd(alignment, sizeMultiple) * sizeMultiple
+        let unit = lcm(alignment, sizeMultiple)
         let side = window / unit * unit
         let overlap = requested ?? side / 2
         guard side >= unit else { throw SamplerError("the window (\(window) px) is smaller than the \(unit)-pixel unit the operator and prior need") }
@@ -42,8 +43,6 @@ public struct WindowPlan: Equatable, Sendable {
         let rows = offsets(height, wh), columns = offsets(width, ww)
         rects = rows.flatMap { y in columns.map { x in PixelRect(y: y, x: x, height: wh, width: ww) } }
     }
-
-    static func gcd(_ a: Int, _ b: Int) -> Int { b == 0 ? a : gcd(b, a % b) }
 }
 
 /// USDR's Mask-Shift Restoration (Wang et al., arXiv 2303.00354, §3; hq_demo): windows restored one after
@@ -121,7 +120,7 @@ public struct MaskShiftRestoration {
             throw SamplerError("\(a.spec) reaches \(halo) px across window edges: the overlap must be at least \(2 * halo) px, got \(overlap) (use --overlap, or a larger window)")
         }
         let alignment = max(1, a.windowAlignment)
-        let unit = global.map { alignment / WindowPlan.gcd(alignment, $0.factor) * $0.factor } ?? alignment
+        let unit = global.map { lcm(alignment, $0.factor) } ?? alignment
         let (margin, feather) = try seamBlend(unit: unit)
         let canvas = try Tensor(shape: imageShape, repeating: 0)
         var finished: [PixelRect] = []  // the windows done (no per-pixel map: memory stays per window)
@@ -157,7 +156,8 @@ public struct MaskShiftRestoration {
                                        free: (a as? any HierarchicalOperator)?.freePixels(rect))
             }
             let restored = try sampler.sample(observation: yWindow, operator: local, imageShape: [1, rect.height, rect.width, imageShape[3]],
-                                              predictNoise: predictNoise, noise: &noise, known: known, guide: guide) { done, _ in
+                                              predictNoise: predictNoise, noise: &noise,
+                                              constraint: known == nil && guide == nil ? nil : WindowConstraint(known: known, guide: guide)) { done, _ in
                 progress(index, plan.rects.count, index * perWindow + done, total)
             }
             try canvas.paste(restored, at: rect)
@@ -241,7 +241,7 @@ public enum HierarchicalRestoration {
             guard height % f == 0, width % f == 0, top.factor % f == 0, let coarse = try h.coarseOperator(by: f),
                   let local = coarse as? any WindowableOperator, local.windowAlignment > 0 else { continue }
             let above = levels.last!.factor / f
-            let unit = [local.windowAlignment, above, sizeMultiple].reduce(1) { $0 / WindowPlan.gcd($0, $1) * $1 }
+            let unit = [local.windowAlignment, above, sizeMultiple].reduce(1, lcm)
             let shape = [1, height / f, width / f, imageShape[3]]
             guard nativeSize % unit == 0, shape[1] % above == 0, shape[2] % above == 0 else { continue }
             let observation = h.observesPooled ? y : try coarse.apply(try averagePool(try a.pseudoInverse(y), kernel: f))
@@ -261,7 +261,7 @@ public enum HierarchicalRestoration {
             let (gh, gw) = (height / f, width / f)
             guard gh <= nativeSize, gw <= nativeSize else { continue }
             // The windows must stay at the native size when aligned to f as well (e.g. f = 3 with 64² windows cannot).
-            let unit = [a.windowAlignment, f, sizeMultiple].reduce(1) { $0 / WindowPlan.gcd($0, $1) * $1 }
+            let unit = [a.windowAlignment, f, sizeMultiple].reduce(1, lcm)
             guard nativeSize % unit == 0, gh % sizeMultiple == 0, gw % sizeMultiple == 0, let coarse = try h.coarseOperator(by: f) else { continue }
             let observation = h.observesPooled ? y : try coarse.apply(try averagePool(try a.pseudoInverse(y), kernel: f))
             let shape = [1, gh, gw, imageShape[3]]

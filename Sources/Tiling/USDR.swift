@@ -1,0 +1,102 @@
+import Engine
+import Methods
+import Operators
+
+/// USDR (Wang et al., arXiv 2303.00354) for outputs larger than the prior: the HiR pyramid (the coarsest level
+/// whole, finer levels by mask-shift windows guided by the level above), then the full-size mask-shift windows
+/// guided by the finest level. `naive` tiling and `hir: false` are the ablations.
+public struct USDRRestoration {
+    public let sampler: DDNMSampler
+    /// The prior's native side and the sides its windows must divide.
+    public let nativeSize: Int, sizeMultiple: Int
+    public let tiling: MaskShiftRestoration.Tiling
+    /// Window side (default and maximum: the native size), overlap, seam margin and feather (nil: defaults).
+    public let window: Int?, overlap: Int?, margin: Int?, feather: Int?
+    public let hir: Bool
+
+    public init(sampler: DDNMSampler, nativeSize: Int, sizeMultiple: Int, tiling: MaskShiftRestoration.Tiling = .msr, window: Int? = nil,
+                overlap: Int? = nil, margin: Int? = nil, feather: Int? = nil, hir: Bool = true) {
+        self.sampler = sampler
+        self.nativeSize = nativeSize
+        self.sizeMultiple = sizeMultiple
+        self.tiling = tiling
+        self.window = window
+        self.overlap = overlap
+        self.margin = margin
+        self.feather = feather
+        self.hir = hir
+    }
+
+    /// The restored image, its full-size window count, the network evaluations of the HiR levels, how HiR ran
+    /// (e.g. "÷8 → ÷2", "off", "not applicable (…)") and the seam blend in effect.
+    public struct Outcome {
+        public let image: Tensor
+        public let windows: Int
+        public let levelEvaluations: Int
+        public let hir: String
+        public let seam: (margin: Int, feather: Int)?
+    }
+
+    /// The HiR pyramid (coarsest level whole, finer levels by windows guided by the level above), then the
+    /// full-size mask-shift windows guided by the finest level. Returns the image, its window count, the network
+    /// evaluations of the HiR levels, the HiR description and the seam blend.
+    public func restore(observation y: Tensor, operator a: any DegradationOperator, imageShape shape: [Int], predictNoise predict: NoisePredictor,
+                        noise: inout some GaussianSource, label: String, stage: (String, Int) -> Void = { _, _ in },
+                        step: (Int, Int, String?) -> Void = { _, _, _ in }) throws -> Outcome {
+        let evaluations = sampler.timesteps.networkEvaluations
+        guard let local = a as? any WindowableOperator, local.windowAlignment > 0 else {
+            throw SamplerError("the output would be \(shape[2])×\(shape[1]), larger than the prior's native \(nativeSize)²; tiling needs a local operator (pool, bicubic, gray, mask, noise, blurs, cs-block, and compositions of the halo-free ones), not \(a.spec) (global: cs-wht) — crop or downscale the input (\(label))")
+        }
+        guard shape[0] == 1 else { throw SamplerError("tiling restores one image at a time (\(label))") }
+        var global: (factor: Int, result: Tensor)?
+        var levelEvaluations = 0
+        let description: String
+        let levels = !hir || tiling == .naive ? []
+            : try HierarchicalRestoration.pyramid(operator: local, observation: y, imageShape: shape, nativeSize: nativeSize, sizeMultiple: sizeMultiple)
+        if !hir || tiling == .naive {
+            description = "off"
+        } else if let top = levels.first {
+            for (index, level) in levels.enumerated() {
+                let levelSampler = sampler.scalingNoise(by: level.noiseScale)
+                if index == 0 {
+                    stage("\(label) (global pass, ÷\(top.factor))", evaluations)
+                    let result = try levelSampler.sample(observation: top.observation, operator: top.operator, imageShape: top.shape,
+                                                         predictNoise: predict, noise: &noise) { done, total in
+                        step(done, total, nil)
+                    }
+                    levelEvaluations += evaluations
+                    global = (top.factor, result)
+                    continue
+                }
+                guard let above = global, let levelOperator = level.operator as? any WindowableOperator else { break }
+                let ratio = above.factor / level.factor
+                let alignment = lcm(levelOperator.windowAlignment, ratio)
+                let plan = try WindowPlan(height: level.shape[1], width: level.shape[2], window: min(window ?? nativeSize, nativeSize),
+                                          overlap: overlap, alignment: alignment, sizeMultiple: sizeMultiple)
+                stage("\(label) (HiR level ÷\(level.factor), \(plan.rects.count) windows)", evaluations * plan.rects.count)
+                let result = try MaskShiftRestoration(sampler: levelSampler, plan: plan, margin: margin, feather: feather)
+                    .restore(observation: level.observation, operator: levelOperator, imageShape: level.shape, predictNoise: predict, noise: &noise,
+                             global: (ratio, above.result)) { done, count, evaluations, total in
+                        step(evaluations, total, "window \(min(done + 1, count))/\(count)")
+                    }
+                levelEvaluations += evaluations * plan.rects.count
+                global = (level.factor, result)
+            }
+            description = levels.map { "÷\($0.factor)" }.joined(separator: " → ")
+        } else {
+            description = local is any HierarchicalOperator ? "not applicable (for pooling SR, y already fixes the coarse image)"
+                : "not applicable (\(a.spec) has no exact coarse form)"
+        }
+        let side = min(window ?? nativeSize, nativeSize)
+        let alignment = global.map { lcm(local.windowAlignment, $0.factor) } ?? local.windowAlignment
+        let plan = try WindowPlan(height: shape[1], width: shape[2], window: side, overlap: tiling == .naive ? 0 : overlap,
+                                  alignment: alignment, sizeMultiple: sizeMultiple)
+        stage("\(label) (\(plan.rects.count) windows)", evaluations * plan.rects.count)
+        let msr = MaskShiftRestoration(sampler: sampler, plan: plan, tiling: tiling, margin: margin, feather: feather)
+        let seam = try msr.seamBlend(unit: max(1, alignment))
+        let restored = try msr.restore(observation: y, operator: local, imageShape: shape, predictNoise: predict, noise: &noise, global: global) { done, count, evaluations, total in
+            step(evaluations, total, "window \(min(done + 1, count))/\(count)")
+        }
+        return Outcome(image: restored, windows: plan.rects.count, levelEvaluations: levelEvaluations, hir: description, seam: seam)
+    }
+}
