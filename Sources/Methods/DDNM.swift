@@ -109,28 +109,7 @@ public struct DDNMSampler {
                        predictNoise: NoisePredictor, noise: inout some GaussianSource, constraint: (any X0Constraint)? = nil,
                        progress: (Int, Int) -> Void = { _, _ in }) throws -> Tensor {
         try constraint?.check(imageShape)
-        // DDNM+ on the SVD path needs the operator's block SVD.
-        // Λ(v; a, σ_t) and Λ_noise(z, ε; a, σ_t) of a block SVD or of an operator that computes its own.
-        var plus: (lambda: (Tensor, Float, Float) throws -> Tensor, noise: (Tensor, Tensor, Float, Float) throws -> Tensor)?
-        var svd: (form: any SVDForm, raw: ([Float]) -> [Float])?
-        let (sigmaY, eta) = (self.sigmaY, self.eta)
-        if variant == .svd, sigmaY > 0 {
-            if let spectral = a as? any SpectralOperator {
-                let own = try spectral.spectralBlocks(imageShape: imageShape)
-                let blocks = adjustSpectralBlocks?(own) ?? own
-                let denoising = a is IdentityOperator
-                plus = ({ v, root, sigmaT in try DDNMPlusSpectral.lambda(v, blocks, a: root, sigmaY: sigmaY, sigmaT: sigmaT, eta: eta) },
-                        { z, e, root, sigmaT in try DDNMPlusSpectral.noise(z, e, blocks, a: root, sigmaY: sigmaY, sigmaT: sigmaT, eta: eta, denoising: denoising) })
-            } else if let providing = a as? any SVDFormProviding {
-                guard constraint == nil else { throw SamplerError("known regions (tiling) are not supported with DDNM+ on an SVD form (\(a.spec))") }
-                svd = try providing.svdForm(imageShape: imageShape)
-            } else if let own = a as? any DDNMPlusProviding, own.ddnmPlusAvailable(imageShape: imageShape) {
-                plus = ({ v, root, sigmaT in try own.ddnmPlusLambda(v, a: root, sigmaY: sigmaY, sigmaT: sigmaT, eta: eta) },
-                        { z, e, root, sigmaT in try own.ddnmPlusNoise(z, e, a: root, sigmaY: sigmaY, sigmaT: sigmaT, eta: eta) })
-            } else {
-                throw SamplerError("DDNM+ (σy > 0) on the SVD path supports pool, gray, mask, noise, cs-wht, bicubic and the separable blurs; use --simplified for \(a.spec)")
-            }
-        }
+        let step = try stepKind(operator: a, imageShape: imageShape, constraint: constraint)
         var x = try noise.next(shape: imageShape)  // x_T
         var lastX0: Tensor?
         var evaluations = 0
@@ -153,57 +132,106 @@ public struct DDNMSampler {
                 epsilon = try axpby(1 / (1 - aT).squareRoot(), x, -aT.squareRoot() / (1 - aT).squareRoot(), x0)
             }
             lastX0 = x0
-            if let svd {
-                // The same step on an SVD form (Walsh–Hadamard CS), sample by sample in the official layout.
-                let root = aNext.squareRoot(), sigmaT = (1 - aNext).squareRoot()
-                let correction = try a.pseudoInverse(try subtract(try a.apply(x0), y))
-                let z = try noise.next(shape: imageShape)
-                let next = try Tensor(uninitializedShape: imageShape)
-                for b in 0..<imageShape[0] {
-                    let lambda = DDNMPlusSVD.lambda(correction.channelMajor(batch: b), svd.form, a: root, sigmaY: sigmaY, sigmaT: sigmaT, eta: eta)
-                    let stochastic = DDNMPlusSVD.noise(z.channelMajor(batch: b), epsilon.channelMajor(batch: b), svd.form, raw: svd.raw,
-                                                       a: root, sigmaY: sigmaY, sigmaT: sigmaT, eta: eta)
-                    let x0b = x0.channelMajor(batch: b)
-                    next.setChannelMajor((0..<x0b.count).map { root * (x0b[$0] - lambda[$0]) + stochastic[$0] }, batch: b)
-                }
-                x = next
-                evaluations += 1
-                progress(evaluations, total)
-                continue
+            switch step {
+            case .rangeNull:
+                x = try rangeNullStep(x0, epsilon, alphaBarNext: aNext, y: y, operator: a, constraint: constraint, noise: &noise)
+            case .plus(let lambda, let stochastic):
+                x = try ddnmPlusStep(x0, epsilon, alphaBarNext: aNext, y: y, operator: a, lambda: lambda, stochastic: stochastic,
+                                     constraint: constraint, noise: &noise)
+            case .svdForm(let form, let raw):
+                x = try svdFormStep(x0, epsilon, alphaBarNext: aNext, y: y, operator: a, form: form, raw: raw, noise: &noise)
             }
-            if let plus {
-                // ddnm_plus_diffusion: x̂0 = x0 − Λ A†(A x0 − y) (Eq. 17), x_{t−1} = √ᾱ' x̂0 + Λ_noise(z, ε) (Eq. 51 of the code);
-                // Λ on the operator's block SVD, or its own (separable blurs, bicubic, FFT kernels).
-                let root = aNext.squareRoot(), sigmaT = (1 - aNext).squareRoot()
-                let correction = try a.pseudoInverse(try subtract(try a.apply(x0), y))
-                var x0Hat = try subtract(x0, try plus.lambda(correction, root, sigmaT))
-                if let constraint { x0Hat = try constraint.apply(x0Hat, exact: false, operator: a, observation: y) }
-                let z = try noise.next(shape: imageShape)
-                x = try axpby(root, x0Hat, 1, try plus.noise(z, epsilon, root, sigmaT))
-                evaluations += 1
-                progress(evaluations, total)
-                continue
-            }
-            let sigmaT = variant == .simplified ? (1 - aNext * aNext).squareRoot() : (1 - aNext).squareRoot()
-            let (lambda, gamma): (Float, Float)
-            if sigmaT >= aNext * sigmaY {
-                (lambda, gamma) = (1, (sigmaT * sigmaT - aNext * sigmaY * aNext * sigmaY).squareRoot())  // Eq. 19
-            } else {
-                (lambda, gamma) = (sigmaT / (aNext * sigmaY), 0)
-            }
-            var x0Hat = try a.rangeNullCorrection(x0, observation: y, strength: lambda)  // Eq. 17
-            if let constraint { x0Hat = try constraint.apply(x0Hat, exact: lambda == 1, operator: a, observation: y) }
-            let c1 = (1 - aNext).squareRoot() * eta, c2 = (1 - aNext).squareRoot() * (1 - eta * eta).squareRoot()
-            // svd: γ = σ_t (σy = 0), so the scale is 1 — plain DDIM noise; paper: γ/σ_t; simplified: γ (the quirk).
-            let noiseScale = variant == .simplified ? gamma : (sigmaT > 0 ? gamma / sigmaT : 0)
-            let z = try noise.next(shape: imageShape)
-            // x_{t−1} = √ᾱ_{t−1} x̂0 + γ (c1 z + c2 ε)
-            let stochastic = try axpby(c1 * noiseScale, z, c2 * noiseScale, epsilon)
-            x = try axpby(aNext.squareRoot(), x0Hat, 1, stochastic)
             evaluations += 1
             progress(evaluations, total)
         }
         return x
+    }
+
+    /// Which step the sampler takes: the range–null step (σy = 0, and the simplified and paper paths), DDNM+'s
+    /// per-singular Λ on an operator's block SVD or its own spectral form, or DDNM+ on an SVD form.
+    enum StepKind {
+        case rangeNull
+        /// Λ(v; √ᾱ', σ_t) and Λ_noise(z, ε; √ᾱ', σ_t).
+        case plus(lambda: (Tensor, Float, Float) throws -> Tensor, noise: (Tensor, Tensor, Float, Float) throws -> Tensor)
+        case svdForm(any SVDForm, raw: ([Float]) -> [Float])
+    }
+
+    func stepKind(operator a: any DegradationOperator, imageShape: [Int], constraint: (any X0Constraint)?) throws -> StepKind {
+        guard variant == .svd, sigmaY > 0 else { return .rangeNull }
+        let (sigmaY, eta) = (self.sigmaY, self.eta)
+        if let spectral = a as? any SpectralOperator {
+            let own = try spectral.spectralBlocks(imageShape: imageShape)
+            let blocks = adjustSpectralBlocks?(own) ?? own
+            let denoising = a is IdentityOperator
+            return .plus(lambda: { v, root, sigmaT in try DDNMPlusSpectral.lambda(v, blocks, a: root, sigmaY: sigmaY, sigmaT: sigmaT, eta: eta) },
+                         noise: { z, e, root, sigmaT in
+                             try DDNMPlusSpectral.noise(z, e, blocks, a: root, sigmaY: sigmaY, sigmaT: sigmaT, eta: eta, denoising: denoising)
+                         })
+        }
+        if let providing = a as? any SVDFormProviding {
+            guard constraint == nil else { throw SamplerError("known regions (tiling) are not supported with DDNM+ on an SVD form (\(a.spec))") }
+            let svd = try providing.svdForm(imageShape: imageShape)
+            return .svdForm(svd.form, raw: svd.raw)
+        }
+        if let own = a as? any DDNMPlusProviding, own.ddnmPlusAvailable(imageShape: imageShape) {
+            return .plus(lambda: { v, root, sigmaT in try own.ddnmPlusLambda(v, a: root, sigmaY: sigmaY, sigmaT: sigmaT, eta: eta) },
+                         noise: { z, e, root, sigmaT in try own.ddnmPlusNoise(z, e, a: root, sigmaY: sigmaY, sigmaT: sigmaT, eta: eta) })
+        }
+        throw SamplerError("DDNM+ (σy > 0) on the SVD path supports pool, gray, mask, noise, cs-wht, bicubic and the separable blurs; use --simplified for \(a.spec)")
+    }
+
+    /// The range–null step (Eqs. 13, 17, 19): x̂0 = x0 − λ A†(A x0 − y), x_{t−1} = √ᾱ' x̂0 + γ (c1 z + c2 ε), with
+    /// λ = 1 and γ = √(σ_t² − (ᾱ' σy)²) while σ_t ≥ ᾱ' σy, else λ = σ_t / (ᾱ' σy) and γ = 0. σ_t is √(1 − ᾱ') on
+    /// the SVD path (σy = 0: plain DDIM) and the paper path, √(1 − ᾱ'²) on the simplified path (the code's quirk,
+    /// which also lets γ multiply the DDIM noise unnormalised).
+    func rangeNullStep(_ x0: Tensor, _ epsilon: Tensor, alphaBarNext aNext: Float, y: Tensor, operator a: any DegradationOperator,
+                       constraint: (any X0Constraint)?, noise: inout some GaussianSource) throws -> Tensor {
+        let sigmaT = variant == .simplified ? (1 - aNext * aNext).squareRoot() : (1 - aNext).squareRoot()
+        let (lambda, gamma): (Float, Float)
+        if sigmaT >= aNext * sigmaY {
+            (lambda, gamma) = (1, (sigmaT * sigmaT - aNext * sigmaY * aNext * sigmaY).squareRoot())  // Eq. 19
+        } else {
+            (lambda, gamma) = (sigmaT / (aNext * sigmaY), 0)
+        }
+        var x0Hat = try a.rangeNullCorrection(x0, observation: y, strength: lambda)  // Eq. 17
+        if let constraint { x0Hat = try constraint.apply(x0Hat, exact: lambda == 1, operator: a, observation: y) }
+        let c1 = (1 - aNext).squareRoot() * eta, c2 = (1 - aNext).squareRoot() * (1 - eta * eta).squareRoot()
+        // svd: γ = σ_t (σy = 0), so the scale is 1 — plain DDIM noise; paper: γ/σ_t; simplified: γ (the quirk).
+        let noiseScale = variant == .simplified ? gamma : (sigmaT > 0 ? gamma / sigmaT : 0)
+        let z = try noise.next(shape: x0.shape)
+        // x_{t−1} = √ᾱ_{t−1} x̂0 + γ (c1 z + c2 ε)
+        let stochastic = try axpby(c1 * noiseScale, z, c2 * noiseScale, epsilon)
+        return try axpby(aNext.squareRoot(), x0Hat, 1, stochastic)
+    }
+
+    /// DDNM+ (`ddnm_plus_diffusion`): x̂0 = x0 − Λ A†(A x0 − y) (Eq. 17), x_{t−1} = √ᾱ' x̂0 + Λ_noise(z, ε) (Eq. 51 of
+    /// the code); Λ on the operator's block SVD, or its own (separable blurs, bicubic, FFT kernels).
+    func ddnmPlusStep(_ x0: Tensor, _ epsilon: Tensor, alphaBarNext aNext: Float, y: Tensor, operator a: any DegradationOperator,
+                      lambda: (Tensor, Float, Float) throws -> Tensor, stochastic: (Tensor, Tensor, Float, Float) throws -> Tensor,
+                      constraint: (any X0Constraint)?, noise: inout some GaussianSource) throws -> Tensor {
+        let root = aNext.squareRoot(), sigmaT = (1 - aNext).squareRoot()
+        let correction = try a.pseudoInverse(try subtract(try a.apply(x0), y))
+        var x0Hat = try subtract(x0, try lambda(correction, root, sigmaT))
+        if let constraint { x0Hat = try constraint.apply(x0Hat, exact: false, operator: a, observation: y) }
+        let z = try noise.next(shape: x0.shape)
+        return try axpby(root, x0Hat, 1, try stochastic(z, epsilon, root, sigmaT))
+    }
+
+    /// DDNM+ on an SVD form (Walsh–Hadamard CS): the same step, sample by sample in the official layout.
+    func svdFormStep(_ x0: Tensor, _ epsilon: Tensor, alphaBarNext aNext: Float, y: Tensor, operator a: any DegradationOperator,
+                     form: any SVDForm, raw: ([Float]) -> [Float], noise: inout some GaussianSource) throws -> Tensor {
+        let root = aNext.squareRoot(), sigmaT = (1 - aNext).squareRoot()
+        let correction = try a.pseudoInverse(try subtract(try a.apply(x0), y))
+        let z = try noise.next(shape: x0.shape)
+        let next = try Tensor(uninitializedShape: x0.shape)
+        for b in 0..<x0.shape[0] {
+            let lambda = DDNMPlusSVD.lambda(correction.channelMajor(batch: b), form, a: root, sigmaY: sigmaY, sigmaT: sigmaT, eta: eta)
+            let stochastic = DDNMPlusSVD.noise(z.channelMajor(batch: b), epsilon.channelMajor(batch: b), form, raw: raw,
+                                               a: root, sigmaY: sigmaY, sigmaT: sigmaT, eta: eta)
+            let x0b = x0.channelMajor(batch: b)
+            next.setChannelMajor((0..<x0b.count).map { root * (x0b[$0] - lambda[$0]) + stochastic[$0] }, batch: b)
+        }
+        return next
     }
 }
 
