@@ -45,7 +45,7 @@ public final class LoadedResShift: @unchecked Sendable {
         let path = try given ?? BundledModels.locate(BundledModels.defaultResShift)
         let checkpoint = try Checkpoint(path: path)
         let fileName = (path as NSString).lastPathComponent
-        if checkpoint.metadata["family"] == "resshift-swin" {
+        if checkpoint.metadata["family"] == ModelCatalog.ownResShiftFamily {
             // Our own export: configuration, diffusion and first stage in the metadata (Tools/train/train_resshift.py).
             let network = try ResShiftLoader.loadUNet(checkpoint: checkpoint).network
             let diffusion = try JSONSerialization.jsonObject(with: Data((checkpoint.metadata["diffusion"] ?? "{}").utf8)) as? [String: Any] ?? [:]

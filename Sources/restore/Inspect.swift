@@ -2,6 +2,7 @@ import ArgumentParser
 import Checkpoints
 import Foundation
 import Networks
+import Restoration
 
 /// `restore inspect FILE`: what a checkpoint holds, read without executing anything.
 struct Inspect: ParsableCommand {
@@ -29,19 +30,15 @@ struct Inspect: ParsableCommand {
 
     func run() throws {
         try failingCleanly {
-            let checkpoint = try Checkpoint(path: file)
+            let model = try ModelCatalog.describe(path: file, selection: stateDict.map(StateDictSelection.init(parsing:)) ?? .auto)
+            let (checkpoint, state) = (model.checkpoint, model.stateDict)
             for warning in checkpoint.warnings { FileHandle.standardError.write(Data("restore: warning: \(warning)\n".utf8)) }
-            let selection = stateDict.map(StateDictSelection.init(parsing:)) ?? .auto
-            let state = try checkpoint.stateDict(selection)
             let types = Dictionary(grouping: state.tensors, by: { $0.tensor.elementType.rawValue }).mapValues(\.count)
             print("file: \(file) (\(checkpoint.format.rawValue), \(Self.bytes(checkpoint.file.count)))")
             print("state dict: \(state.source), \(state.tensors.count) tensors, \(Self.grouped(state.parameterCount)) parameters (\(types.sorted { $0.key < $1.key }.map { "\($0.value) \($0.key)" }.joined(separator: ", ")))")
-            print("family: \(ModelFamily.recognise(state).map(\.description) ?? "not recognised")")
-            if let preset = try NetworkPreset.detect(state) {
-                print("preset: \(preset.name) — \(preset.summary) (official file: \(preset.officialFile))")
-            }
-            let outside = checkpoint.tensorCount - state.tensors.count
-            if outside > 0 { print("other tensors: \(outside) outside the state dict (--all lists them)") }
+            print("family: \(model.family.map(\.description) ?? "not recognised")")
+            if let preset = model.preset { print("preset: \(preset.name) — \(preset.summary) (official file: \(preset.officialFile))") }
+            if model.otherTensorCount > 0 { print("other tensors: \(model.otherTensorCount) outside the state dict (--all lists them)") }
             if !checkpoint.topLevelKeys.isEmpty { print("top-level keys: " + CheckpointError.printable(checkpoint.topLevelKeys.prefix(20).joined(separator: ", "))) }
             if !checkpoint.metadata.isEmpty {
                 print("metadata: " + CheckpointError.printable(checkpoint.metadata.keys.sorted().map { "\($0)=\(checkpoint.metadata[$0]!.prefix(80))" }.joined(separator: "; ")))
@@ -109,12 +106,10 @@ struct Convert: ParsableCommand {
             let outputURL = URL(fileURLWithPath: output).standardizedFileURL.resolvingSymlinksInPath()
             guard inputURL.path != outputURL.path else { throw CommandFailure("the output would overwrite the input (\(output))") }
             let start = Date()
-            let checkpoint = try Checkpoint(path: input)
-            for warning in checkpoint.warnings { FileHandle.standardError.write(Data("restore: warning: \(warning)\n".utf8)) }
-            let state = try checkpoint.stateDict(stateDict.map(StateDictSelection.init(parsing:)) ?? .auto)
-            var metadata = ["source": (input as NSString).lastPathComponent, "source_format": checkpoint.format.rawValue,
-                            "state_dict": state.source, "converted_by": "restore \(BuildInfo.version)"]
-            if let family = ModelFamily.recognise(state) { metadata["family"] = family.name }
+            let model = try ModelCatalog.describe(path: input, selection: stateDict.map(StateDictSelection.init(parsing:)) ?? .auto)
+            for warning in model.checkpoint.warnings { FileHandle.standardError.write(Data("restore: warning: \(warning)\n".utf8)) }
+            let state = model.stateDict
+            let metadata = ModelCatalog.conversionMetadata(model, tool: "restore \(BuildInfo.version)")
             try SafetensorsWriter.write(state.tensors, to: output, half: half, metadata: metadata, overwrite: overwrite)
             let size = (try? FileManager.default.attributesOfItem(atPath: output)[.size] as? Int) ?? 0
             print("wrote \(output): \(state.tensors.count) tensors, \(Inspect.grouped(state.parameterCount)) parameters, \(Inspect.bytes(size)) (\(String(format: "%.1f", Date().timeIntervalSince(start))) s)")

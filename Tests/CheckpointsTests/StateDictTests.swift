@@ -81,8 +81,4 @@ final class StateDictTests: XCTestCase {
             XCTAssertEqual(bound[name]?.values, try tensor.floatTensor().values)
         }
     }
-
-    func testRecognisesModelFamiliesFromKeys() throws {
-        XCTAssertNil(ModelFamily.recognise(try open("zip_dtypes.pt").stateDict()))
-    }
 }

@@ -1,3 +1,5 @@
+import Checkpoints
+
 /// A best guess at which network a state dict belongs to, from its key names and a few shapes.
 /// Used by `restore inspect` and to pick a preset; networks still verify every key when they bind.
 public struct ModelFamily: Sendable, Equatable, CustomStringConvertible {
