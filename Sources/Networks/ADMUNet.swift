@@ -92,7 +92,7 @@ public struct ADMConfiguration: Codable, Sendable, Equatable {
 
 /// guided-diffusion's UNet (ADM): ε (and v with learn_sigma) from x_t, t and an optional class label.
 /// Input and output are NHWC in the model's scale ([-1, 1] images); any size divisible by `sizeMultiple`.
-public final class ADMUNet: DiffusionNetwork {
+public final class ADMUNet: ParameterDeclaring, DiffusionNetwork {
     public let configuration: ADMConfiguration
     let timeEmbedding0: Linear, timeEmbedding2: Linear
     let labelEmbedding: Tensor?
@@ -191,13 +191,6 @@ public final class ADMUNet: DiffusionNetwork {
         outConv = try loadConv(p, "out.2", in: width(c.channelMult[0]), out: c.outChannels)
     }
 
-    /// The parameter names and shapes this configuration has, in the official state-dict order of
-    /// construction (no memory is touched).
-    public static func parameterDeclarations(_ configuration: ADMConfiguration) throws -> [ParameterDeclaration] {
-        let source = ParameterSource.declaring()
-        _ = try ADMUNet(configuration, parameters: source)
-        return source.declarations
-    }
 
     public var inputChannels: Int { configuration.inChannels }
     public var outputChannels: Int { configuration.outChannels }

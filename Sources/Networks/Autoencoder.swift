@@ -94,7 +94,7 @@ public struct AutoencoderConfiguration: Codable, Sendable, Equatable {
 
 /// The VQ autoencoder ResShift uses (`VQModelTorch`): `encode = quant_conv(encoder(x))` with no quantisation,
 /// `decode = decoder(post_quant_conv(nearest codebook entry of h))`.
-public final class VQAutoencoder: FirstStage {
+public final class VQAutoencoder: ParameterDeclaring, FirstStage {
     public let configuration: AutoencoderConfiguration
     let encoder: AutoencoderEncoder, decoder: AutoencoderDecoder
     let quantConv: Linear, postQuantConv: Linear
@@ -117,11 +117,6 @@ public final class VQAutoencoder: FirstStage {
         codebookNorms = (0..<c.nEmbed).map { e in (0..<d).reduce(Float(0)) { $0 + entries.data[e * d + $1] * entries.data[e * d + $1] } }
     }
 
-    public static func parameterDeclarations(_ configuration: AutoencoderConfiguration) throws -> [ParameterDeclaration] {
-        let source = ParameterSource.declaring()
-        _ = try VQAutoencoder(configuration, parameters: source)
-        return source.declarations
-    }
 
     public var downFactor: Int { configuration.downFactor }
     public var imageChannels: Int { configuration.inChannels }

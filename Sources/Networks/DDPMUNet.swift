@@ -106,7 +106,7 @@ struct DDPMAttentionBlock {
 ///
 /// The official `forward` asserts H = W = resolution; this one accepts any size divisible by
 /// `sizeMultiple` (attention placement follows the configured resolution), which tiling relies on.
-public final class DDPMUNet: DiffusionNetwork {
+public final class DDPMUNet: ParameterDeclaring, DiffusionNetwork {
     public let configuration: DDPMConfiguration
     let dense0: Linear, dense1: Linear
     let convIn: Conv2D
@@ -183,12 +183,6 @@ public final class DDPMUNet: DiffusionNetwork {
         convOut = try loadConv(p, "conv_out", in: blockIn, out: c.outChannels)
     }
 
-    /// The parameter names and shapes of this configuration (no memory is touched).
-    public static func parameterDeclarations(_ configuration: DDPMConfiguration) throws -> [ParameterDeclaration] {
-        let source = ParameterSource.declaring()
-        _ = try DDPMUNet(configuration, parameters: source)
-        return source.declarations
-    }
 
     public var inputChannels: Int { configuration.inChannels }
     public var outputChannels: Int { configuration.outChannels }

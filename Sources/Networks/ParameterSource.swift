@@ -54,3 +54,20 @@ public final class ParameterSource {
         }
     }
 }
+
+/// An architecture built from a `ParameterSource`: its declarations (names and shapes in construction order,
+/// the official state-dict order) come from building it once in declaring mode — written once, here, for
+/// every network, so the declared and the loaded names cannot drift apart.
+public protocol ParameterDeclaring {
+    associatedtype Configuration
+    init(_ configuration: Configuration, parameters: ParameterSource) throws
+}
+
+extension ParameterDeclaring {
+    /// The parameter names and shapes of `configuration`, in construction order (no memory is touched).
+    public static func parameterDeclarations(_ configuration: Configuration) throws -> [ParameterDeclaration] {
+        let source = ParameterSource.declaring()
+        _ = try Self(configuration, parameters: source)
+        return source.declarations
+    }
+}

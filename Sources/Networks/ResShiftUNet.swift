@@ -138,7 +138,7 @@ public protocol ConditionedDiffusionNetwork: AnyObject {
 
 /// ResShift's UNetModelSwin: ADM residual blocks with a Swin layer after the first block of each listed
 /// level and in the middle; x_t is concatenated with the (feature-extracted) conditioning image.
-public final class ResShiftUNet: ConditionedDiffusionNetwork {
+public final class ResShiftUNet: ParameterDeclaring, ConditionedDiffusionNetwork {
     public let configuration: ResShiftUNetConfiguration
     let timeEmbedding0: Linear, timeEmbedding2: Linear
     /// conv 3×3 + SiLU, then a stride-2 conv, per factor of 2 between the conditioning image and x_t.
@@ -255,12 +255,6 @@ public final class ResShiftUNet: ConditionedDiffusionNetwork {
         sizeMultiple = multiple
     }
 
-    /// The parameter names and shapes of this configuration, in construction order (no memory touched).
-    public static func parameterDeclarations(_ configuration: ResShiftUNetConfiguration) throws -> [ParameterDeclaration] {
-        let source = ParameterSource.declaring()
-        _ = try ResShiftUNet(configuration, parameters: source)
-        return source.declarations
-    }
 
     public var inputChannels: Int { configuration.inChannels }
     public var outputChannels: Int { configuration.outChannels }
