@@ -38,6 +38,10 @@ struct DDNMCommand: ParsableCommand {
 
     @OptionGroup var prior: PriorOptions
 
+    @OptionGroup var windows: WindowOptions
+
+    @OptionGroup var observation: SimulateOptions
+
     @Option(help: "Observation noise σy on the [0, 1] image scale (DDNM+); 0 = noise-free DDNM.")
     var sigmaY: Float = 0
 
@@ -59,17 +63,8 @@ struct DDNMCommand: ParsableCommand {
     @Option(help: "Restore this many samples per input (files get -1, -2, … suffixes).")
     var samples: Int = 1
 
-    @Flag(help: "The input is a clean image: degrade it, restore, and report PSNR/SSIM against it.")
-    var simulate = false
-
     @Option(help: "Tiling when the output exceeds the prior's native size: msr (USDR mask-shift windows, overlaps kept consistent) or naive (independent tiles at a window's stride, the last snapped to the border; for comparison).")
     var tiling: MaskShiftRestoration.Tiling = .msr
-
-    @Option(help: "Window side in pixels for tiling (default and maximum: the prior's native size; setting it forces tiling).")
-    var window: Int?
-
-    @Option(help: "Overlap between neighbouring windows in pixels (default: half the window).")
-    var overlap: Int?
 
     @Option(help: "Pixels along a finished window's inner edges that the next window restores again instead of keeping (default: an eighth of the overlap; 0 keeps the whole overlap, as hq_demo).")
     var margin: Int?
@@ -83,14 +78,8 @@ struct DDNMCommand: ParsableCommand {
     @Option(help: "Also write a side-by-side PNG: degraded (A†y at the output size) | restored | original (with --simulate).")
     var sideBySide: String?
 
-    @Option(help: "Also write the observation y as an image (with --simulate: the degraded input the restoration saw).")
-    var saveObservation: String?
-
     @Option(help: ArgumentHelp("Benchmarking only: replace the prior by a zero-cost ε-network of this native size (memory and tiling measurements).", visibility: .hidden))
     var standInNetwork: Int?
-
-    @Flag(help: "Read mask images the official DDNM way: white (255) = keep.")
-    var maskKeepWhite = false
 
     @Flag(help: "Reproduce the official operators' quirks: blur matrices with k − 1 of the kernel's k taps.")
     var referenceExact = false
@@ -123,9 +112,9 @@ struct DDNMCommand: ParsableCommand {
         (o.travelLength, o.travelRepeat) = travelValues ?? (1, 1)
         o.variant = (paper ? DDNMSampler.Variant.paper : simplified ? .simplified : .svd).rawValue
         o.tiling = tiling.rawValue
-        (o.window, o.overlap, o.margin, o.feather) = (window, overlap, margin, feather)
+        (o.window, o.overlap, o.margin, o.feather) = (windows.window, windows.overlap, margin, feather)
         o.hir = !noHIR
-        o.maskKeepWhite = maskKeepWhite
+        o.maskKeepWhite = windows.maskKeepWhite
         o.referenceExact = referenceExact
         o.classID = prior.classID
         o.maxPixels = io.maxPixels
@@ -135,7 +124,7 @@ struct DDNMCommand: ParsableCommand {
     func run() throws {
         try failingCleanly {
             let jobs = try io.jobs()
-            if jobs.count > 1, sideBySide != nil || saveObservation != nil {
+            if jobs.count > 1, sideBySide != nil || observation.saveObservation != nil {
                 throw CommandFailure("--side-by-side and --save-observation take one input image, not a folder")
             }
             let runner = RestorationRunner()
@@ -143,16 +132,16 @@ struct DDNMCommand: ParsableCommand {
             let model = prior.reference(standIn: standInNetwork)
             for (input, output) in jobs {
                 for sample in 0..<samples {
-                    let job = RestorationJob(method: .ddnm(options), model: model, input: input, simulate: simulate, seed: seed, sample: sample,
+                    let job = RestorationJob(method: .ddnm(options), model: model, input: input, simulate: observation.simulate, seed: seed, sample: sample,
                                              maxPixels: io.maxPixels)
                     var panels: RestorationPanels = []
-                    if saveObservation != nil { panels.insert(.observation) }
+                    if observation.saveObservation != nil { panels.insert(.observation) }
                     if sideBySide != nil { panels.insert(.sideBySide) }
                     let result = try runner.run(job, panels: panels, context: events.context)
                     events.finish()
                     let named = { (path: String) in samples == 1 ? path : ImageIOOptions.suffixed(path, sample + 1) }
                     try io.write(result, to: named(output), inputs: [input])
-                    if let path = saveObservation, let y = result.observation {
+                    if let path = observation.saveObservation, let y = result.observation {
                         let image = Image.fromSignedRange(y.values, width: y.shape[2], height: y.shape[1], channels: y.shape[3])
                         try io.write(image, to: named(path), report: result.report.panel("observation y"), inputs: [input, named(output)], quietJSON: true)
                     }

@@ -24,6 +24,8 @@ struct DreamCleanCommand: ParsableCommand {
 
     @OptionGroup var prior: PriorOptions
 
+    @OptionGroup var windows: WindowOptions
+
     @Option(help: "Inverse strength τ: the timestep (1–999) the DDIM inversion reaches (provisional default, chosen on hold-out photos).")
     var tau: Int = 50
 
@@ -45,20 +47,11 @@ struct DreamCleanCommand: ParsableCommand {
     @Option(help: "Random seed (VPS noise).")
     var seed: UInt64 = 1234
 
-    @Option(help: "Window side for images larger than the prior (default: the native size).")
-    var window: Int?
-
-    @Option(help: "Overlap of the ε windows in pixels (default: half a window).")
-    var overlap: Int?
-
-    @Flag(help: "Read mask images the official DDNM way: white (255) = keep.")
-    var maskKeepWhite = false
-
     /// The flags as the pipeline's options.
     var options: DreamCleanOptions {
         var o = DreamCleanOptions()
         (o.tau, o.gamma, o.vpsIterations, o.inversionSteps, o.steps) = (tau, gamma, vpsIters, inversionSteps, steps)
-        (o.degradation, o.window, o.overlap, o.maskKeepWhite) = (degradation, window, overlap, maskKeepWhite)
+        (o.degradation, o.window, o.overlap, o.maskKeepWhite) = (degradation, windows.window, windows.overlap, windows.maskKeepWhite)
         o.classID = prior.classID
         o.maxPixels = io.maxPixels
         return o

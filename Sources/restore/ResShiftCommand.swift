@@ -54,22 +54,15 @@ struct ResShiftCommand: ParsableCommand {
     @Option(help: "Average this many samples (seeds --seed, --seed+1, …): an estimate of the posterior mean, higher PSNR, less texture.")
     var samples: Int = 1
 
-    @Flag(help: "The input is a clean image: shrink it ×4 (the project's bicubic:4 operator, as DDNM's), restore, and report PSNR/SSIM against it (and bicubic upsampling's).")
-    var simulate = false
-
-    @Option(help: "With --simulate, also write the ×4-smaller input the restoration saw.")
-    var saveObservation: String?
+    @OptionGroup var observation: SimulateOptions
 
     func validate() throws {
         if let steps, steps < 2 { throw ValidationError("--steps must be at least 2") }
-        if !(1...64).contains(samples) { throw ValidationError("--samples must be between 1 and 64") }
-        if chopSize < 16 { throw ValidationError("--chop-size must be at least 16") }
-        if let chopStride, chopStride < 1 || chopStride > chopSize { throw ValidationError("--chop-stride must be between 1 and --chop-size") }
-        if ResShiftChopper.Blend(rawValue: blend) == nil { throw ValidationError("--blend must be average or feathered") }
+        do { try options.validate() } catch { throw ValidationError("\(error)") }
         if task == .inpaint, mask == nil { throw ValidationError("--task inpaint needs --mask FILE (white = hole)") }
         if task != .inpaint, mask != nil { throw ValidationError("--mask is for --task inpaint") }
-        if simulate, task == .inpaint || task == .faceir { throw ValidationError("--simulate is for ×4 super-resolution (realsr, bicsr)") }
-        if saveObservation != nil, !simulate { throw ValidationError("--save-observation needs --simulate") }
+        if observation.simulate, task == .inpaint || task == .faceir { throw ValidationError("--simulate is for ×4 super-resolution (realsr, bicsr)") }
+        if observation.saveObservation != nil, !observation.simulate { throw ValidationError("--save-observation needs --simulate") }
     }
 
     /// The flags as the pipeline's options.
@@ -87,11 +80,11 @@ struct ResShiftCommand: ParsableCommand {
             let jobs = try io.jobs()
             try runner.prepare(RestorationJob(method: .resshift(options), model: model, input: "", seed: seed), context: events.context)
             for (input, output) in jobs {
-                let job = RestorationJob(method: .resshift(options), model: model, input: input, mask: mask, simulate: simulate, seed: seed,
+                let job = RestorationJob(method: .resshift(options), model: model, input: input, mask: mask, simulate: observation.simulate, seed: seed,
                                          maxPixels: io.maxPixels)
-                let result = try runner.run(job, panels: saveObservation == nil ? [] : .observation, context: events.context)
+                let result = try runner.run(job, panels: observation.saveObservation == nil ? [] : .observation, context: events.context)
                 events.finish()
-                if let path = saveObservation, let lq = result.observation {
+                if let path = observation.saveObservation, let lq = result.observation {
                     let small = Image.fromSignedRange(lq.values, width: lq.shape[2], height: lq.shape[1], channels: 3, sourceBitDepth: 8)
                     try io.write(small, to: path, report: result.report.panel("observation (bicubic:4 of the input)"), inputs: [input], quietJSON: true)
                 }

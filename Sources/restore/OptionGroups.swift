@@ -1,0 +1,22 @@
+import ArgumentParser
+
+/// Windows for images larger than the prior (DDNM's mask-shift windows, DreamClean's tiled ε).
+struct WindowOptions: ParsableArguments {
+    @Option(help: "Window side in pixels for images larger than the prior (default and maximum: the prior's native size; for ddnm, setting it forces tiling).")
+    var window: Int?
+
+    @Option(help: "Overlap between neighbouring windows in pixels (default: half the window).")
+    var overlap: Int?
+
+    @Flag(help: "Read mask images the official DDNM way: white (255) = keep.")
+    var maskKeepWhite = false
+}
+
+/// The papers' protocol: a clean input degraded by the method's operator, restored and measured against itself.
+struct SimulateOptions: ParsableArguments {
+    @Flag(help: "The input is a clean image: degrade it (ddnm: --degradation and --sigma-y; resshift: bicubic ×4, as DDNM's bicubic:4), restore, and report PSNR/SSIM against it.")
+    var simulate = false
+
+    @Option(help: "Also write the observation y as an image (with --simulate: the degraded input the restoration saw).")
+    var saveObservation: String?
+}
