@@ -4,7 +4,6 @@ import Operators
 
 /// The ε-prediction a sampler calls: x_t and a timestep in, ε (first 3 channels) out. Samplers never know
 /// which network stands behind it.
-public typealias NoisePredictor = (_ x: Tensor, _ t: Int) throws -> Tensor
 
 /// Draws standard-normal tensors; tests inject recorded sequences to replay the official runs.
 public protocol GaussianSource {
@@ -106,7 +105,7 @@ public struct DDNMSampler {
     /// `constraint`: an x0 → x0 function applied after the correction at every step (USDR's mask-shift
     /// windows impose their overlap with finished windows there, as hq_demo does, gaussian_diffusion.py:344-380).
     public func sample(observation y: Tensor, operator a: any DegradationOperator, imageShape: [Int],
-                       predictNoise: NoisePredictor, noise: inout some GaussianSource, constraint: (any X0Constraint)? = nil,
+                       predictNoise: Denoiser, noise: inout some GaussianSource, constraint: (any X0Constraint)? = nil,
                        progress: (Int, Int) -> Void = { _, _ in }) throws -> Tensor {
         try constraint?.check(imageShape)
         let step = try stepKind(operator: a, imageShape: imageShape, constraint: constraint)
@@ -124,7 +123,7 @@ public struct DDNMSampler {
                 continue
             }
             let aT = schedule.alphaBar(t)
-            var epsilon = try firstThreeChannels(try predictNoise(x, t))
+            var epsilon = try checkedPrediction(try predictNoise(x, t), for: x)
             // x0|t = (x_t − √(1−ᾱ_t) ε) / √ᾱ_t   (Eq. 12; no clipping, as the official code, unless clipX0)
             var x0 = try axpby(1 / aT.squareRoot(), x, -(1 - aT).squareRoot() / aT.squareRoot(), epsilon)
             if clipX0 {
@@ -233,11 +232,4 @@ public struct DDNMSampler {
         }
         return next
     }
-}
-
-/// The first three channels of an NHWC tensor (ε of a learn_sigma network's 6 outputs), or the tensor itself.
-func firstThreeChannels(_ x: Tensor) throws -> Tensor {
-    guard let c = x.shape.last, c != 3 else { return x }
-    guard c > 3 else { throw SamplerError("the network returned \(c) channels, expected at least 3") }
-    return try splitChannels(x, sizes: [3, c - 3])[0]
 }

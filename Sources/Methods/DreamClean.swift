@@ -46,13 +46,13 @@ public struct DreamCleanSampler {
 
     /// DDIM inversion (deterministic): x_{t_{i+1}} = √ᾱ_{t_{i+1}} x̂0(x_{t_i}) + √(1−ᾱ_{t_{i+1}}) ε_θ(x_{t_i}, t_i),
     /// starting from x_{t_0 = 0} = the image, taken as clean (ᾱ = 1 there; the network is asked at t = 0).
-    public func invert(_ image: Tensor, predictNoise: NoisePredictor, step: () -> Void = {}) throws -> Tensor {
+    public func invert(_ image: Tensor, predictNoise: Denoiser, step: () -> Void = {}) throws -> Tensor {
         let ts = Self.ladder(tau, inversionSteps)
         var x = image
         for i in 0..<(ts.count - 1) {
             // The image is the clean x_0 (ᾱ = 1), as the sampling's last step lands on ᾱ = 1.
             let a = ts[i] == 0 ? 1 : schedule.alphaBar(ts[i]), next = schedule.alphaBar(ts[i + 1])
-            let epsilon = try firstThreeChannels(try predictNoise(x, ts[i]))
+            let epsilon = try checkedPrediction(try predictNoise(x, ts[i]), for: x)
             let x0 = try axpby(1 / a.squareRoot(), x, -(1 - a).squareRoot() / a.squareRoot(), epsilon)
             x = try axpby(next.squareRoot(), x0, (1 - next).squareRoot(), epsilon)
             step()
@@ -61,9 +61,9 @@ public struct DreamCleanSampler {
     }
 
     /// One VPS iteration on x_t (the paper's update with ∇log p_t = −ε_θ/√(1−ᾱ_t)).
-    public func vps(_ x: Tensor, t: Int, predictNoise: NoisePredictor, noise: inout some GaussianSource) throws -> Tensor {
+    public func vps(_ x: Tensor, t: Int, predictNoise: Denoiser, noise: inout some GaussianSource) throws -> Tensor {
         let sigma = (1 - schedule.alphaBar(t)).squareRoot()
-        let epsilon = try firstThreeChannels(try predictNoise(x, t))
+        let epsilon = try checkedPrediction(try predictNoise(x, t), for: x)
         let z = try noise.next(shape: x.shape)
         let moved = try axpby(1, x, -gamma * sigma, epsilon)
         return try axpby(1, moved, (gamma * (2 - gamma)).squareRoot() * sigma, z)
@@ -71,7 +71,7 @@ public struct DreamCleanSampler {
 
     /// Restores: inversion of `image` to τ, then `samplingSteps` deterministic DDIM steps back to 0 with VPS
     /// before each. `correction` ("Ours*"): applied to every x0 prediction (e.g. DDNM's range–null step).
-    public func restore(_ image: Tensor, predictNoise: NoisePredictor, noise: inout some GaussianSource,
+    public func restore(_ image: Tensor, predictNoise: Denoiser, noise: inout some GaussianSource,
                         correction: ((Tensor) throws -> Tensor)? = nil, progress: (Int, Int) -> Void = { _, _ in }) throws -> Tensor {
         let total = networkEvaluations
         var done = 0
@@ -85,7 +85,7 @@ public struct DreamCleanSampler {
             }
             let a = schedule.alphaBar(t)
             let aNext = previous == 0 ? 1 : schedule.alphaBar(previous)  // the last step lands on the clean image
-            let epsilon = try firstThreeChannels(try predictNoise(x, t))
+            let epsilon = try checkedPrediction(try predictNoise(x, t), for: x)
             tick()
             var x0 = try axpby(1 / a.squareRoot(), x, -(1 - a).squareRoot() / a.squareRoot(), epsilon)
             if let correction { x0 = try correction(x0) }

@@ -64,8 +64,27 @@ public enum ResShiftPrediction: String, Sendable, Equatable {
     case xstart, residual
 }
 
-/// The network as the sampler sees it: (scaled x_t, integer timestep index as Float) → x0 prediction.
-public typealias ResShiftPredictor = (_ scaledX: Tensor, _ timesteps: [Float]) throws -> Tensor
+extension ResShiftInputScaling {
+    /// The denoiser a ResShift sampler sees: x_t divided as `_scale_input` does (the official code divides, not
+    /// multiplies by the reciprocal), then `network(scaled x_t, timestep index as Float per sample)` (its
+    /// conditioning image bound by the caller).
+    public func denoiser(schedule: ResShiftSchedule, network: @escaping (_ scaledX: Tensor, _ timesteps: [Float]) throws -> Tensor) -> Denoiser {
+        { z, t in
+            let divisor: Double
+            switch self {
+            case .latent: divisor = (schedule.eta(t) * schedule.kappa * schedule.kappa + 1).squareRoot()
+            case .pixel: divisor = schedule.sqrtEtas[t] * schedule.kappa * 3 + 1
+            case .none: divisor = 1
+            }
+            let scaled = try Tensor(uninitializedShape: z.shape)
+            let d = Float(divisor), source = z
+            Parallel.forRanges(z.count, grain: 1 << 14) { begin, end in
+                for i in begin..<end { scaled.data[i] = source.data[i] / d }
+            }
+            return try network(scaled, Array(repeating: Float(t), count: z.shape.first ?? 1))
+        }
+    }
+}
 
 /// The ResShift reverse chain in a latent (or pixel) space: x_T = y + κ√η_T ε, then T steps of the posterior
 /// with the network's x0 (`p_sample_loop_progressive`).
@@ -84,32 +103,22 @@ public struct ResShiftSampler: Sendable {
         self.prediction = prediction
     }
 
+    /// This sampler's denoiser for `network` (its input scaling and schedule).
+    public func denoiser(_ network: @escaping (_ scaledX: Tensor, _ timesteps: [Float]) throws -> Tensor) -> Denoiser {
+        inputScaling.denoiser(schedule: schedule, network: network)
+    }
+
     /// Runs the chain from the encoded low-quality image `zY`. Noise is drawn as the official code does: one
     /// tensor for the prior, then one per step after the network call (also at t = 0, where it is unused).
     /// `progress(done, total)` follows each step.
-    public func sample(zY: Tensor, predict: ResShiftPredictor, noise: inout some GaussianSource,
+    public func sample(zY: Tensor, denoiser: Denoiser, noise: inout some GaussianSource,
                        progress: ((Int, Int) -> Void)? = nil) throws -> Tensor {
-        let n = zY.shape.first ?? 1
         let steps = schedule.steps
         let kappa = Float(schedule.kappa)
         // x_T = y + κ√η_T ε (prior_sample)
         var z = try axpby(1, zY, kappa * Float(schedule.sqrtEtas[steps - 1]), try noise.next(shape: zY.shape))
         for t in stride(from: steps - 1, through: 0, by: -1) {
-            let etaT = schedule.eta(t), sqrtEta = schedule.sqrtEtas[t]
-            let divisor: Double
-            switch inputScaling {
-            case .latent: divisor = (etaT * schedule.kappa * schedule.kappa + 1).squareRoot()
-            case .pixel: divisor = sqrtEta * schedule.kappa * 3 + 1
-            case .none: divisor = 1
-            }
-            // inputs / std, as the official code divides (not multiplies by the reciprocal).
-            let scaled = try Tensor(uninitializedShape: z.shape)
-            let d = Float(divisor), source = z
-            Parallel.forRanges(z.count, grain: 1 << 14) { begin, end in
-                for i in begin..<end { scaled.data[i] = source.data[i] / d }
-            }
-            var x0 = try predict(scaled, Array(repeating: Float(t), count: n))
-            try x0.requireSameShape(z, "ResShift x0 prediction")
+            var x0 = try checkedPrediction(try denoiser(z, t), for: z)
             if prediction == .residual { x0 = try subtract(zY, x0) }  // _predict_xstart_from_residual: y − residual
             if clipX0 { x0 = try clamp(x0, to: -1...1) }
             let (c1, c2, logVariance) = schedule.posterior(t)
@@ -158,7 +167,7 @@ public struct ResShiftRestorer {
         let up = scaleFactor == 1 ? padded
             : try resizeBicubic(padded, height: (height + padH) * scaleFactor, width: (width + padW) * scaleFactor)
         let zY = try encode(up)
-        let z = try sampler.sample(zY: zY, predict: { x, t in try self.predict(x, t, condition) }, noise: &noise, progress: progress)
+        let z = try sampler.sample(zY: zY, denoiser: sampler.denoiser { x, t in try self.predict(x, t, condition) }, noise: &noise, progress: progress)
         let decoded = try decode(z)
         let (_, dh, dw, dc) = try decoded.nhwc("ResShift output")
         let outH = height * scaleFactor, outW = width * scaleFactor

@@ -16,6 +16,17 @@ public protocol DiffusionNetwork: AnyObject {
 }
 
 extension DiffusionNetwork {
+    /// The network as an ε-denoiser (the samplers' `Denoiser`): the timestep and `classID` repeated per sample,
+    /// and only ε kept of a learn_sigma output (its first 3 channels; the variance interpolation v is unused by
+    /// the DDIM-style samplers, as in the official DDNM code's `[:, :3]`).
+    public func epsilon(classID: Int? = nil) -> (_ x: Tensor, _ t: Int) throws -> Tensor {
+        { x, t in
+            let output = try self(x, timesteps: Array(repeating: Float(t), count: x.shape[0]), classLabels: classID.map { Array(repeating: $0, count: x.shape[0]) })
+            guard let c = output.shape.last, c != x.shape.last ?? c, c > 3 else { return output }
+            return try splitChannels(output, sizes: [3, c - 3])[0]
+        }
+    }
+
     /// Throws a one-line error unless the input fits the network.
     func checkInput(n: Int, height: Int, width: Int, channels: Int, timesteps: [Float], classLabels: [Int]?) throws {
         let name = String(describing: type(of: self))

@@ -98,11 +98,11 @@ public final class LoadedPrior: @unchecked Sendable {
 
     /// The prior as a sampler's ε-function (class labels repeated per sample), stopping at the next network
     /// evaluation once `context` is cancelled.
-    func predictor(classID: Int?, context: RestorationContext) -> NoisePredictor {
-        let network = self.network
+    func predictor(classID: Int?, context: RestorationContext) -> Denoiser {
+        let epsilon = network.epsilon(classID: classID)
         return { x, t in
             try context.checkCancellation()
-            return try network(x, timesteps: Array(repeating: Float(t), count: x.shape[0]), classLabels: classID.map { Array(repeating: $0, count: x.shape[0]) })
+            return try epsilon(x, t)
         }
     }
 }

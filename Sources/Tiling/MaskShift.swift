@@ -106,7 +106,7 @@ public struct MaskShiftRestoration {
     /// `global`: USDR's HiR result (the whole image restored at 1/factor of the size); every window's block
     /// means are then held to it (`BlockMeanGuide`). Window offsets and sides must be multiples of the factor.
     public func restore(observation y: Tensor, operator a: any WindowableOperator, imageShape: [Int],
-                        predictNoise: NoisePredictor, noise: inout some GaussianSource,
+                        predictNoise: Denoiser, noise: inout some GaussianSource,
                         global: (factor: Int, result: Tensor)? = nil,
                         progress: (Int, Int, Int, Int) -> Void = { _, _, _, _ in }) throws -> Tensor {
         guard imageShape.count == 4, imageShape[0] == 1, imageShape[1] == plan.height, imageShape[2] == plan.width else {

@@ -27,7 +27,7 @@ public struct TiledNoisePredictor {
         return out
     }
 
-    public func wrap(_ network: @escaping NoisePredictor) -> NoisePredictor {
+    public func wrap(_ network: @escaping Denoiser) -> Denoiser {
         let (window, overlap, multiple) = (window, overlap, sizeMultiple)
         return { x, t in
             let (n, h, w, _) = try x.nhwc("tiled ε")

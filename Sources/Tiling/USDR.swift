@@ -40,7 +40,7 @@ public struct USDRRestoration {
     /// The HiR pyramid (coarsest level whole, finer levels by windows guided by the level above), then the
     /// full-size mask-shift windows guided by the finest level. Returns the image, its window count, the network
     /// evaluations of the HiR levels, the HiR description and the seam blend.
-    public func restore(observation y: Tensor, operator a: any DegradationOperator, imageShape shape: [Int], predictNoise predict: NoisePredictor,
+    public func restore(observation y: Tensor, operator a: any DegradationOperator, imageShape shape: [Int], predictNoise predict: Denoiser,
                         noise: inout some GaussianSource, label: String, stage: (String, Int) -> Void = { _, _ in },
                         step: (Int, Int, String?) -> Void = { _, _, _ in }) throws -> Outcome {
         let evaluations = sampler.timesteps.networkEvaluations

@@ -77,7 +77,7 @@ final class BundledPriorTests: XCTestCase {
         let a = GrayscaleOperator(weights: GrayscaleOperator.svdWeights)
         let y = try a.apply(clean)
         let sampler = try DDNMSampler(timesteps: try TimeTravelSchedule(samplingSteps: 20))
-        let predict: NoisePredictor = { x, t in try network(x, timesteps: Array(repeating: Float(t), count: x.shape[0]), classLabels: nil) }
+        let predict: Denoiser = network.epsilon()
         // Where a seam could be: for MSR the edge between a window's known overlap and its new part (the end
         // of the previous window less the margin, 60), the start of the feathered band (56) and the end of the
         // previous window (64); for naive tiles where a later tile overwrites an earlier one (32).

@@ -109,9 +109,7 @@ final class DDNMGoldenTests: XCTestCase {
                                variant: DDNMSampler.Variant = .simplified) throws {
         var (sampler, y, noise, expected, g) = try setUpCase(name, operator: a, sigmaY: sigmaY, travel: travel, variant: variant)
         let net = try network(g)
-        let result = try sampler.sample(observation: y, operator: a, imageShape: [1, 16, 16, 3], predictNoise: { x, t in
-            try net(x, timesteps: [Float(t)], classLabels: nil)
-        }, noise: &noise)
+        let result = try sampler.sample(observation: y, operator: a, imageShape: [1, 16, 16, 3], predictNoise: net.epsilon(), noise: &noise)
         assertRelativelyClose(result, expected, 1e-3, "\(name) (end to end)")
         try checkObservation(name, a, sigmaY: sigmaY, variant: variant, y: y, g: g)
         guard sigmaY == 0 else { return }
@@ -226,7 +224,7 @@ final class DDNMClipTests: XCTestCase {
         let a = try MaskOperator(keep: keep, source: "test")
         let clean = try TestSupport.random([1, 16, 16, 3], seed: 1)
         let y = try a.apply(try clamp(clean, to: -1...1))
-        let wild: NoisePredictor = { x, _ in try scale(x, by: -4) }  // ε = −4 x_t: x0 grows without bound
+        let wild: Denoiser = { x, _ in try scale(x, by: -4) }  // ε = −4 x_t: x0 grows without bound
         var outputs: [Tensor] = []
         for clip in [false, true] {
             var sampler = try DDNMSampler(timesteps: try TimeTravelSchedule(samplingSteps: 10))
@@ -248,7 +246,7 @@ final class DDNMPaperVariantTests: XCTestCase {
     func testPaperVariantAtZeroSigmaEqualsTheSVDStep() throws {
         let a = try AveragePoolingOperator(factor: 2)
         let y = try a.apply(try TestSupport.random([1, 16, 16, 3], seed: 5))
-        let predictor: NoisePredictor = { x, t in try scale(x, by: 0.3 + Float(t) / 2000) }
+        let predictor: Denoiser = { x, t in try scale(x, by: 0.3 + Float(t) / 2000) }
         func run(_ variant: DDNMSampler.Variant) throws -> Tensor {
             let sampler = try DDNMSampler(timesteps: try TimeTravelSchedule(samplingSteps: 10), eta: 0.85, variant: variant)
             var noise = SeededGaussian(seed: 11)

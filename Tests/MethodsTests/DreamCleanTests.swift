@@ -10,7 +10,7 @@ final class DreamCleanTests: XCTestCase {
     let schedule = NoiseSchedule.linear()
 
     /// The ε a perfect network returns for images built from `x0`: (x − √ᾱ_t x0)/√(1−ᾱ_t).
-    func oracle(_ x0: Tensor) -> NoisePredictor {
+    func oracle(_ x0: Tensor) -> Denoiser {
         { x, t in
             let a = self.schedule.alphaBar(t)
             return try axpby(1 / (1 - a).squareRoot(), x, -a.squareRoot() / (1 - a).squareRoot(), x0)
@@ -26,7 +26,7 @@ final class DreamCleanTests: XCTestCase {
         XCTAssertLessThan(TestSupport.maxDifference(back, image), 1e-4)
         // A network that is not the data's: DDIM inversion is first order, so the error falls with the
         // step count — bound stated: ≤ 2 % of max|x| at 50 steps, and 100 steps at least halve the 25-step error.
-        let linear: NoisePredictor = { x, _ in try scale(x, by: 0.3) }
+        let linear: Denoiser = { x, _ in try scale(x, by: 0.3) }
         var errors: [Float] = []
         for steps in [25, 50, 100] {
             let s = try DreamCleanSampler(tau: 400, inversionSteps: steps, samplingSteps: steps, gamma: 0)
@@ -62,7 +62,7 @@ final class DreamCleanTests: XCTestCase {
 
     func testSeedsRepeatAndVPSChangesTheResult() throws {
         let image = try scale(try TestSupport.random([1, 16, 16, 3], seed: 2), by: 0.5)
-        let net: NoisePredictor = { x, _ in try scale(x, by: 0.2) }
+        let net: Denoiser = { x, _ in try scale(x, by: 0.2) }
         let s = try DreamCleanSampler(tau: 300, inversionSteps: 6, samplingSteps: 6, gamma: 0.2)
         XCTAssertEqual(s.networkEvaluations, 6 + 6 * 2)
         var a = SeededGaussian(seed: 9), b = SeededGaussian(seed: 9), c = SeededGaussian(seed: 10)
@@ -91,11 +91,11 @@ final class DreamCleanTests: XCTestCase {
     /// one blends smoothly (no jump across window borders larger than inside).
     func testTiledNoisePredictorBlendsWindows() throws {
         let x = try TestSupport.random([1, 40, 72, 3], seed: 8)
-        let pointwise: NoisePredictor = { x, _ in try scale(x, by: 0.5) }
+        let pointwise: Denoiser = { x, _ in try scale(x, by: 0.5) }
         let tiled = TiledNoisePredictor(window: 32, overlap: 16, sizeMultiple: 8).wrap(pointwise)
         XCTAssertLessThan(TestSupport.maxDifference(try tiled(x, 10), try pointwise(x, 10)), 1e-5)
         // A network returning its window's mean everywhere: tiled output is a smooth blend of window means.
-        let meanNet: NoisePredictor = { x, _ in
+        let meanNet: Denoiser = { x, _ in
             let m = x.values.reduce(0, +) / Float(x.count)
             return try Tensor(shape: x.shape, repeating: m)
         }

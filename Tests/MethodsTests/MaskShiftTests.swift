@@ -8,7 +8,7 @@ import XCTest
 /// USDR mask-shift tiling with a stand-in ε-network (the tiling, known regions and canvas are what is
 /// tested; the seams test with the real prior lives with the bundled model).
 final class MaskShiftTests: XCTestCase {
-    let standIn: NoisePredictor = { x, _ in try scale(x, by: 0.3) }
+    let standIn: Denoiser = { x, _ in try scale(x, by: 0.3) }
 
     func testWindowPlanCoversTheImageAlignedAndSnapped() throws {
         let plan = try WindowPlan(height: 96, width: 160, window: 64, overlap: 32, alignment: 4, sizeMultiple: 8)

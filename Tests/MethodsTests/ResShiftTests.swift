@@ -53,7 +53,7 @@ final class ResShiftTests: XCTestCase {
         let draws = try ["noise_prior", "noise_step3", "noise_step2", "noise_step1", "noise_step0"].map { try XCTUnwrap(t[$0], $0) }
         var noise = RecordedGaussian(draws)
         var steps = 0
-        let z = try sampler.sample(zY: try XCTUnwrap(t["z_y"]), predict: { x, timesteps in
+        let z = try sampler.sample(zY: try XCTUnwrap(t["z_y"]), denoiser: sampler.denoiser { x, timesteps in
             try network(x, timesteps: timesteps, condition: lr)
         }, noise: &noise, progress: { done, _ in steps = done })
         XCTAssertEqual(steps, 4)
@@ -161,9 +161,9 @@ final class ResShiftTests: XCTestCase {
         let zY = try TestSupport.random([1, 8, 8, 48], seed: 11), target = try TestSupport.random([1, 8, 8, 48], seed: 12)
         let sampler = ResShiftSampler(schedule: try .exponential(steps: 4, minNoiseLevel: 0.2), inputScaling: .pixel, prediction: .residual)
         var noise = SeededGaussian(seed: 2)
-        let y = try sampler.sample(zY: zY, predict: { x, _ in try Tensor(shape: x.shape) }, noise: &noise)
+        let y = try sampler.sample(zY: zY, denoiser: { x, _ in try Tensor(shape: x.shape) }, noise: &noise)
         XCTAssertLessThan(TestSupport.maxDifference(y, zY), 1e-6)
-        let x = try sampler.sample(zY: zY, predict: { _, _ in try subtract(zY, target) }, noise: &noise)
+        let x = try sampler.sample(zY: zY, denoiser: { _, _ in try subtract(zY, target) }, noise: &noise)
         XCTAssertLessThan(TestSupport.maxDifference(x, target), 1e-5)
     }
 }
