@@ -172,7 +172,7 @@ public struct DDNMSampler {
             let svd = try providing.svdForm(imageShape: imageShape)
             return .svdForm(svd.form, raw: svd.raw)
         }
-        if let own = a as? any DDNMPlusProviding, own.ddnmPlusAvailable(imageShape: imageShape) {
+        if let own = a as? any SpectralFilterOperator, own.spectralFilterAvailable(imageShape: imageShape) {
             return .plus(lambda: { v, root, sigmaT in try own.ddnmPlusLambda(v, a: root, sigmaY: sigmaY, sigmaT: sigmaT, eta: eta) },
                          noise: { z, e, root, sigmaT in try own.ddnmPlusNoise(z, e, a: root, sigmaY: sigmaY, sigmaT: sigmaT, eta: eta) })
         }

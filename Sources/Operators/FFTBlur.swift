@@ -11,7 +11,7 @@ import Foundation
 /// Boundary: **periodic** — the image is treated as wrapping around, so a blurred photo whose edges do not
 /// match the wrap sees Ã explain its border rows less well (visible in the consistency report near the
 /// edges). The kernel's centre (index ⌊k/2⌋ in each axis) is the output pixel, as a "same" convolution.
-public final class FFTBlurOperator: DDNMPlusProviding, @unchecked Sendable {
+public final class FFTBlurOperator: SpectralFilterOperator, @unchecked Sendable {
     public let spec: String
     public let height: Int, width: Int
     public let threshold: Float
@@ -88,21 +88,21 @@ public final class FFTBlurOperator: DDNMPlusProviding, @unchecked Sendable {
         return g
     }
 
-    /// DDNM+ with any kernel: the SVD of the circular convolution is the Fourier basis with singulars |K̂|
-    /// (V = F⁻¹ up to normalisation), so Λ = F⁻¹ diag(λ(|K̂|)) F with the per-singular rules of the official
-    /// operators. There is no official FFT operator; Λ_noise here rotates z and ε (the paper's form, not
-    /// the official unrotated-noise quirk, which has no meaning without an official basis).
-    public func ddnmPlusLambda(_ vector: Tensor, a: Float, sigmaY: Float, sigmaT: Float, eta: Float) throws -> Tensor {
-        try filtered(vector, magnitudeFilter { DDNMPlusSVD.rules($0, a: a, sigmaY: sigmaY, sigmaT: sigmaT, eta: eta).lambda })
+    /// The spectral view of any kernel: the SVD of the circular convolution is the Fourier basis with singulars
+    /// |K̂| (V = F⁻¹ up to normalisation), so V diag(f(s)) Vᵀ = F⁻¹ diag(f(|K̂|)) F (DDNM+'s Λ with any kernel).
+    public func filterSpectrum(_ x: Tensor, _ f: (Float) -> Float) throws -> Tensor {
+        try filtered(x, magnitudeFilter(f))
     }
 
-    public func ddnmPlusNoise(_ z: Tensor, _ epsilon: Tensor, a: Float, sigmaY: Float, sigmaT: Float, eta: Float) throws -> Tensor {
-        let first = try filtered(z, magnitudeFilter { DDNMPlusSVD.rules($0, a: a, sigmaY: sigmaY, sigmaT: sigmaT, eta: eta).d1 })
-        let second = try filtered(epsilon, magnitudeFilter { DDNMPlusSVD.rules($0, a: a, sigmaY: sigmaY, sigmaT: sigmaT, eta: eta).d2 })
+    /// There is no official FFT operator: z and ε are rotated (the paper's form, not the official
+    /// unrotated-noise quirk, which has no meaning without an official basis).
+    public func filterSpectrum(_ z: Tensor, _ epsilon: Tensor, _ f1: (Float) -> Float, _ f2: (Float) -> Float) throws -> Tensor {
+        let first = try filtered(z, magnitudeFilter(f1))
+        let second = try filtered(epsilon, magnitudeFilter(f2))
         return try axpby(1, first, 1, second)
     }
 
-    public func ddnmPlusAvailable(imageShape: [Int]) -> Bool { (try? observationShape(for: imageShape)) != nil }
+    public func spectralFilterAvailable(imageShape: [Int]) -> Bool { (try? observationShape(for: imageShape)) != nil }
 
     /// F⁻¹(G ⊙ F(plane)) for every (batch, channel) plane.
     private func filtered(_ x: Tensor, _ g: [Float]) throws -> Tensor {

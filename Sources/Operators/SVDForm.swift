@@ -339,44 +339,6 @@ public struct SVDOperator: DegradationOperator {
     }
 }
 
-/// DDNM+'s Λ and Λ_noise on an SVD form (the per-singular rules of `DDNMPlusSpectral`, in the spectral layout),
-/// for operators whose SVD is not block-local (Walsh–Hadamard CS). `raw` is the official Λ_noise's gather of
-/// z and ε into the spectral layout without the Vᵀ rotation (the quirk kept by `DDNMPlusSpectral.noise`).
-public enum DDNMPlusSVD {
-    static func rules(_ s: Float, a: Float, sigmaY: Float, sigmaT: Float, eta: Float) -> (lambda: Float, d1: Float, d2: Float) {
-        let root = (1 - eta * eta).squareRoot()
-        guard a != 0, sigmaY != 0 else { return (1, sigmaT * eta, sigmaT * root) }
-        let inverse: Float = s == 0 ? 0 : 1 / s
-        let lambda: Float = sigmaT < a * sigmaY * inverse ? s * sigmaT * root / a / sigmaY : 1
-        var (d1, d2) = (sigmaT * eta, sigmaT * root)
-        if sigmaT < a * sigmaY * inverse { d2 = 0 }
-        if sigmaT > a * sigmaY * inverse { d1 = max(0, sigmaT * sigmaT - a * a * sigmaY * sigmaY * inverse * inverse).squareRoot(); d2 = 0 }
-        if s == 0 { (d1, d2) = (sigmaT * eta, sigmaT * root) }
-        return (lambda, d1, d2)
-    }
-
-    /// Λ v = V diag(λ) Vᵀ v (channel-major vectors).
-    public static func lambda(_ v: [Float], _ form: any SVDForm, a: Float, sigmaY: Float, sigmaT: Float, eta: Float) -> [Float] {
-        let s = form.singulars()
-        var spectral = form.vt(v)
-        for k in 0..<spectral.count { spectral[k] *= rules(k < s.count ? s[k] : 0, a: a, sigmaY: sigmaY, sigmaT: sigmaT, eta: eta).lambda }
-        return form.v(spectral)
-    }
-
-    /// Λ_noise(z, ε) = V(d₁ ⊙ raw(z) + d₂ ⊙ raw(ε)).
-    public static func noise(_ z: [Float], _ epsilon: [Float], _ form: any SVDForm, raw: ([Float]) -> [Float],
-                             a: Float, sigmaY: Float, sigmaT: Float, eta: Float) -> [Float] {
-        let s = form.singulars()
-        let rz = raw(z), re = raw(epsilon)
-        var spectral = [Float](repeating: 0, count: rz.count)
-        for k in 0..<spectral.count {
-            let r = rules(k < s.count ? s[k] : 0, a: a, sigmaY: sigmaY, sigmaT: sigmaT, eta: eta)
-            spectral[k] = r.d1 * rz[k] + r.d2 * re[k]
-        }
-        return form.v(spectral)
-    }
-}
-
 extension WalshHadamardSVD {
     /// The official Λ_noise's raw gather: sample perm[k] of each channel to position k·C + c, no transform.
     public func raw(_ x: [Float]) -> [Float] {

@@ -1,9 +1,10 @@
 import Engine
 import Foundation
 
-/// DDNM+'s Λ and Λ_noise for a separable operator A = A_v ⊗ A_h (blur, bicubic), in the 2-D basis
-/// V_v ⊗ V_h of right-singular vectors, with the per-coordinate singular s_ij = s_v[i]·s_h[j] — as the
-/// official `Deblurring.Lambda` / `Lambda_noise` compute them (functions/svd_operators.py:1016-1091):
+/// The singular basis of a separable operator A = A_v ⊗ A_h (blur, bicubic) as a filter: the 2-D basis
+/// V_v ⊗ V_h of right-singular vectors, with the per-coordinate singular s_ij = s_v[i]·s_h[j]. DDNM+'s Λ and
+/// Λ_noise (Methods, `DDNMPlusRules`) run through it as the official `Deblurring.Lambda` / `Lambda_noise`
+/// compute them (functions/svd_operators.py:1016-1091):
 /// - Λ uses the **untruncated** singulars (`_singulars_orig`), one per pixel coordinate, applied to every
 ///   channel alike — so Λ is free of the tiling bug of `Deblurring.singulars()` (README).
 /// - Λ_noise takes z and ε raw, without rotating them by Vᵀ (the quirk every official Λ_noise has); the
@@ -33,17 +34,14 @@ public struct SeparableSpectrum: Sendable {
         self.horizontal = horizontal
     }
 
-    /// Λ v = (V_v ⊗ V_h) diag(λ(s_ij)) (V_v ⊗ V_h)ᵀ v, per sample and channel (NHWC tensors).
-    public func lambda(_ vector: Tensor, a: Float, sigmaY: Float, sigmaT: Float, eta: Float) throws -> Tensor {
-        try map(vector, nil) { s, x, _ in x * DDNMPlusSVD.rules(s, a: a, sigmaY: sigmaY, sigmaT: sigmaT, eta: eta).lambda }
+    /// (V_v ⊗ V_h) diag(f(s_ij)) (V_v ⊗ V_h)ᵀ x, per sample and channel (NHWC tensors).
+    public func filter(_ x: Tensor, _ f: (Float) -> Float) throws -> Tensor {
+        try map(x, nil) { s, value, _ in value * f(s) }
     }
 
-    /// Λ_noise(z, ε) = (V_v ⊗ V_h)(d₁(s_ij) z_ij + d₂(s_ij) ε_ij), z and ε raw (unrotated).
-    public func noise(_ z: Tensor, _ epsilon: Tensor, a: Float, sigmaY: Float, sigmaT: Float, eta: Float) throws -> Tensor {
-        try map(z, epsilon) { s, zij, eij in
-            let r = DDNMPlusSVD.rules(s, a: a, sigmaY: sigmaY, sigmaT: sigmaT, eta: eta)
-            return r.d1 * zij + r.d2 * eij
-        }
+    /// (V_v ⊗ V_h)(f₁(s_ij) z_ij + f₂(s_ij) ε_ij), z and ε raw (unrotated: the official Λ_noise's convention).
+    public func filter(_ z: Tensor, _ epsilon: Tensor, _ f1: (Float) -> Float, _ f2: (Float) -> Float) throws -> Tensor {
+        try map(z, epsilon) { s, zij, eij in f1(s) * zij + f2(s) * eij }
     }
 
     /// For each (sample, channel) plane: S = V_vᵀ X V_h (only when `second` is nil: Λ rotates, Λ_noise
@@ -92,44 +90,45 @@ public struct SeparableSpectrum: Sendable {
     }
 }
 
-/// An operator that computes DDNM+'s Λ and Λ_noise itself (in its own singular basis).
-public protocol DDNMPlusProviding: DegradationOperator {
-    /// Whether Λ exists for images of this shape (a size-dependent operator may build one without it).
-    func ddnmPlusAvailable(imageShape: [Int]) -> Bool
-    func ddnmPlusLambda(_ vector: Tensor, a: Float, sigmaY: Float, sigmaT: Float, eta: Float) throws -> Tensor
-    func ddnmPlusNoise(_ z: Tensor, _ epsilon: Tensor, a: Float, sigmaY: Float, sigmaT: Float, eta: Float) throws -> Tensor
+/// An operator that offers its singular basis as a filter (separable blurs and bicubic, FFT kernels): the
+/// spectral view a method needs to scale an image's coordinates by functions of the singular values
+/// (DDNM+'s Λ lives in Methods). `filterSpectrum(z, ε, f₁, f₂)` combines two images in the operator's own
+/// convention for noise (raw samples for the separable forms, as the official code; rotated for FFT kernels).
+public protocol SpectralFilterOperator: DegradationOperator {
+    /// Whether the filter exists for images of this shape (a size-dependent operator may build one without it).
+    func spectralFilterAvailable(imageShape: [Int]) -> Bool
+    /// V diag(f(s)) Vᵀ x.
+    func filterSpectrum(_ x: Tensor, _ f: (Float) -> Float) throws -> Tensor
+    /// V (f₁(s) ⊙ z' + f₂(s) ⊙ ε'), z' and ε' in the operator's noise convention.
+    func filterSpectrum(_ z: Tensor, _ epsilon: Tensor, _ f1: (Float) -> Float, _ f2: (Float) -> Float) throws -> Tensor
 }
 
-extension SeparableOperator: DDNMPlusProviding {
-    public func ddnmPlusAvailable(imageShape: [Int]) -> Bool { (try? observationShape(for: imageShape)) != nil }
+extension SeparableOperator: SpectralFilterOperator {
+    public func spectralFilterAvailable(imageShape: [Int]) -> Bool { (try? observationShape(for: imageShape)) != nil }
 
-    public func ddnmPlusLambda(_ vector: Tensor, a: Float, sigmaY: Float, sigmaT: Float, eta: Float) throws -> Tensor {
-        try spectrum.lambda(vector, a: a, sigmaY: sigmaY, sigmaT: sigmaT, eta: eta)
-    }
+    public func filterSpectrum(_ x: Tensor, _ f: (Float) -> Float) throws -> Tensor { try spectrum.filter(x, f) }
 
-    public func ddnmPlusNoise(_ z: Tensor, _ epsilon: Tensor, a: Float, sigmaY: Float, sigmaT: Float, eta: Float) throws -> Tensor {
-        try spectrum.noise(z, epsilon, a: a, sigmaY: sigmaY, sigmaT: sigmaT, eta: eta)
+    public func filterSpectrum(_ z: Tensor, _ epsilon: Tensor, _ f1: (Float) -> Float, _ f2: (Float) -> Float) throws -> Tensor {
+        try spectrum.filter(z, epsilon, f1, f2)
     }
 }
 
-extension SizedOperator: DDNMPlusProviding {
-    public func ddnmPlusAvailable(imageShape: [Int]) -> Bool {
-        guard imageShape.count == 4, let op = try? sized(height: imageShape[1], width: imageShape[2]) as? any DDNMPlusProviding else { return false }
-        return op.ddnmPlusAvailable(imageShape: imageShape)
+extension SizedOperator: SpectralFilterOperator {
+    public func spectralFilterAvailable(imageShape: [Int]) -> Bool {
+        guard imageShape.count == 4, let op = try? sized(height: imageShape[1], width: imageShape[2]) as? any SpectralFilterOperator else { return false }
+        return op.spectralFilterAvailable(imageShape: imageShape)
     }
 
-    private func plus(_ shape: [Int]) throws -> any DDNMPlusProviding {
-        guard shape.count == 4, let op = try sized(height: shape[1], width: shape[2]) as? any DDNMPlusProviding else {
-            throw OperatorError("\(spec) has no DDNM+ Λ")
+    private func filterOperator(_ shape: [Int]) throws -> any SpectralFilterOperator {
+        guard shape.count == 4, let op = try sized(height: shape[1], width: shape[2]) as? any SpectralFilterOperator else {
+            throw OperatorError("\(spec) has no spectral filter")
         }
         return op
     }
 
-    public func ddnmPlusLambda(_ vector: Tensor, a: Float, sigmaY: Float, sigmaT: Float, eta: Float) throws -> Tensor {
-        try plus(vector.shape).ddnmPlusLambda(vector, a: a, sigmaY: sigmaY, sigmaT: sigmaT, eta: eta)
-    }
+    public func filterSpectrum(_ x: Tensor, _ f: (Float) -> Float) throws -> Tensor { try filterOperator(x.shape).filterSpectrum(x, f) }
 
-    public func ddnmPlusNoise(_ z: Tensor, _ epsilon: Tensor, a: Float, sigmaY: Float, sigmaT: Float, eta: Float) throws -> Tensor {
-        try plus(z.shape).ddnmPlusNoise(z, epsilon, a: a, sigmaY: sigmaY, sigmaT: sigmaT, eta: eta)
+    public func filterSpectrum(_ z: Tensor, _ epsilon: Tensor, _ f1: (Float) -> Float, _ f2: (Float) -> Float) throws -> Tensor {
+        try filterOperator(z.shape).filterSpectrum(z, epsilon, f1, f2)
     }
 }

@@ -1,7 +1,7 @@
 import Engine
 import Foundation
 
-/// The singular-value form DDNM+ needs for its per-singular Λ and Λ_noise (DDNM paper §3.3, Eqs. 17–19 with
+/// The singular-value form DDNM+ needs for its per-singular Λ and Λ_noise (Methods, `DDNMPlusSpectral`) (DDNM paper §3.3, Eqs. 17–19 with
 /// A = U Σ Vᵀ), for operators whose SVD splits into small independent blocks of the image: s×s patches of
 /// a channel (average pooling), the 3 channels of a pixel (colorization), single samples (inpainting).
 /// Each block has a k×k orthonormal V (shared by all blocks) and k singular values (shared, or per block).
@@ -17,7 +17,8 @@ public struct SpectralBlocks {
 
     public var blockCount: Int { indices.count / blockSize }
 
-    func singular(_ block: Int, _ j: Int) -> Float { singulars.count == blockSize ? singulars[j] : singulars[block * blockSize + j] }
+    /// Singular value j of block `block`.
+    public func singular(_ block: Int, _ j: Int) -> Float { singulars.count == blockSize ? singulars[j] : singulars[block * blockSize + j] }
 
     /// An orthonormal k×k V whose first column is `first` (unit length): a Householder reflection taking
     /// e₀ to it, so the completion is deterministic. (LAPACK's completion differs; Λ does not depend on it,
@@ -84,77 +85,5 @@ extension IdentityOperator: SpectralOperator {
     /// see `DDNMPlusSpectral`).
     public func spectralBlocks(imageShape: [Int]) throws -> SpectralBlocks {
         SpectralBlocks(blockSize: 1, indices: Array(0..<imageShape.reduce(1, *)), v: [1], singulars: [1])
-    }
-}
-
-/// DDNM+'s Λ and Λ_noise on a block SVD, as the official operators compute them
-/// (functions/svd_operators.py, e.g. `SuperResolution.Lambda` / `Lambda_noise`, lines 253-322).
-public enum DDNMPlusSpectral {
-    /// Λ v = V diag(λ) Vᵀ v per block, λ_j = s_j σ_t √(1−η²)/(a σy) where σ_t < a σy / s_j, else 1
-    /// (zero singulars keep 1); with a = √ᾱ_{t−1}.
-    public static func lambda(_ vector: Tensor, _ blocks: SpectralBlocks, a: Float, sigmaY: Float, sigmaT: Float, eta: Float) throws -> Tensor {
-        let out = try vector.copy()
-        guard a != 0, sigmaY != 0 else { return out }
-        let k = blocks.blockSize
-        var rotated = [Float](repeating: 0, count: k), scaled = [Float](repeating: 0, count: k)
-        for block in 0..<blocks.blockCount {
-            let base = block * k
-            for j in 0..<k {  // Vᵀ v
-                var sum: Float = 0
-                for i in 0..<k { sum += blocks.v[i * k + j] * vector.data[blocks.indices[base + i]] }
-                rotated[j] = sum
-            }
-            for j in 0..<k {
-                let s = blocks.singular(block, j), inverse: Float = s == 0 ? 0 : 1 / s
-                scaled[j] = rotated[j] * (sigmaT < a * sigmaY * inverse ? s * sigmaT * (1 - eta * eta).squareRoot() / a / sigmaY : 1)
-            }
-            for i in 0..<k {  // V (λ ⊙ Vᵀ v)
-                var sum: Float = 0
-                for j in 0..<k { sum += blocks.v[i * k + j] * scaled[j] }
-                out.data[blocks.indices[base + i]] = sum
-            }
-        }
-        return out
-    }
-
-    /// Λ_noise(z, ε) = V(d₁ ⊙ z_b) + V(d₂ ⊙ ε_b) per block, where z_b and ε_b are the block's raw samples
-    /// (the official code does not rotate them by Vᵀ first: a quirk, harmless for z, not textbook for ε).
-    /// d per component: (σ_t η, σ_t√(1−η²)) by default; (σ_t η, 0) where σ_t < a σy / s_j;
-    /// (√(σ_t² − a²σy²/s_j²), 0) where σ_t > a σy / s_j; zero singulars keep the default.
-    /// `denoising`: the official `Denoising.Lambda_noise` ignores ε and returns z·√(σ_t² − a²σy²) or z·σ_t η.
-    public static func noise(_ z: Tensor, _ epsilon: Tensor, _ blocks: SpectralBlocks, a: Float, sigmaY: Float, sigmaT: Float,
-                             eta: Float, denoising: Bool = false) throws -> Tensor {
-        let root = (1 - eta * eta).squareRoot()
-        if denoising {
-            let factor = sigmaT >= a * sigmaY ? (sigmaT * sigmaT - a * a * sigmaY * sigmaY).squareRoot() : sigmaT * eta
-            return try scale(z, by: factor)
-        }
-        let out = try Tensor(shape: z.shape, repeating: 0)
-        let k = blocks.blockSize
-        var d1 = [Float](repeating: 0, count: k), d2 = [Float](repeating: 0, count: k)
-        for block in 0..<blocks.blockCount {
-            let base = block * k
-            for j in 0..<k {
-                d1[j] = sigmaT * eta
-                d2[j] = sigmaT * root
-                guard a != 0, sigmaY != 0 else { continue }
-                let s = blocks.singular(block, j), inverse: Float = s == 0 ? 0 : 1 / s
-                if sigmaT < a * sigmaY * inverse { d1[j] = sigmaT * eta; d2[j] = 0 }
-                if sigmaT > a * sigmaY * inverse {
-                    d1[j] = (max(0, sigmaT * sigmaT - a * a * sigmaY * sigmaY * inverse * inverse)).squareRoot()
-                    d2[j] = 0
-                }
-                if s == 0 { d1[j] = sigmaT * eta; d2[j] = sigmaT * root }
-            }
-            for i in 0..<k {
-                var sum: Float = 0
-                for j in 0..<k {
-                    let index = blocks.indices[base + j]
-                    sum += blocks.v[i * k + j] * (d1[j] * z.data[index] + d2[j] * epsilon.data[index])
-                }
-                out.data[blocks.indices[base + i]] = sum
-            }
-        }
-        return out
     }
 }
