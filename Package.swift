@@ -73,6 +73,6 @@ let package = Package(
         .testTarget(name: "NetworksTests", dependencies: ["Networks", "Checkpoints", "Engine"], resources: [.copy("Fixtures")]),
         .testTarget(name: "RestorationTests", dependencies: ["Restoration", "Operators", "Engine", "ImageIO", "Checkpoints"], resources: [.copy("Fixtures")]),
         // Runs the built `restore` binary as a user would: exit codes, one-line errors, no partial output.
-        .testTarget(name: "CLITests", dependencies: ["restore", "ImageIO", "Checkpoints", "Engine", "Networks"]),
+        .testTarget(name: "CLITests", dependencies: ["restore", "ImageIO", "Checkpoints", "Engine", "Networks", "Restoration"]),
     ]
 )

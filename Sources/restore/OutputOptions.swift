@@ -79,33 +79,18 @@ struct ImageIOOptions: ParsableArguments {
         return (path as NSString).deletingPathExtension + "-\(index)" + (ext.isEmpty ? "" : "." + ext)
     }
 
-    /// Writes a restoration's image (alpha reattached) with its report in the text chunk. PNG without alpha
-    /// streams its rows from the tensor (no second whole-image buffer: USDR's large outputs).
+    /// Writes a restoration's result (alpha reattached, report in the PNG chunk); prints the report with --json.
     func write(_ result: RestorationResult, to path: String, inputs: [String]) throws {
-        let x = result.image
-        let (h, w, c) = (x.shape[1], x.shape[2], x.shape[3])
-        if result.alpha == nil, case .png(let bits) = try fileFormat(for: path, sourceBitDepth: result.sourceBitDepth) {
-            let text = try result.report.json()
-            try ImageWriter.writePNGRows(to: path, width: w, height: h, channels: c, bits: bits, text: ["DiffusionRestore": text],
-                                         overwrite: overwrite, protecting: inputs) { y, samples in
-                let source = x.data + y * w * c
-                for i in 0..<(w * c) { samples[i] = (source[i] + 1) * 0.5 }
-            }
-            if json { print(text) }
-            return
-        }
-        let image = Image(width: w, height: h, channels: c, pixels: Array(unsafeUninitializedCapacity: h * w * c) { buffer, count in
-            for i in 0..<(h * w * c) { buffer[i] = (x.data[i] + 1) * 0.5 }  // clamped: within [0, 1]
-            count = h * w * c
-        }, sourceBitDepth: result.sourceBitDepth)
-        try write(image.attachingAlpha(result.alpha), to: path, report: result.report, inputs: inputs)
+        let text = try result.write(to: path, format: try fileFormat(for: path, sourceBitDepth: result.sourceBitDepth), overwrite: overwrite,
+                                    protecting: inputs)
+        if json { print(text) }
     }
 
     /// Writes `image` (atomically) with the report in its text chunk; prints the report with --json unless `quietJSON`.
     func write(_ image: Image, to path: String, report: RestorationReport, inputs: [String], quietJSON: Bool = false) throws {
         let text = try report.json()
         try ImageWriter.write(image, to: path, format: try fileFormat(for: path, sourceBitDepth: image.sourceBitDepth),
-                              text: ["DiffusionRestore": text], overwrite: overwrite, protecting: inputs)
+                              text: [reportChunkKeyword: text], overwrite: overwrite, protecting: inputs)
         if json, !quietJSON { print(text) }
     }
 }

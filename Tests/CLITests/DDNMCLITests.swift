@@ -2,6 +2,7 @@ import Checkpoints
 import Engine
 import Foundation
 import ImageIO
+import Restoration
 import XCTest
 
 /// `restore ddnm` as a user runs it, on the tiny random ADM prior of the DDNM golden fixtures (a random
@@ -211,6 +212,10 @@ final class DDNMCLITests: RestoreTestCase {
         } }
         let chunk = try XCTUnwrap(image.text["DiffusionRestore"], "the report chunk")
         XCTAssertEqual(chunk, r.stdout.trimmingCharacters(in: .whitespacesAndNewlines), "--json prints the chunk's report")
+        // The chunk decodes into the library's one report schema, the same as the --json line.
+        let schema = try JSONDecoder().decode(RestorationReport.self, from: Data(chunk.utf8))
+        XCTAssertEqual(schema, try JSONDecoder().decode(RestorationReport.self, from: Data(r.stdout.utf8)))
+        XCTAssertEqual([schema.steps, schema.windows], [3, 1])
         let report = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(chunk.utf8)) as? [String: Any])
         XCTAssertEqual(report["method"] as? String, "ddnm")
         XCTAssertEqual(report["operator"] as? String, "pool:2")
