@@ -100,13 +100,14 @@ public struct DDNMSampler {
         self.variant = variant
     }
 
-    /// Restores x from y. `progress(done, total)` is called after each network evaluation.
+    /// Restores x from y. `progress(done, total)` is called after each network evaluation, `observe(t, x0|t)`
+    /// just before it (the network's estimate before the correction).
     ///
     /// `constraint`: an x0 → x0 function applied after the correction at every step (USDR's mask-shift
     /// windows impose their overlap with finished windows there, as hq_demo does, gaussian_diffusion.py:344-380).
     public func sample(observation y: Tensor, operator a: any DegradationOperator, imageShape: [Int],
                        predictNoise: Denoiser, noise: inout some GaussianSource, constraint: (any X0Constraint)? = nil,
-                       progress: (Int, Int) -> Void = { _, _ in }) throws -> Tensor {
+                       progress: (Int, Int) -> Void = { _, _ in }, observe: StepObserver? = nil) throws -> Tensor {
         try constraint?.check(imageShape)
         let step = try stepKind(operator: a, imageShape: imageShape, constraint: constraint)
         var x = try noise.next(shape: imageShape)  // x_T
@@ -141,6 +142,7 @@ public struct DDNMSampler {
                 x = try svdFormStep(x0, epsilon, alphaBarNext: aNext, y: y, operator: a, form: form, raw: raw, noise: &noise)
             }
             evaluations += 1
+            observe?(t, x0)
             progress(evaluations, total)
         }
         return x

@@ -15,3 +15,8 @@ func checkedPrediction(_ output: Tensor, for x: Tensor) throws -> Tensor {
     }
     return output
 }
+
+/// Called by a sampler after each step with its estimate of the clean image at timestep t: DDNM's x0|t (before
+/// the correction), DreamClean's x0 (after its correction), ResShift's x0 (in its latent space). For progress
+/// previews; the observer must not change the tensor.
+public typealias StepObserver = (_ t: Int, _ x0: Tensor) -> Void

@@ -72,7 +72,8 @@ public struct DreamCleanSampler {
     /// Restores: inversion of `image` to τ, then `samplingSteps` deterministic DDIM steps back to 0 with VPS
     /// before each. `correction` ("Ours*"): applied to every x0 prediction (e.g. DDNM's range–null step).
     public func restore(_ image: Tensor, predictNoise: Denoiser, noise: inout some GaussianSource,
-                        correction: ((Tensor) throws -> Tensor)? = nil, progress: (Int, Int) -> Void = { _, _ in }) throws -> Tensor {
+                        correction: ((Tensor) throws -> Tensor)? = nil, progress: (Int, Int) -> Void = { _, _ in },
+                        observe: StepObserver? = nil) throws -> Tensor {
         let total = networkEvaluations
         var done = 0
         func tick() { done += 1; progress(done, total) }
@@ -89,6 +90,7 @@ public struct DreamCleanSampler {
             tick()
             var x0 = try axpby(1 / a.squareRoot(), x, -(1 - a).squareRoot() / a.squareRoot(), epsilon)
             if let correction { x0 = try correction(x0) }
+            observe?(t, x0)
             x = try axpby(aNext.squareRoot(), x0, (1 - aNext).squareRoot(), epsilon)
         }
         return x

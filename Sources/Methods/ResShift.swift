@@ -112,7 +112,7 @@ public struct ResShiftSampler: Sendable {
     /// tensor for the prior, then one per step after the network call (also at t = 0, where it is unused).
     /// `progress(done, total)` follows each step.
     public func sample(zY: Tensor, denoiser: Denoiser, noise: inout some GaussianSource,
-                       progress: ((Int, Int) -> Void)? = nil) throws -> Tensor {
+                       progress: ((Int, Int) -> Void)? = nil, observe: StepObserver? = nil) throws -> Tensor {
         let steps = schedule.steps
         let kappa = Float(schedule.kappa)
         // x_T = y + κ√η_T ε (prior_sample)
@@ -121,6 +121,7 @@ public struct ResShiftSampler: Sendable {
             var x0 = try checkedPrediction(try denoiser(z, t), for: z)
             if prediction == .residual { x0 = try subtract(zY, x0) }  // _predict_xstart_from_residual: y − residual
             if clipX0 { x0 = try clamp(x0, to: -1...1) }
+            observe?(t, x0)
             let (c1, c2, logVariance) = schedule.posterior(t)
             let mean = try axpby(Float(c1), z, Float(c2), x0)
             let epsilon = try noise.next(shape: z.shape)

@@ -199,9 +199,8 @@ public struct DDNMPipeline {
                 throw RestorationError("the output would be \(shape[2])×\(shape[1]); this prior needs sides that are multiples of \(network.sizeMultiple) (\(name))")
             }
             context.emit(.stage(label: label, total: evaluations))
-            restored = try sampler.sample(observation: y, operator: a, imageShape: shape, predictNoise: predict, noise: &noise) { done, total in
-                context.emit(.step(done: done, total: total, note: nil))
-            }
+            restored = try sampler.sample(observation: y, operator: a, imageShape: shape, predictNoise: predict, noise: &noise,
+                                          progress: { context.emit(.step(done: $0, total: $1, note: nil)) }, observe: context.observer())
             report.windows = 1
             report.networkEvaluations = evaluations
             report.hir = "none"

@@ -101,9 +101,8 @@ public struct DreamCleanPipeline {
         let label = (name as NSString).lastPathComponent
         context.emit(.stage(label: label, total: sampler.networkEvaluations))
         let correction: ((Tensor) throws -> Tensor)? = degradation.map { op in { x0 in try op.rangeNullCorrection(x0, observation: y!) } }
-        let restored = try sampler.restore(start0, predictNoise: predict, noise: &noise, correction: correction) { done, total in
-            context.emit(.step(done: done, total: total, note: nil))
-        }
+        let restored = try sampler.restore(start0, predictNoise: predict, noise: &noise, correction: correction,
+                                           progress: { context.emit(.step(done: $0, total: $1, note: nil)) }, observe: context.observer())
         let clamped = try clamp(restored, to: -1...1)
         var report = RestorationReport(method: "dreamclean" + (degradation == nil ? "" : "*"), seed: seed)
         report.tau = options.tau

@@ -18,6 +18,8 @@ final class EventPrinter {
             bar = ProgressBar(label: label)
         case .step(let done, let total, let note):
             bar?.update(done, total, note: note)
+        case .denoised:
+            break
         case .log(let line):
             FileHandle.standardError.write(Data((line + "\n").utf8))
         }

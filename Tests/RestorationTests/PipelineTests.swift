@@ -40,7 +40,11 @@ final class PipelineTests: XCTestCase {
         XCTAssertEqual(events.first, .stage(label: "in.png", total: 5))
         let steps = events.compactMap { event -> Int? in if case .step(let done, 5, _) = event { return done } else { return nil } }
         XCTAssertEqual(steps, [1, 2, 3, 4, 5])
-        XCTAssertEqual(events.count, 6)
+        // Each evaluation's x̂0 is announced with its timestep, just before its step; no preview unless asked for.
+        let denoised = events.compactMap { event -> Int? in if case .denoised(let t, nil) = event { return t } else { return nil } }
+        XCTAssertEqual(denoised.count, 5)
+        XCTAssertEqual(denoised, denoised.sorted(by: >), "timesteps descend")
+        XCTAssertEqual(events.count, 11)
         XCTAssertEqual(result.image.shape, [1, 16, 16, 3])
         XCTAssertEqual(result.report.networkEvaluations, 5)
         XCTAssertEqual(result.report.method, "ddnm")
@@ -55,6 +59,21 @@ final class PipelineTests: XCTestCase {
         let stages = tiled.compactMap { event -> String? in if case .stage(let label, _) = event { return label } else { return nil } }
         XCTAssertEqual(stages, ["g.png (global pass, ÷2)", "g.png (9 windows)"])
         XCTAssertEqual(tiled.last, .step(done: 18, total: 18, note: "window 9/9"))
+    }
+
+    /// Previews: the current x̂0 averaged down to the asked side, on [0, 1], with every denoised event.
+    func testPreviewsAreSmallPicturesOfEachStep() throws {
+        var options = DDNMOptions(degradation: "pool:2")
+        options.steps = 3
+        var previews: [PreviewImage] = []
+        let context = RestorationContext(previewSide: 4) { event in if case .denoised(_, let p?) = event { previews.append(p) } }
+        _ = try DDNMPipeline(prior: try prior(), options: options).restore(.image(photo(8, 8)), name: "in.png", seed: 2, context: context)
+        XCTAssertEqual(previews.count, 3)
+        for p in previews {
+            XCTAssertEqual([p.width, p.height, p.channels], [4, 4, 3])
+            XCTAssertTrue(p.pixels.allSatisfy { (0...1).contains($0) })
+        }
+        XCTAssertNotEqual(previews[0].pixels, previews[2].pixels, "the estimate changes from step to step")
     }
 
     /// Cancellation from the event handler stops the run at the next network evaluation.
