@@ -117,16 +117,29 @@ public enum DDNMPlusSVD {
     }
 }
 
+/// DDNM+'s rules as filters on singular values (for the spectral-filter views).
+enum DDNMPlusFilters {
+    /// s ↦ λ(s).
+    static func lambda(a: Float, sigmaY: Float, sigmaT: Float, eta: Float) -> (Float) -> Float {
+        { DDNMPlusSVD.rules($0, a: a, sigmaY: sigmaY, sigmaT: sigmaT, eta: eta).lambda }
+    }
+
+    /// s ↦ d₁(s) and s ↦ d₂(s), the weights of z and ε in Λ_noise.
+    static func noise(a: Float, sigmaY: Float, sigmaT: Float, eta: Float) -> (d1: (Float) -> Float, d2: (Float) -> Float) {
+        ({ DDNMPlusSVD.rules($0, a: a, sigmaY: sigmaY, sigmaT: sigmaT, eta: eta).d1 }, { DDNMPlusSVD.rules($0, a: a, sigmaY: sigmaY, sigmaT: sigmaT, eta: eta).d2 })
+    }
+}
+
 extension SpectralFilterOperator {
     /// Λ v = V diag(λ(s)) Vᵀ v with the rules of `DDNMPlusSVD.rules`.
     public func ddnmPlusLambda(_ vector: Tensor, a: Float, sigmaY: Float, sigmaT: Float, eta: Float) throws -> Tensor {
-        try filterSpectrum(vector) { DDNMPlusSVD.rules($0, a: a, sigmaY: sigmaY, sigmaT: sigmaT, eta: eta).lambda }
+        try filterSpectrum(vector, DDNMPlusFilters.lambda(a: a, sigmaY: sigmaY, sigmaT: sigmaT, eta: eta))
     }
 
     /// Λ_noise(z, ε) = V(d₁(s) ⊙ z' + d₂(s) ⊙ ε') in the operator's noise convention.
     public func ddnmPlusNoise(_ z: Tensor, _ epsilon: Tensor, a: Float, sigmaY: Float, sigmaT: Float, eta: Float) throws -> Tensor {
-        try filterSpectrum(z, epsilon, { DDNMPlusSVD.rules($0, a: a, sigmaY: sigmaY, sigmaT: sigmaT, eta: eta).d1 },
-                           { DDNMPlusSVD.rules($0, a: a, sigmaY: sigmaY, sigmaT: sigmaT, eta: eta).d2 })
+        let d = DDNMPlusFilters.noise(a: a, sigmaY: sigmaY, sigmaT: sigmaT, eta: eta)
+        return try filterSpectrum(z, epsilon, d.d1, d.d2)
     }
 
     public func ddnmPlusAvailable(imageShape: [Int]) -> Bool { spectralFilterAvailable(imageShape: imageShape) }
@@ -135,12 +148,12 @@ extension SpectralFilterOperator {
 extension SeparableSpectrum {
     /// Λ v in this basis (tests inject the official V to replay the official Λ).
     public func lambda(_ vector: Tensor, a: Float, sigmaY: Float, sigmaT: Float, eta: Float) throws -> Tensor {
-        try filter(vector) { DDNMPlusSVD.rules($0, a: a, sigmaY: sigmaY, sigmaT: sigmaT, eta: eta).lambda }
+        try filter(vector, DDNMPlusFilters.lambda(a: a, sigmaY: sigmaY, sigmaT: sigmaT, eta: eta))
     }
 
     /// Λ_noise(z, ε) in this basis, z and ε raw.
     public func noise(_ z: Tensor, _ epsilon: Tensor, a: Float, sigmaY: Float, sigmaT: Float, eta: Float) throws -> Tensor {
-        try filter(z, epsilon, { DDNMPlusSVD.rules($0, a: a, sigmaY: sigmaY, sigmaT: sigmaT, eta: eta).d1 },
-                   { DDNMPlusSVD.rules($0, a: a, sigmaY: sigmaY, sigmaT: sigmaT, eta: eta).d2 })
+        let d = DDNMPlusFilters.noise(a: a, sigmaY: sigmaY, sigmaT: sigmaT, eta: eta)
+        return try filter(z, epsilon, d.d1, d.d2)
     }
 }
