@@ -17,6 +17,55 @@ public struct ModelDescription {
     public var ownFamily: String? { checkpoint.metadata["family"] }
     /// Tensors in the file outside the chosen state dict (optimizer state, EMA copies).
     public var otherTensorCount: Int { checkpoint.tensorCount - stateDict.tensors.count }
+
+    /// For a person: the container, the weights with their dtypes, the family, preset, other tensors, top-level
+    /// keys and metadata — names from the file escaped so that they cannot drive a terminal.
+    public var summaryLines: [String] {
+        let state = stateDict
+        let types = Dictionary(grouping: state.tensors, by: { $0.tensor.elementType.rawValue }).mapValues(\.count)
+        var lines = ["file: \(path) (\(checkpoint.format.rawValue), \(Formatting.bytes(checkpoint.file.count)))",
+                     "state dict: \(state.source), \(state.tensors.count) tensors, \(Formatting.grouped(state.parameterCount)) parameters (\(types.sorted { $0.key < $1.key }.map { "\($0.value) \($0.key)" }.joined(separator: ", ")))",
+                     "family: \(family.map(\.description) ?? "not recognised")"]
+        if let preset { lines.append("preset: \(preset.name) — \(preset.summary) (official file: \(preset.officialFile))") }
+        if otherTensorCount > 0 { lines.append("other tensors: \(otherTensorCount) outside the state dict (--all lists them)") }
+        if !checkpoint.topLevelKeys.isEmpty { lines.append("top-level keys: " + CheckpointError.printable(checkpoint.topLevelKeys.prefix(20).joined(separator: ", "))) }
+        if !checkpoint.metadata.isEmpty {
+            lines.append("metadata: " + CheckpointError.printable(checkpoint.metadata.keys.sorted().map { "\($0)=\(checkpoint.metadata[$0]!.prefix(80))" }.joined(separator: "; ")))
+        }
+        return lines
+    }
+
+    /// A table of the state dict's tensors (or of every tensor in the file): name, dtype, shape, bytes.
+    public func tensorTable(all: Bool) -> [String] {
+        let rows = (all ? checkpoint.allTensors().map { ($0.path, $0.tensor) } : stateDict.tensors.map { ($0.name, $0.tensor) })
+            .map { (CheckpointError.printable($0.0), $0.1) }
+        let width = min(90, max(4, rows.map(\.0.count).max() ?? 4))
+        return ["name".padding(toLength: width, withPad: " ", startingAt: 0) + "  dtype     shape                 bytes"] + rows.map { name, tensor in
+            let shape = "[" + tensor.shape.map(String.init).joined(separator: ", ") + "]"
+            return name.padding(toLength: max(width, name.count), withPad: " ", startingAt: 0) + "  "
+                + tensor.elementType.rawValue.padding(toLength: 8, withPad: " ", startingAt: 0) + "  "
+                + shape.padding(toLength: max(20, shape.count), withPad: " ", startingAt: 0) + "  " + String(tensor.byteCount)
+        }
+    }
+}
+
+/// Numbers as people read them.
+public enum Formatting {
+    /// 1.5 MiB, 2.0 KiB, 12 bytes.
+    public static func bytes(_ n: Int) -> String {
+        n >= 1 << 20 ? String(format: "%.1f MiB", Double(n) / 1_048_576) : n >= 1024 ? String(format: "%.1f KiB", Double(n) / 1024) : "\(n) bytes"
+    }
+
+    /// 552,814,086.
+    public static func grouped(_ n: Int) -> String {
+        let digits = Array(String(n))
+        var out = ""
+        for (i, d) in digits.enumerated() {
+            if i > 0, (digits.count - i) % 3 == 0 { out.append(",") }
+            out.append(d)
+        }
+        return out
+    }
 }
 
 public enum ModelCatalog {
@@ -31,6 +80,18 @@ public enum ModelCatalog {
         let state = try checkpoint.stateDict(selection)
         return ModelDescription(path: path, checkpoint: checkpoint, stateDict: state, family: ModelFamily.recognise(state),
                                 preset: try NetworkPreset.detect(state))
+    }
+
+    /// Writes the weights of `input` to `output` as safetensors (Float16 with `half`), with where they came from
+    /// and their family in the metadata; refuses to write over the input. Returns the description and the size written.
+    public static func convert(_ input: String, to output: String, half: Bool, selection: StateDictSelection = .auto, overwrite: Bool,
+                               tool: String) throws -> (model: ModelDescription, bytes: Int) {
+        let inputURL = URL(fileURLWithPath: input).standardizedFileURL.resolvingSymlinksInPath()
+        let outputURL = URL(fileURLWithPath: output).standardizedFileURL.resolvingSymlinksInPath()
+        guard inputURL.path != outputURL.path else { throw RestorationError("the output would overwrite the input (\(output))") }
+        let model = try describe(path: input, selection: selection)
+        try SafetensorsWriter.write(model.stateDict.tensors, to: output, half: half, metadata: conversionMetadata(model, tool: tool), overwrite: overwrite)
+        return (model, (try? FileManager.default.attributesOfItem(atPath: output)[.size] as? Int) ?? 0)
     }
 
     /// The metadata a converted file carries: where it came from and, when recognised, its family.

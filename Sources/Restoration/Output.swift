@@ -37,3 +37,20 @@ extension RestorationResult {
         return text
     }
 }
+
+extension RestorationResult {
+    /// One line for a person: method, input → output, size, consistency and quality where measured, work, time.
+    public func summary(input: String, output: String) -> String {
+        let r = report
+        var parts = ["\(image.shape[2])×\(image.shape[1])"]
+        if let rms = r.consistencyRMS { parts.append(String(format: "‖Ax̂−y‖ %.4f", rms)) }
+        if let psnr = r.psnr { parts.append(String(format: "PSNR %.2f dB", psnr)) }
+        if let ssim = r.ssim { parts.append(String(format: "SSIM %.4f", ssim)) }
+        if let psnr = r.bicubicPSNR, let ssim = r.bicubicSSIM { parts.append(String(format: "bicubic %.2f dB, %.3f", psnr, ssim)) }
+        if let evaluations = r.networkEvaluations { parts.append("\(evaluations) evaluations") }
+        if let patches = r.patches, patches > 1 { parts.append("\(patches) patches") }
+        if let windows = r.windows, windows > 1 { parts.append("\(windows) windows") }
+        parts.append(String(format: "%.1f s", r.elapsedSeconds ?? 0))
+        return "\(r.method): \(input) → \(output) (\(parts.joined(separator: ", ")))"
+    }
+}

@@ -31,46 +31,12 @@ struct Inspect: ParsableCommand {
     func run() throws {
         try failingCleanly {
             let model = try ModelCatalog.describe(path: file, selection: stateDict.map(StateDictSelection.init(parsing:)) ?? .auto)
-            let (checkpoint, state) = (model.checkpoint, model.stateDict)
-            for warning in checkpoint.warnings { FileHandle.standardError.write(Data("restore: warning: \(warning)\n".utf8)) }
-            let types = Dictionary(grouping: state.tensors, by: { $0.tensor.elementType.rawValue }).mapValues(\.count)
-            print("file: \(file) (\(checkpoint.format.rawValue), \(Self.bytes(checkpoint.file.count)))")
-            print("state dict: \(state.source), \(state.tensors.count) tensors, \(Self.grouped(state.parameterCount)) parameters (\(types.sorted { $0.key < $1.key }.map { "\($0.value) \($0.key)" }.joined(separator: ", ")))")
-            print("family: \(model.family.map(\.description) ?? "not recognised")")
-            if let preset = model.preset { print("preset: \(preset.name) — \(preset.summary) (official file: \(preset.officialFile))") }
-            if model.otherTensorCount > 0 { print("other tensors: \(model.otherTensorCount) outside the state dict (--all lists them)") }
-            if !checkpoint.topLevelKeys.isEmpty { print("top-level keys: " + CheckpointError.printable(checkpoint.topLevelKeys.prefix(20).joined(separator: ", "))) }
-            if !checkpoint.metadata.isEmpty {
-                print("metadata: " + CheckpointError.printable(checkpoint.metadata.keys.sorted().map { "\($0)=\(checkpoint.metadata[$0]!.prefix(80))" }.joined(separator: "; ")))
-            }
+            for warning in model.checkpoint.warnings { FileHandle.standardError.write(Data("restore: warning: \(warning)\n".utf8)) }
+            model.summaryLines.forEach { print($0) }
             guard !summary else { return }
-            // Names come from the file: control characters are escaped so they cannot drive the terminal.
-            let rows = (all ? checkpoint.allTensors().map { ($0.path, $0.tensor) } : state.tensors.map { ($0.name, $0.tensor) })
-                .map { (CheckpointError.printable($0.0), $0.1) }
-            let width = min(90, max(4, rows.map(\.0.count).max() ?? 4))
             print("")
-            print("name".padding(toLength: width, withPad: " ", startingAt: 0) + "  dtype     shape                 bytes")
-            for (name, tensor) in rows {
-                let shape = "[" + tensor.shape.map(String.init).joined(separator: ", ") + "]"
-                print(name.padding(toLength: max(width, name.count), withPad: " ", startingAt: 0) + "  "
-                      + tensor.elementType.rawValue.padding(toLength: 8, withPad: " ", startingAt: 0) + "  "
-                      + shape.padding(toLength: max(20, shape.count), withPad: " ", startingAt: 0) + "  " + String(tensor.byteCount))
-            }
+            model.tensorTable(all: all).forEach { print($0) }
         }
-    }
-
-    static func bytes(_ n: Int) -> String {
-        n >= 1 << 20 ? String(format: "%.1f MiB", Double(n) / 1_048_576) : n >= 1024 ? String(format: "%.1f KiB", Double(n) / 1024) : "\(n) bytes"
-    }
-
-    static func grouped(_ n: Int) -> String {
-        let digits = Array(String(n))
-        var out = ""
-        for (i, d) in digits.enumerated() {
-            if i > 0, (digits.count - i) % 3 == 0 { out.append(",") }
-            out.append(d)
-        }
-        return out
     }
 }
 
@@ -102,17 +68,11 @@ struct Convert: ParsableCommand {
 
     func run() throws {
         try failingCleanly {
-            let inputURL = URL(fileURLWithPath: input).standardizedFileURL.resolvingSymlinksInPath()
-            let outputURL = URL(fileURLWithPath: output).standardizedFileURL.resolvingSymlinksInPath()
-            guard inputURL.path != outputURL.path else { throw CommandFailure("the output would overwrite the input (\(output))") }
             let start = Date()
-            let model = try ModelCatalog.describe(path: input, selection: stateDict.map(StateDictSelection.init(parsing:)) ?? .auto)
+            let (model, size) = try ModelCatalog.convert(input, to: output, half: half, selection: stateDict.map(StateDictSelection.init(parsing:)) ?? .auto,
+                                                         overwrite: overwrite, tool: "restore \(BuildInfo.version)")
             for warning in model.checkpoint.warnings { FileHandle.standardError.write(Data("restore: warning: \(warning)\n".utf8)) }
-            let state = model.stateDict
-            let metadata = ModelCatalog.conversionMetadata(model, tool: "restore \(BuildInfo.version)")
-            try SafetensorsWriter.write(state.tensors, to: output, half: half, metadata: metadata, overwrite: overwrite)
-            let size = (try? FileManager.default.attributesOfItem(atPath: output)[.size] as? Int) ?? 0
-            print("wrote \(output): \(state.tensors.count) tensors, \(Inspect.grouped(state.parameterCount)) parameters, \(Inspect.bytes(size)) (\(String(format: "%.1f", Date().timeIntervalSince(start))) s)")
+            print("wrote \(output): \(model.stateDict.tensors.count) tensors, \(Formatting.grouped(model.stateDict.parameterCount)) parameters, \(Formatting.bytes(size)) (\(String(format: "%.1f", Date().timeIntervalSince(start))) s)")
         }
     }
 }

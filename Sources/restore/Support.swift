@@ -31,20 +31,9 @@ final class EventPrinter {
         bar = nil
     }
 
-    /// One line per output: sizes, consistency and quality where measured, time.
+    /// One line per output (RestorationResult.summary).
     func summary(_ result: RestorationResult, input: String, output: String) {
-        guard !quiet else { return }
-        let r = result.report
-        var parts = ["\(result.image.shape[2])×\(result.image.shape[1])"]
-        if let rms = r.consistencyRMS { parts.append(String(format: "‖Ax̂−y‖ %.4f", rms)) }
-        if let psnr = r.psnr { parts.append(String(format: "PSNR %.2f dB", psnr)) }
-        if let ssim = r.ssim { parts.append(String(format: "SSIM %.4f", ssim)) }
-        if let psnr = r.bicubicPSNR, let ssim = r.bicubicSSIM { parts.append(String(format: "bicubic %.2f dB, %.3f", psnr, ssim)) }
-        if let evaluations = r.networkEvaluations { parts.append("\(evaluations) evaluations") }
-        if let patches = r.patches, patches > 1 { parts.append("\(patches) patches") }
-        if let windows = r.windows, windows > 1 { parts.append("\(windows) windows") }
-        parts.append(String(format: "%.1f s", r.elapsedSeconds ?? 0))
-        FileHandle.standardError.write(Data("\(r.method): \(input) → \(output) (\(parts.joined(separator: ", ")))\n".utf8))
+        if !quiet { FileHandle.standardError.write(Data((result.summary(input: input, output: output) + "\n").utf8)) }
     }
 }
 
