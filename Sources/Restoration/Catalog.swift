@@ -15,6 +15,11 @@ public struct ModelDescription {
     public let preset: NetworkPreset?
     /// Our own exports name their family in the metadata ("resshift-swin", "adm", …).
     public var ownFamily: String? { checkpoint.metadata["family"] }
+    /// Our model card (recipe, data, training curve, measured quality): the Markdown file beside the weights.
+    public var cardPath: String? {
+        let card = (path as NSString).deletingPathExtension + ".md"
+        return ownFamily != nil && FileManager.default.isReadableFile(atPath: card) ? card : nil
+    }
     /// Tensors in the file outside the chosen state dict (optimizer state, EMA copies).
     public var otherTensorCount: Int { checkpoint.tensorCount - stateDict.tensors.count }
 
@@ -27,6 +32,7 @@ public struct ModelDescription {
                      "state dict: \(state.source), \(state.tensors.count) tensors, \(Formatting.grouped(state.parameterCount)) parameters (\(types.sorted { $0.key < $1.key }.map { "\($0.value) \($0.key)" }.joined(separator: ", ")))",
                      "family: \(family.map(\.description) ?? "not recognised")"]
         if let preset { lines.append("preset: \(preset.name) — \(preset.summary) (official file: \(preset.officialFile))") }
+        if let cardPath { lines.append("card: \(cardPath)") }
         if otherTensorCount > 0 { lines.append("other tensors: \(otherTensorCount) outside the state dict (--all lists them)") }
         if !checkpoint.topLevelKeys.isEmpty { lines.append("top-level keys: " + CheckpointError.printable(checkpoint.topLevelKeys.prefix(20).joined(separator: ", "))) }
         if !checkpoint.metadata.isEmpty {

@@ -69,6 +69,29 @@ public struct RestorationJob: Codable, Sendable, Equatable {
     }
 }
 
+extension RestorationJob {
+    /// The (input, output) pairs of a request: one for a file; for a folder, every PNG/JPEG inside, sorted,
+    /// written into the output folder (created) under the same base name, with `format`'s extension if given.
+    public static func pairs(input: String, output: String, format: String? = nil) throws -> [(input: String, output: String)] {
+        var isFolder: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: input, isDirectory: &isFolder) else {
+            throw RestorationError("no such file or folder (\(input))")
+        }
+        guard isFolder.boolValue else { return [(input, output)] }
+        let names = try FileManager.default.contentsOfDirectory(atPath: input).filter {
+            ["png", "jpg", "jpeg"].contains(($0 as NSString).pathExtension.lowercased())
+        }.sorted()
+        guard !names.isEmpty else { throw RestorationError("no PNG or JPEG files in folder (\(input))") }
+        try FileManager.default.createDirectory(atPath: output, withIntermediateDirectories: true)
+        let ext = format.map { $0.lowercased() == "jpeg" ? "jpg" : $0.lowercased() }
+        return names.map { name in
+            let base = (name as NSString).deletingPathExtension
+            let outName = base + "." + (ext ?? (name as NSString).pathExtension)
+            return ((input as NSString).appendingPathComponent(name), (output as NSString).appendingPathComponent(outName))
+        }
+    }
+}
+
 /// Loads each model once and keeps it for every later request (priors and ResShift networks by their
 /// reference). Thread-safe; the models it hands out are shared and read-only.
 public final class ModelStore: @unchecked Sendable {

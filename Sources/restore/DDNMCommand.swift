@@ -38,7 +38,7 @@ struct DDNMCommand: ParsableCommand {
 
     @OptionGroup var prior: PriorOptions
 
-    @OptionGroup var windows: WindowOptions
+    @OptionGroup var windows: TilingOptions
 
     @OptionGroup var observation: SimulateOptions
 

@@ -24,7 +24,7 @@ struct DreamCleanCommand: ParsableCommand {
 
     @OptionGroup var prior: PriorOptions
 
-    @OptionGroup var windows: WindowOptions
+    @OptionGroup var windows: TilingOptions
 
     @Option(help: "Inverse strength τ: the timestep (1–999) the DDIM inversion reaches (provisional default, chosen on hold-out photos).")
     var tau: Int = 50

@@ -1,7 +1,7 @@
 import ArgumentParser
 
 /// Windows for images larger than the prior (DDNM's mask-shift windows, DreamClean's tiled ε).
-struct WindowOptions: ParsableArguments {
+struct TilingOptions: ParsableArguments {
     @Option(help: "Window side in pixels for images larger than the prior (default and maximum: the prior's native size; for ddnm, setting it forces tiling).")
     var window: Int?
 

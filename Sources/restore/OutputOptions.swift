@@ -42,26 +42,8 @@ struct ImageIOOptions: ParsableArguments {
         if maxPixels < 1 { throw ValidationError("--max-pixels must be positive") }
     }
 
-    /// The (input, output) pairs to process: one for a file; for a folder, every PNG/JPEG inside, sorted,
-    /// written into the output folder under the same base name.
-    func jobs() throws -> [(input: String, output: String)] {
-        var isFolder: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: input, isDirectory: &isFolder) else {
-            throw CommandFailure("no such file or folder (\(input))")
-        }
-        guard isFolder.boolValue else { return [(input, output)] }
-        let names = try FileManager.default.contentsOfDirectory(atPath: input).filter {
-            ["png", "jpg", "jpeg"].contains(($0 as NSString).pathExtension.lowercased())
-        }.sorted()
-        guard !names.isEmpty else { throw CommandFailure("no PNG or JPEG files in folder (\(input))") }
-        try FileManager.default.createDirectory(atPath: output, withIntermediateDirectories: true)
-        let ext = format.map { $0.lowercased() == "jpeg" ? "jpg" : $0.lowercased() }
-        return names.map { name in
-            let base = (name as NSString).deletingPathExtension
-            let outName = base + "." + (ext ?? (name as NSString).pathExtension)
-            return ((input as NSString).appendingPathComponent(name), (output as NSString).appendingPathComponent(outName))
-        }
-    }
+    /// The (input, output) pairs to process (`RestorationJob.pairs`: a file, or every PNG/JPEG of a folder).
+    func jobs() throws -> [(input: String, output: String)] { try RestorationJob.pairs(input: input, output: output, format: format) }
 
     /// The encoding for `path` given the flags and the source image's bit depth.
     func fileFormat(for path: String, sourceBitDepth: Int) throws -> ImageFileFormat {

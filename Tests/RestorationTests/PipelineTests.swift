@@ -184,3 +184,24 @@ final class PipelineTests: XCTestCase {
         XCTAssertThrowsError(try LoadedPrior.load(path: "/nonexistent/prior.pt")) { XCTAssertTrue("\($0)".contains("/nonexistent/prior.pt"), "\($0)") }
     }
 }
+
+/// The catalog answers what a file is, for our bundled models and an official-format one.
+final class CatalogTests: XCTestCase {
+    private let models = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent("Models")
+
+    func testBundledModelsAreDescribedWithTheirCards() throws {
+        let prior = try ModelCatalog.describe(path: models.appendingPathComponent(BundledModels.defaultPrior).path)
+        XCTAssertEqual(prior.family?.name, "adm-unet")
+        XCTAssertEqual(prior.ownFamily, "adm")
+        XCTAssertEqual(prior.cardPath.map { ($0 as NSString).lastPathComponent }, "adm64-prior.md")
+        XCTAssertTrue(prior.summaryLines.contains { $0.hasPrefix("card: ") })
+        XCTAssertEqual(prior.tensorTable(all: false).count, prior.stateDict.tensors.count + 1, "a header and one row per tensor")
+        let resshift = try ModelCatalog.describe(path: models.appendingPathComponent(BundledModels.defaultResShift).path)
+        XCTAssertEqual(resshift.ownFamily, ModelCatalog.ownResShiftFamily)
+        XCTAssertEqual(resshift.family?.name, "swin-unet")
+        XCTAssertNil(resshift.preset)
+        XCTAssertEqual(Formatting.grouped(5_278_147), "5,278,147")
+        XCTAssertEqual(Formatting.bytes(10_600_000), "10.1 MiB")
+    }
+}
