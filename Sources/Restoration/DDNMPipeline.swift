@@ -96,8 +96,9 @@ public struct RestorationResult {
     /// The bit depth of the input image (8 for coefficient files).
     public var sourceBitDepth: Int
     public var report: RestorationReport
-    /// y as an image (observations that are images only), for `--save-observation`.
+    /// y as an image (observations that are images only), for `--save-observation`, and what it shows.
     public var observation: Tensor?
+    public var observationLabel = "observation y"
     /// A†y | restored (| original in simulate mode), for `--side-by-side`.
     public var sideBySide: Image?
     public var sideBySideLabel: String?

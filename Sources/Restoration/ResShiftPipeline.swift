@@ -283,7 +283,9 @@ public struct ResShiftPipeline {
             report.bicubicSSIM = Quality.ssim(bicubic, clean)
             report.simulated = "bicubic:4"
         }
-        return RestorationResult(image: restored, alpha: alpha.map { $0.resized(width: outW, height: outH) }, sourceBitDepth: image.sourceBitDepth,
-                                 report: report, observation: observation)
+        var result = RestorationResult(image: restored, alpha: alpha.map { $0.resized(width: outW, height: outH) }, sourceBitDepth: image.sourceBitDepth,
+                                       report: report, observation: observation)
+        result.observationLabel = "observation (bicubic:4 of the input)"
+        return result
     }
 }

@@ -1,10 +1,6 @@
 import ArgumentParser
-import Checkpoints
-import Engine
 import Foundation
-import ImageIO
 import Methods
-import Networks
 import Operators
 import Restoration
 import Tiling
@@ -123,35 +119,11 @@ struct DDNMCommand: ParsableCommand {
 
     func run() throws {
         try failingCleanly {
-            let jobs = try io.jobs()
-            if jobs.count > 1, sideBySide != nil || observation.saveObservation != nil {
-                throw CommandFailure("--side-by-side and --save-observation take one input image, not a folder")
-            }
-            let runner = RestorationRunner()
-            let events = EventPrinter(quiet: io.quiet)
-            let model = prior.reference(standIn: standInNetwork)
-            for (input, output) in jobs {
-                for sample in 0..<samples {
-                    let job = RestorationJob(method: .ddnm(options), model: model, input: input, simulate: observation.simulate, seed: seed, sample: sample,
-                                             maxPixels: io.maxPixels)
-                    var panels: RestorationPanels = []
-                    if observation.saveObservation != nil { panels.insert(.observation) }
-                    if sideBySide != nil { panels.insert(.sideBySide) }
-                    let result = try runner.run(job, panels: panels, context: events.context)
-                    events.finish()
-                    let named = { (path: String) in samples == 1 ? path : ImageIOOptions.suffixed(path, sample + 1) }
-                    try io.write(result, to: named(output), inputs: [input])
-                    if let path = observation.saveObservation, let y = result.observation {
-                        let image = Image.fromSignedRange(y.values, width: y.shape[2], height: y.shape[1], channels: y.shape[3])
-                        try io.write(image, to: named(path), report: result.report.panel("observation y"), inputs: [input, named(output)], quietJSON: true)
-                    }
-                    if let path = sideBySide, let panel = result.sideBySide {
-                        try io.write(panel, to: named(path), report: result.report.panel(result.sideBySideLabel ?? ""), inputs: [input, named(output)],
-                                     quietJSON: true)
-                    }
-                    events.summary(result, input: input, output: named(output))
-                }
-            }
+            let (options, model) = (self.options, prior.reference(standIn: standInNetwork))
+            try io.run({ input, sample in
+                RestorationJob(method: .ddnm(options), model: model, input: input, simulate: observation.simulate, seed: seed, sample: sample,
+                               maxPixels: io.maxPixels)
+            }, samples: samples, observation: observation.saveObservation, sideBySide: sideBySide)
         }
     }
 }

@@ -1,6 +1,5 @@
 import ArgumentParser
 import Foundation
-import ImageIO
 import Restoration
 
 /// `restore dreamclean`: degradation-agnostic restoration by DDIM inversion and Variance-Preserving Sampling.
@@ -59,19 +58,8 @@ struct DreamCleanCommand: ParsableCommand {
 
     func run() throws {
         try failingCleanly {
-            let runner = RestorationRunner()
-            let events = EventPrinter(quiet: io.quiet)
-            let model = prior.reference()
-            let jobs = try io.jobs()
-            // Options and model are checked before any input is read.
-            try runner.prepare(RestorationJob(method: .dreamclean(options), model: model, input: "", seed: seed), context: events.context)
-            for (input, output) in jobs {
-                let job = RestorationJob(method: .dreamclean(options), model: model, input: input, seed: seed, maxPixels: io.maxPixels)
-                let result = try runner.run(job, context: events.context)
-                events.finish()
-                try io.write(result, to: output, inputs: [input])
-                events.summary(result, input: input, output: output)
-            }
+            let (options, model) = (self.options, prior.reference())
+            try io.run { input, _ in RestorationJob(method: .dreamclean(options), model: model, input: input, seed: seed, maxPixels: io.maxPixels) }
         }
     }
 }

@@ -1,9 +1,6 @@
 import ArgumentParser
 import Foundation
-import ImageIO
-import Methods
 import Restoration
-import Tiling
 
 /// `restore resshift`: few-step ×4 super-resolution (and inpainting) by residual shifting.
 struct ResShiftCommand: ParsableCommand {
@@ -74,23 +71,11 @@ struct ResShiftCommand: ParsableCommand {
 
     func run() throws {
         try failingCleanly {
-            let runner = RestorationRunner()
-            let events = EventPrinter(quiet: io.quiet)
-            let model = ModelReference(path: model, autoencoder: autoencoder, steps: steps)
-            let jobs = try io.jobs()
-            try runner.prepare(RestorationJob(method: .resshift(options), model: model, input: "", seed: seed), context: events.context)
-            for (input, output) in jobs {
-                let job = RestorationJob(method: .resshift(options), model: model, input: input, mask: mask, simulate: observation.simulate, seed: seed,
-                                         maxPixels: io.maxPixels)
-                let result = try runner.run(job, panels: observation.saveObservation == nil ? [] : .observation, context: events.context)
-                events.finish()
-                if let path = observation.saveObservation, let lq = result.observation {
-                    let small = Image.fromSignedRange(lq.values, width: lq.shape[2], height: lq.shape[1], channels: 3, sourceBitDepth: 8)
-                    try io.write(small, to: path, report: result.report.panel("observation (bicubic:4 of the input)"), inputs: [input], quietJSON: true)
-                }
-                try io.write(result, to: output, inputs: [input] + (mask.map { [$0] } ?? []))
-                events.summary(result, input: input, output: output)
-            }
+            let (options, model) = (self.options, ModelReference(path: model, autoencoder: autoencoder, steps: steps))
+            try io.run({ input, _ in
+                RestorationJob(method: .resshift(options), model: model, input: input, mask: mask, simulate: observation.simulate, seed: seed,
+                               maxPixels: io.maxPixels)
+            }, observation: observation.saveObservation, protecting: mask.map { [$0] } ?? [])
         }
     }
 }
