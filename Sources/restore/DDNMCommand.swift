@@ -34,15 +34,14 @@ struct DDNMCommand: ParsableCommand {
 
     @OptionGroup var prior: PriorOptions
 
+    @OptionGroup var sampling: SamplingOptions
+
     @OptionGroup var windows: TilingOptions
 
     @OptionGroup var observation: SimulateOptions
 
     @Option(help: "Observation noise σy on the [0, 1] image scale (DDNM+); 0 = noise-free DDNM.")
     var sigmaY: Float = 0
-
-    @Option(help: "Sampling steps T_sampling (of the 1000 training steps).")
-    var steps: Int = 100
 
     @Option(help: "DDIM stochasticity η.")
     var eta: Float = 0.85
@@ -52,9 +51,6 @@ struct DDNMCommand: ParsableCommand {
 
     @Option(help: "Time-travel: travel length L and repeat r, as L,R (1,1 = none; the old-photo config uses 2,2).")
     var travel: String = "1,1"
-
-    @Option(help: "Random seed (same seed, same threads, same build → identical output).")
-    var seed: UInt64 = 1234
 
     @Option(help: "Restore this many samples per input (files get -1, -2, … suffixes).")
     var samples: Int = 1
@@ -102,7 +98,7 @@ struct DDNMCommand: ParsableCommand {
     var options: DDNMOptions {
         var o = DDNMOptions(degradation: degradation)
         o.sigmaY = sigmaY
-        o.steps = steps
+        o.steps = sampling.steps ?? 100
         o.eta = eta
         o.clipX0 = clipX0
         (o.travelLength, o.travelRepeat) = travelValues ?? (1, 1)
@@ -121,7 +117,7 @@ struct DDNMCommand: ParsableCommand {
         try failingCleanly {
             let (options, model) = (self.options, prior.reference(standIn: standInNetwork))
             try io.run({ input, sample in
-                RestorationJob(method: .ddnm(options), model: model, input: input, simulate: observation.simulate, seed: seed, sample: sample,
+                RestorationJob(method: .ddnm(options), model: model, input: input, simulate: observation.simulate, seed: sampling.seed ?? 1234, sample: sample,
                                maxPixels: io.maxPixels)
             }, samples: samples, observation: observation.saveObservation, sideBySide: sideBySide)
         }

@@ -23,6 +23,8 @@ struct DreamCleanCommand: ParsableCommand {
 
     @OptionGroup var prior: PriorOptions
 
+    @OptionGroup var sampling: SamplingOptions
+
     @OptionGroup var windows: TilingOptions
 
     @Option(help: "Inverse strength τ: the timestep (1–999) the DDIM inversion reaches (provisional default, chosen on hold-out photos).")
@@ -37,19 +39,13 @@ struct DreamCleanCommand: ParsableCommand {
     @Option(help: "DDIM inversion steps (default 30 blind, 20 with --degradation).")
     var inversionSteps: Int?
 
-    @Option(help: "DDIM sampling steps from τ back to 0 (default 30 blind, 20 with --degradation).")
-    var steps: Int?
-
     @Option(help: "A known degradation (the paper's Ours*), e.g. pool:4 or gray: adds DDNM's range–null correction.")
     var degradation: String?
-
-    @Option(help: "Random seed (VPS noise).")
-    var seed: UInt64 = 1234
 
     /// The flags as the pipeline's options.
     var options: DreamCleanOptions {
         var o = DreamCleanOptions()
-        (o.tau, o.gamma, o.vpsIterations, o.inversionSteps, o.steps) = (tau, gamma, vpsIters, inversionSteps, steps)
+        (o.tau, o.gamma, o.vpsIterations, o.inversionSteps, o.steps) = (tau, gamma, vpsIters, inversionSteps, sampling.steps)
         (o.degradation, o.window, o.overlap, o.maskKeepWhite) = (degradation, windows.window, windows.overlap, windows.maskKeepWhite)
         o.classID = prior.classID
         o.maxPixels = io.maxPixels
@@ -59,7 +55,7 @@ struct DreamCleanCommand: ParsableCommand {
     func run() throws {
         try failingCleanly {
             let (options, model) = (self.options, prior.reference())
-            try io.run { input, _ in RestorationJob(method: .dreamclean(options), model: model, input: input, seed: seed, maxPixels: io.maxPixels) }
+            try io.run { input, _ in RestorationJob(method: .dreamclean(options), model: model, input: input, seed: sampling.seed ?? 1234, maxPixels: io.maxPixels) }
         }
     }
 }

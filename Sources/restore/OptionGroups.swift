@@ -20,3 +20,12 @@ struct SimulateOptions: ParsableArguments {
     @Option(help: "Also write the observation y as an image (with --simulate: the degraded input the restoration saw).")
     var saveObservation: String?
 }
+
+/// Sampling flags every method shares; their defaults are each method's official ones.
+struct SamplingOptions: ParsableArguments {
+    @Option(help: "Sampling steps (ddnm: T_sampling of the 1000 training steps, default 100; dreamclean: DDIM steps from τ back to 0, default 30 blind, 20 with --degradation; resshift: the steps the network was trained with, 4 or 15, default from the model).")
+    var steps: Int?
+
+    @Option(help: "Random seed (default: the method's official one, 1234; resshift 12345). Same seed, same threads, same build → identical output.")
+    var seed: UInt64?
+}

@@ -33,9 +33,6 @@ struct ResShiftCommand: ParsableCommand {
     @Option(help: "The VQ autoencoder of an official network (autoencoder_vq_f4.pth).")
     var autoencoder: String?
 
-    @Option(help: "Diffusion steps T the network was trained with: 4 or 15 (default: from the model).")
-    var steps: Int?
-
     @Option(help: "Restore images larger than this (input pixels) in patches of this size (official default 512).")
     var chopSize: Int = 512
 
@@ -45,16 +42,15 @@ struct ResShiftCommand: ParsableCommand {
     @Option(help: "How overlapping patches merge: average (official) or feathered.")
     var blend: String = "average"
 
-    @Option(help: "Random seed (the official default is 12345).")
-    var seed: UInt64 = 12345
-
     @Option(help: "Average this many samples (seeds --seed, --seed+1, …): an estimate of the posterior mean, higher PSNR, less texture.")
     var samples: Int = 1
+
+    @OptionGroup var sampling: SamplingOptions
 
     @OptionGroup var observation: SimulateOptions
 
     func validate() throws {
-        if let steps, steps < 2 { throw ValidationError("--steps must be at least 2") }
+        if let steps = sampling.steps, steps < 2 { throw ValidationError("--steps must be at least 2") }
         do { try options.validate() } catch { throw ValidationError("\(error)") }
         if task == .inpaint, mask == nil { throw ValidationError("--task inpaint needs --mask FILE (white = hole)") }
         if task != .inpaint, mask != nil { throw ValidationError("--mask is for --task inpaint") }
@@ -71,9 +67,9 @@ struct ResShiftCommand: ParsableCommand {
 
     func run() throws {
         try failingCleanly {
-            let (options, model) = (self.options, ModelReference(path: model, autoencoder: autoencoder, steps: steps))
+            let (options, model) = (self.options, ModelReference(path: model, autoencoder: autoencoder, steps: sampling.steps))
             try io.run({ input, _ in
-                RestorationJob(method: .resshift(options), model: model, input: input, mask: mask, simulate: observation.simulate, seed: seed,
+                RestorationJob(method: .resshift(options), model: model, input: input, mask: mask, simulate: observation.simulate, seed: sampling.seed ?? 12345,
                                maxPixels: io.maxPixels)
             }, observation: observation.saveObservation, protecting: mask.map { [$0] } ?? [])
         }
