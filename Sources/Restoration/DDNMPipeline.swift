@@ -188,7 +188,8 @@ public struct DDNMPipeline {
                                        window: options.window, overlap: options.overlap, margin: options.margin, feather: options.feather, hir: options.hir)
             let outcome = try usdr.restore(observation: y, operator: a, imageShape: shape, predictNoise: predict, noise: &noise, label: label,
                                            stage: { context.emit(.stage(label: $0, total: $1)) },
-                                           step: { context.emit(.step(done: $0, total: $1, note: $2)) })
+                                           step: { context.emit(.step(done: $0, total: $1, note: $2)) },
+                                           observe: context.windowObserver(imageHeight: shape[1], imageWidth: shape[2], channels: shape[3]))
             restored = outcome.image
             report.windows = outcome.windows
             report.networkEvaluations = evaluations * outcome.windows + outcome.levelEvaluations

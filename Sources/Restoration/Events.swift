@@ -23,6 +23,10 @@ public struct PreviewImage: Sendable, Equatable {
     public let width: Int, height: Int, channels: Int
     public let pixels: [Float]
 
+    init(width: Int, height: Int, channels: Int, pixels: [Float]) {
+        (self.width, self.height, self.channels, self.pixels) = (width, height, channels, pixels)
+    }
+
     /// The first sample of x0 ([-1, 1]) reduced by the smallest integer factor that brings it within `side`.
     init(_ x0: Tensor, side: Int) {
         let (h, w, c) = (x0.shape[1], x0.shape[2], x0.shape[3])
@@ -53,6 +57,27 @@ public final class RestorationContext: @unchecked Sendable {
     public init(previewSide: Int? = nil, events handler: @escaping (RestorationEvent) -> Void = { _ in }) {
         self.previewSide = previewSide
         self.handler = handler
+    }
+
+    /// For tiled runs: `denoised` events whose preview is the whole image at preview size, each window's x̂0
+    /// averaged into its place as it is restored (the rest shows the windows restored before).
+    func windowObserver(imageHeight h: Int, imageWidth w: Int, channels c: Int) -> (Int, PixelRect, Tensor) -> Void {
+        guard let side = previewSide else { return { [self] t, _, _ in emit(.denoised(timestep: t, preview: nil)) } }
+        let f = max(1, (max(h, w) + max(1, side) - 1) / max(1, side)), (ph, pw) = (max(1, h / f), max(1, w / f))
+        var canvas = [Float](repeating: 0.5, count: ph * pw * c)
+        return { [self] t, rect, x0 in
+            var sums = [Float](repeating: 0, count: ph * pw * c), counts = [Float](repeating: 0, count: ph * pw)
+            for r in 0..<rect.height { for q in 0..<rect.width {
+                let (py, px) = ((rect.y + r) / f, (rect.x + q) / f)
+                guard py < ph, px < pw else { continue }
+                counts[py * pw + px] += 1
+                for k in 0..<c { sums[(py * pw + px) * c + k] += x0.data[(r * rect.width + q) * c + k] }
+            } }
+            for p in 0..<(ph * pw) where counts[p] > 0 {
+                for k in 0..<c { canvas[p * c + k] = min(max((sums[p * c + k] / counts[p] + 1) / 2, 0), 1) }
+            }
+            emit(.denoised(timestep: t, preview: PreviewImage(width: pw, height: ph, channels: c, pixels: canvas)))
+        }
     }
 
     /// The observer a pipeline hands its sampler: `denoised` events with previews when asked for.

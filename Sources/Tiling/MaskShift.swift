@@ -102,13 +102,15 @@ public struct MaskShiftRestoration {
     }
 
     /// Restores the whole image x (`imageShape` [1, H, W, C]) from y into a canvas of that shape.
-    /// `progress(windowsDone, windowCount, evaluationsDone, evaluationsTotal)`.
+    /// `progress(windowsDone, windowCount, evaluationsDone, evaluationsTotal)`; `observe(t, window, x0|t)` after
+    /// each evaluation (previews).
     /// `global`: USDR's HiR result (the whole image restored at 1/factor of the size); every window's block
     /// means are then held to it (`BlockMeanGuide`). Window offsets and sides must be multiples of the factor.
     public func restore(observation y: Tensor, operator a: any WindowableOperator, imageShape: [Int],
                         predictNoise: Denoiser, noise: inout some GaussianSource,
                         global: (factor: Int, result: Tensor)? = nil,
-                        progress: (Int, Int, Int, Int) -> Void = { _, _, _, _ in }) throws -> Tensor {
+                        progress: (Int, Int, Int, Int) -> Void = { _, _, _, _ in },
+                        observe: ((_ t: Int, _ window: PixelRect, _ x0: Tensor) -> Void)? = nil) throws -> Tensor {
         guard imageShape.count == 4, imageShape[0] == 1, imageShape[1] == plan.height, imageShape[2] == plan.width else {
             throw SamplerError("tiling restores one image of \(plan.width)×\(plan.height), got \(imageShape)")
         }
@@ -157,9 +159,9 @@ public struct MaskShiftRestoration {
             }
             let restored = try sampler.sample(observation: yWindow, operator: local, imageShape: [1, rect.height, rect.width, imageShape[3]],
                                               predictNoise: predictNoise, noise: &noise,
-                                              constraint: known == nil && guide == nil ? nil : WindowConstraint(known: known, guide: guide)) { done, _ in
-                progress(index, plan.rects.count, index * perWindow + done, total)
-            }
+                                              constraint: known == nil && guide == nil ? nil : WindowConstraint(known: known, guide: guide),
+                                              progress: { done, _ in progress(index, plan.rects.count, index * perWindow + done, total) },
+                                              observe: observe.map { observe in { t, x0 in observe(t, rect, x0) } })
             try canvas.paste(restored, at: rect)
             finished.append(rect)
             progress(index + 1, plan.rects.count, (index + 1) * perWindow, total)

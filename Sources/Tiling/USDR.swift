@@ -38,11 +38,13 @@ public struct USDRRestoration {
     }
 
     /// The HiR pyramid (coarsest level whole, finer levels by windows guided by the level above), then the
-    /// full-size mask-shift windows guided by the finest level. Returns the image, its window count, the network
+    /// full-size mask-shift windows guided by the finest level; `observe(t, window, x0|t)` follows every
+    /// evaluation of the full-size windows. Returns the image, its window count, the network
     /// evaluations of the HiR levels, the HiR description and the seam blend.
     public func restore(observation y: Tensor, operator a: any DegradationOperator, imageShape shape: [Int], predictNoise predict: Denoiser,
                         noise: inout some GaussianSource, label: String, stage: (String, Int) -> Void = { _, _ in },
-                        step: (Int, Int, String?) -> Void = { _, _, _ in }) throws -> Outcome {
+                        step: (Int, Int, String?) -> Void = { _, _, _ in },
+                        observe: ((_ t: Int, _ window: PixelRect, _ x0: Tensor) -> Void)? = nil) throws -> Outcome {
         let evaluations = sampler.timesteps.networkEvaluations
         guard let local = a as? any WindowableOperator, local.windowAlignment > 0 else {
             throw SamplerError("the output would be \(shape[2])×\(shape[1]), larger than the prior's native \(nativeSize)²; tiling needs a local operator (pool, bicubic, gray, mask, noise, blurs, cs-block, and compositions of the halo-free ones), not \(a.spec) (global: cs-wht) — crop or downscale the input (\(label))")
@@ -94,9 +96,9 @@ public struct USDRRestoration {
         stage("\(label) (\(plan.rects.count) windows)", evaluations * plan.rects.count)
         let msr = MaskShiftRestoration(sampler: sampler, plan: plan, tiling: tiling, margin: margin, feather: feather)
         let seam = try msr.seamBlend(unit: max(1, alignment))
-        let restored = try msr.restore(observation: y, operator: local, imageShape: shape, predictNoise: predict, noise: &noise, global: global) { done, count, evaluations, total in
-            step(evaluations, total, "window \(min(done + 1, count))/\(count)")
-        }
+        let restored = try msr.restore(observation: y, operator: local, imageShape: shape, predictNoise: predict, noise: &noise, global: global,
+                                       progress: { done, count, evaluations, total in step(evaluations, total, "window \(min(done + 1, count))/\(count)") },
+                                       observe: observe)
         return Outcome(image: restored, windows: plan.rects.count, levelEvaluations: levelEvaluations, hir: description, seam: seam)
     }
 }

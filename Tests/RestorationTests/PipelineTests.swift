@@ -74,6 +74,15 @@ final class PipelineTests: XCTestCase {
             XCTAssertTrue(p.pixels.allSatisfy { (0...1).contains($0) })
         }
         XCTAssertNotEqual(previews[0].pixels, previews[2].pixels, "the estimate changes from step to step")
+        // Tiled: the whole image at preview size, each window averaged into its place as it goes.
+        var tiled: [PreviewImage] = []
+        var gray = DDNMOptions(degradation: "gray")
+        gray.steps = 2
+        let tiledContext = RestorationContext(previewSide: 8) { event in if case .denoised(_, let p?) = event { tiled.append(p) } }
+        _ = try DDNMPipeline(prior: try prior(), options: gray).restore(.image(photo(32, 32, channels: 1)), name: "g.png", seed: 2, context: tiledContext)
+        XCTAssertEqual(tiled.count, 9 * 2, "one per evaluation of the 9 full-size windows")
+        XCTAssertEqual([tiled[0].width, tiled[0].height], [8, 8])
+        XCTAssertTrue(tiled[0].pixels.contains(0.5) && !tiled.last!.pixels.contains(0.5), "unrestored parts are mid-gray until their window runs")
     }
 
     /// Cancellation from the event handler stops the run at the next network evaluation.
