@@ -1,4 +1,6 @@
+import Engine
 import Foundation
+import ImageIO
 
 /// What a restoration did and measured: one schema for every method, serialised the same way to `--json`,
 /// the PNG's `DiffusionRestore` iTXt chunk and (later) the HTTP answer. Fields a method does not have are
@@ -95,7 +97,25 @@ public struct RestorationReport: Codable, Sendable, Equatable {
     }
 }
 
-/// Facts about the library itself.
+/// Facts about the library itself, and the process set-up every front end (CLI, service, workers) does first.
 public enum RestorationLibrary {
     public static let version = "0.1.0"
+
+    /// Bounded memory for tiled runs (glibc's mmap threshold, `MemoryTuning`; unless MALLOC_MMAP_THRESHOLD_ is
+    /// set); `DR_MAX_ISA=avx2`: results bit-identical to an AVX2-only machine's (`CPU.limitToAVX2`);
+    /// `RESTORE_TEST_PAUSE_BEFORE_COMMIT=FILE`: crash tests — each write announces its commit point in FILE and
+    /// waits there to be killed. Throws when the CPU lacks AVX2/FMA, which the build requires.
+    public static func configureProcess(environment: [String: String] = ProcessInfo.processInfo.environment) throws {
+        if environment["MALLOC_MMAP_THRESHOLD_"] == nil { MemoryTuning.fixMmapThreshold() }
+        guard CPU.hasAVX2FMA else {
+            throw RestorationError("this CPU lacks AVX2/FMA, which this build requires (rebuild without -target-cpu, or use a newer CPU)")
+        }
+        if environment["DR_MAX_ISA"]?.lowercased() == "avx2" { CPU.limitToAVX2() }
+        if let marker = environment["RESTORE_TEST_PAUSE_BEFORE_COMMIT"], !marker.isEmpty {
+            ImageWriter.pauseBeforeCommit = { path in
+                FileManager.default.createFile(atPath: marker, contents: Data(path.utf8))
+                Thread.sleep(forTimeInterval: 30)
+            }
+        }
+    }
 }

@@ -1,7 +1,5 @@
 import ArgumentParser
-import Engine
 import Foundation
-import ImageIO
 import Restoration
 
 /// The `restore` command: one subcommand per method, plus tools.
@@ -20,20 +18,9 @@ struct Restore: ParsableCommand {
     )
 
     static func main() {
-        // Bounded memory for tiled runs (Engine/Memory.swift), unless glibc's own MALLOC_MMAP_THRESHOLD_ is set.
-        if ProcessInfo.processInfo.environment["MALLOC_MMAP_THRESHOLD_"] == nil { MemoryTuning.fixMmapThreshold() }
-        guard CPU.hasAVX2FMA else {
-            FileHandle.standardError.write(Data("restore: error: this CPU lacks AVX2/FMA, which this build requires (rebuild without -target-cpu, or use a newer CPU)\n".utf8))
+        do { try RestorationLibrary.configureProcess() } catch {
+            FileHandle.standardError.write(Data("restore: error: \(error)\n".utf8))
             Foundation.exit(1)
-        }
-        // DR_MAX_ISA=avx2: results bit-identical to an AVX2-only machine's (see CPU.limitToAVX2).
-        if ProcessInfo.processInfo.environment["DR_MAX_ISA"]?.lowercased() == "avx2" { CPU.limitToAVX2() }
-        if let marker = ProcessInfo.processInfo.environment["RESTORE_TEST_PAUSE_BEFORE_COMMIT"], !marker.isEmpty {
-            // Crash tests: announce each write's commit point in `marker`, then wait there to be killed.
-            ImageWriter.pauseBeforeCommit = { path in
-                FileManager.default.createFile(atPath: marker, contents: Data(path.utf8))
-                Thread.sleep(forTimeInterval: 30)
-            }
         }
         do {
             var command = try parseAsRoot()
