@@ -124,13 +124,15 @@ public struct DDNMPipeline {
     public let degradation: any DegradationOperator
     public let sampler: DDNMSampler
 
-    public init(prior: LoadedPrior, options: DDNMOptions, seed: UInt64 = 1234) throws {
+    /// `attachments`: mask and kernel images by the names the degradation spec uses (`mask:holes.png` takes
+    /// `attachments["holes.png"]`), for callers that hold them in memory (the service); other names are read as files.
+    public init(prior: LoadedPrior, options: DDNMOptions, seed: UInt64 = 1234, attachments: [String: Image] = [:]) throws {
         try options.validate()
         try prior.check(classID: options.classID)
         let variant = DDNMSampler.Variant(rawValue: options.variant) ?? .svd
         degradation = try OperatorSpec.parse(options.degradation, path: variant == .svd ? .svd : .simplified, referenceExact: options.referenceExact, seed: seed,
-                                             loadMask: { path in try MaskImage.load(path, keepWhite: options.maskKeepWhite, maxPixels: options.maxPixels) },
-                                             loadKernelImage: { path in try KernelImage.load(path, maxPixels: options.maxPixels) })
+                                             loadMask: { path in try MaskImage.load(path, keepWhite: options.maskKeepWhite, maxPixels: options.maxPixels, attachments: attachments) },
+                                             loadKernelImage: { path in try KernelImage.load(path, maxPixels: options.maxPixels, attachments: attachments) })
         var sampler = try DDNMSampler(timesteps: try TimeTravelSchedule(samplingSteps: options.steps, travelLength: options.travelLength,
                                                                       travelRepeat: options.travelRepeat),
                                       eta: options.eta, sigmaY: 2 * options.sigmaY, variant: variant)

@@ -57,15 +57,16 @@ public struct DreamCleanPipeline {
     public let degradation: (any DegradationOperator)?
     public let sampler: DreamCleanSampler
 
-    public init(prior: LoadedPrior, options: DreamCleanOptions) throws {
+    /// `attachments`: mask and kernel images by the names the degradation spec uses (see `DDNMPipeline`).
+    public init(prior: LoadedPrior, options: DreamCleanOptions, attachments: [String: Image] = [:]) throws {
         let defaultSteps = options.degradation == nil ? 30 : 20
         do {
             sampler = try DreamCleanSampler(tau: options.tau, inversionSteps: options.inversionSteps ?? defaultSteps, samplingSteps: options.steps ?? defaultSteps,
                                             gamma: options.gamma, vpsIterations: options.vpsIterations)
         } catch let error as SamplerError { throw RestorationError(error.description) }
         degradation = try options.degradation.map {
-            try OperatorSpec.parse($0, loadMask: { path in try MaskImage.load(path, keepWhite: options.maskKeepWhite, maxPixels: options.maxPixels) },
-                                   loadKernelImage: { path in try KernelImage.load(path, maxPixels: options.maxPixels) })
+            try OperatorSpec.parse($0, loadMask: { path in try MaskImage.load(path, keepWhite: options.maskKeepWhite, maxPixels: options.maxPixels, attachments: attachments) },
+                                   loadKernelImage: { path in try KernelImage.load(path, maxPixels: options.maxPixels, attachments: attachments) })
         }
         if let a = degradation, Observations.observesCoefficients(a) {
             throw RestorationError("dreamclean takes image observations; compressed sensing is not supported here")

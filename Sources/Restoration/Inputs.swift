@@ -7,8 +7,13 @@ import Operators
 /// Mask images: white = hole (to restore), black = keep, as every command of the project reads them;
 /// `keepWhite` reads the official DDNM masks (255 = keep). Gray levels split at one half.
 public enum MaskImage {
-    public static func load(_ path: String, keepWhite: Bool, maxPixels: Int) throws -> Tensor {
-        let image = try ImageReader.read(path: path, maxPixels: maxPixels)
+    /// The keep-mask [H, W] (1 = known) of the mask image at `path`, or of `attachments[path]` when given.
+    public static func load(_ path: String, keepWhite: Bool, maxPixels: Int, attachments: [String: Image] = [:]) throws -> Tensor {
+        try keep(attachments[path] ?? ImageReader.read(path: path, maxPixels: maxPixels), keepWhite: keepWhite, name: path)
+    }
+
+    /// The keep-mask of a mask image (`name` labels errors).
+    public static func keep(_ image: Image, keepWhite: Bool, name path: String) throws -> Tensor {
         let (color, _) = image.splittingAlpha()
         let keep = try Tensor(uninitializedShape: [color.height, color.width])
         let c = color.channels
@@ -29,8 +34,9 @@ public enum MaskImage {
 /// Blur kernels given as images: the gray level (mean of the colour channels) of each pixel; the operator
 /// normalises the sum to 1. Kernels are small: above 255×255 they are refused.
 public enum KernelImage {
-    public static func load(_ path: String, maxPixels: Int) throws -> (values: [Float], rows: Int, columns: Int) {
-        let image = try ImageReader.read(path: path, maxPixels: maxPixels)
+    /// The kernel of the image at `path`, or of `attachments[path]` when given.
+    public static func load(_ path: String, maxPixels: Int, attachments: [String: Image] = [:]) throws -> (values: [Float], rows: Int, columns: Int) {
+        let image = try attachments[path] ?? ImageReader.read(path: path, maxPixels: maxPixels)
         guard image.width <= 255, image.height <= 255 else { throw RestorationError("a blur kernel image must be at most 255×255, got \(image.width)×\(image.height) (\(path))") }
         let (color, _) = image.splittingAlpha()
         let c = color.channels

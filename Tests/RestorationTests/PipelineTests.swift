@@ -169,6 +169,22 @@ final class PipelineTests: XCTestCase {
         XCTAssertEqual(decoded.modelSHA256?.count, 64)
     }
 
+    /// Masks as typed inputs: an image attached under the name the spec uses, no file; known pixels are kept.
+    func testAMaskCanBeAttachedInsteadOfAFile() throws {
+        var mask = [Float](repeating: 0, count: 16 * 16)
+        for p in 0..<(16 * 16) where p % 16 >= 4 && p % 16 < 10 && p / 16 >= 4 && p / 16 < 10 { mask[p] = 1 }  // white = hole
+        var options = DDNMOptions(degradation: "mask:upload-1")
+        options.steps = 3
+        let pipeline = try DDNMPipeline(prior: try prior(), options: options,
+                                        attachments: ["upload-1": Image(width: 16, height: 16, channels: 1, pixels: mask)])
+        let input = photo(16, 16)
+        let result = try pipeline.restore(.image(input), name: "in.png", seed: 4)
+        for p in 0..<(16 * 16) where mask[p] == 0 {
+            for c in 0..<3 { XCTAssertEqual((result.image.data[p * 3 + c] + 1) / 2, input.pixels[p * 3 + c], accuracy: 1e-4) }
+        }
+        XCTAssertThrowsError(try DDNMPipeline(prior: try prior(), options: options)) { XCTAssertTrue("\($0)".contains("upload-1"), "\($0)") }
+    }
+
     /// Errors are typed, one line, and name what is wrong.
     func testErrorsNameWhatIsWrong() throws {
         let prior = try prior()
