@@ -197,6 +197,26 @@ final class MaskShiftTests: XCTestCase {
         XCTAssertLessThan(TestSupport.maxDifference(try averagePool(guided, kernel: f), neutral), 1e-5)
     }
 
+    /// A window's constraint applies the HiR guide first and the known region last, so the finished windows'
+    /// pixels come back exactly whatever the guide moved (the other order shifts them by the block correction).
+    func testWindowConstraintKeepsKnownPixelsExactlyAfterTheGuide() throws {
+        let (f, side) = (2, 8)
+        let values = try TestSupport.random([1, side, side, 3], seed: 21)
+        let keep = (0..<(side * side)).map { $0 % side < 3 ? Float(1) : 0 }  // the left 3 columns are known
+        let target = try TestSupport.random([1, side / f, side / f, 3], seed: 22)
+        let constraint = WindowConstraint(known: KnownRegion(keep: keep, values: values),
+                                          guide: BlockMeanGuide(factor: f, target: target, free: nil))
+        let x0 = try TestSupport.random([1, side, side, 3], seed: 23)
+        let out = try constraint.apply(try x0.copy(), exact: false, operator: IdentityOperator(), observation: x0)
+        var known: Float = 0, moved: Float = 0
+        for p in 0..<(side * side) { for k in 0..<3 {
+            let d = abs(out.data[p * 3 + k] - values.data[p * 3 + k])
+            if keep[p] == 1 { known = max(known, d) } else { moved = max(moved, abs(out.data[p * 3 + k] - x0.data[p * 3 + k])) }
+        } }
+        XCTAssertEqual(known, 0, "known pixels are the finished windows' values")
+        XCTAssertGreaterThan(moved, 1e-2, "the guide did move the free pixels")
+    }
+
     /// The HiR factor keeps native-size windows: f = 3 would force 24-px units on 64² windows, so 192² uses f = 4;
     /// the default overlap is half the window after rounding.
     func testHierarchicalFactorKeepsNativeWindowsAndDefaultOverlapIsHalf() throws {
