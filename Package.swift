@@ -67,7 +67,7 @@ let package = Package(
         // libFuzzer harness for the checkpoint readers (`make fuzz`); a plain build makes it a corpus replayer.
         .executableTarget(name: "checkpoint-fuzz", dependencies: ["Checkpoints"], path: "Tools/fuzz/CheckpointFuzz"),
         .testTarget(name: "EngineTests", dependencies: ["Engine"], resources: [.copy("Fixtures")]),
-        .testTarget(name: "ImageIOTests", dependencies: ["ImageIO"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "ImageIOTests", dependencies: ["ImageIO", "Engine"], resources: [.copy("Fixtures")]),
         .testTarget(name: "CheckpointsTests", dependencies: ["Checkpoints"], resources: [.copy("Fixtures")]),
         .testTarget(name: "MethodsTests", dependencies: ["Methods", "Tiling", "Operators", "Networks", "Checkpoints", "Engine"], resources: [.copy("Fixtures")]),
         .testTarget(name: "NetworksTests", dependencies: ["Networks", "Checkpoints", "Engine"], resources: [.copy("Fixtures")]),

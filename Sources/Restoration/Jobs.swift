@@ -182,7 +182,7 @@ public final class RestorationRunner {
     private func ddnmPipeline(_ options: DDNMOptions, job: RestorationJob, context: RestorationContext) throws -> DDNMPipeline {
         let key = try key(options, job) + Data("\(job.seed)".utf8)  // the seed draws cs-wht's permutation
         if let pipeline = ddnm[key] { return pipeline }
-        try options.validate()
+        try options.validate()  // before the model is loaded
         let prior = try store.prior(job.model) { context.emit(.log($0.summary(command: "ddnm"))) }
         let pipeline = try DDNMPipeline(prior: prior, options: options, seed: job.seed)
         ddnm[key] = pipeline
@@ -201,7 +201,7 @@ public final class RestorationRunner {
     private func resshiftPipeline(_ options: ResShiftOptions, job: RestorationJob, context: RestorationContext) throws -> ResShiftPipeline {
         let key = try key(options, job)
         if let pipeline = resshift[key] { return pipeline }
-        try options.validate()
+        try options.validate()  // before the model is loaded
         let model = try store.resshift(job.model, task: options.task) { context.emit(.log($0.summary())) }
         let pipeline = try ResShiftPipeline(model: model, options: options)
         resshift[key] = pipeline

@@ -150,7 +150,6 @@ public struct ResShiftPipeline {
     public let model: LoadedResShift
     public let options: ResShiftOptions
     public let chopper: ResShiftChopper
-    let restorer: ResShiftRestorer
 
     public init(model: LoadedResShift, options: ResShiftOptions) throws {
         try options.validate()
@@ -159,10 +158,6 @@ public struct ResShiftPipeline {
         let chopScale = 4 / max(1, min(4, model.scaleFactor))
         chopper = try ResShiftChopper(chopSize: options.chopSize * chopScale,
                                       stride: (options.chopStride ?? ResShiftChopper.defaultStride(chopSize: options.chopSize)) * chopScale, blend: blend)
-        let network = model.network, firstStage = model.firstStage
-        restorer = ResShiftRestorer(sampler: model.sampler, scaleFactor: model.scaleFactor, paddingMultiple: model.paddingMultiple,
-                                    encode: { try firstStage.encode($0) }, decode: { try firstStage.decode($0) },
-                                    predict: { x, t, condition in try network(x, timesteps: t, condition: condition) })
         self.model = model
         self.options = options
     }
@@ -222,13 +217,14 @@ public struct ResShiftPipeline {
         let patchCount = chopper.starts(inH).count * chopper.starts(inW).count
         let steps = model.sampler.schedule.steps
         let samples = options.samples
-        let network = model.network
+        let (network, firstStage) = (model.network, model.firstStage)
         let input = try holes.map { try concatenateChannels([lq, try scale($0, by: 2, adding: -1)]) } ?? lq
         var restored = try Tensor(shape: [1, outH, outW, 3])
         let label = (name as NSString).lastPathComponent
         context.emit(.stage(label: label, total: samples * patchCount * steps))
-        let restorer = ResShiftRestorer(sampler: self.restorer.sampler, scaleFactor: self.restorer.scaleFactor, paddingMultiple: self.restorer.paddingMultiple,
-                                        encode: self.restorer.encode, decode: self.restorer.decode,
+        // Per request: the network call checks this request's cancellation.
+        let restorer = ResShiftRestorer(sampler: model.sampler, scaleFactor: sf, paddingMultiple: model.paddingMultiple,
+                                        encode: { try firstStage.encode($0) }, decode: { try firstStage.decode($0) },
                                         predict: { x, t, condition in
                                             try context.checkCancellation()
                                             return try network(x, timesteps: t, condition: condition)

@@ -2,6 +2,7 @@ import Checkpoints
 import Engine
 import Foundation
 import ImageIO
+import Restoration
 import XCTest
 
 /// The outputs of a fixed set of runs — every method, DDNM untiled and tiled with HiR, DDNM+ on the simplified
@@ -71,15 +72,7 @@ final class GoldenOutputTests: RestoreTestCase {
         let file = FileManager.default.temporaryDirectory.appendingPathComponent("golden-\(UUID().uuidString)")
         try Data(bytes).write(to: file)
         defer { try? FileManager.default.removeItem(at: file) }
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/sha256sum")
-        process.arguments = [file.path]
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        try process.run()
-        let digest = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self).prefix(64)
-        process.waitUntilExit()
-        return String(digest)
+        return try SHA256.hex(ofFile: file.path)
     }
 
     /// What a run produced: the output's shape, the SHA-256 of its 16-bit samples, and its report.

@@ -1,3 +1,4 @@
+import Engine
 import XCTest
 @testable import ImageIO
 
@@ -123,7 +124,7 @@ final class BadInputTests: XCTestCase {
     /// Seeded (a failure replays): 300 damaged copies of each file either decode to an image of the original's
     /// size and layout or fail with one typed, one-line error that names the file. Never a crash.
     func testRandomByteFlipsNeverCrashTheDecoders() throws {
-        var generator = SeededGenerator(seed: 20261207)
+        var generator = SplitMix64(seed: 20261207)
         for name in ["interlaced_rgb8.png", "baseline_rgb.jpg", "progressive_rgb.jpg"] {
             let bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: try fixturePath(name))))
             let original = try ImageReader.decode(bytes, name: name)

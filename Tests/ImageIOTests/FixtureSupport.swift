@@ -131,16 +131,3 @@ func syntheticImage(width: Int, height: Int, channels: Int, maximum: Int, seed: 
     return Image(width: width, height: height, channels: channels, pixels: pixels,
                  sourceBitDepth: maximum > 255 ? 16 : 8)
 }
-
-/// SplitMix64: seeded randomness for the fuzz-style tests, so a failure replays (ImageIO has no Engine).
-struct SeededGenerator: RandomNumberGenerator {
-    private var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE5_E4B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}

@@ -1,3 +1,4 @@
+import Engine
 import XCTest
 @testable import ImageIO
 
@@ -94,7 +95,7 @@ final class JPEGDecodingTests: XCTestCase {
         XCTAssertNil(EXIFOrientation.parse(tiff: Array("MM\0*garbage".utf8)))
         // Random byte strings that start like TIFF.
         // Seeded random byte strings that start like TIFF: the parser answers nil or a valid orientation (1–8).
-        var generator = SeededGenerator(seed: 8)
+        var generator = SplitMix64(seed: 8)
         var found = 0
         for _ in 0..<2000 {
             let length = Int.random(in: 0...64, using: &generator)
