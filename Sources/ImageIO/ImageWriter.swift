@@ -215,6 +215,21 @@ public enum ImageWriter {
 
     /// Refuses to write onto an input, into a missing or unwritable folder, or over an existing file
     /// without `overwrite`.
+    /// Checks that `path` can be written before any work is done: its folder exists and is writable, it is
+    /// none of `inputs` (by resolved path or by device and inode), and nothing is there, or, with `overwrite`,
+    /// a regular file (never a folder, device, pipe, socket or symbolic link, which a rename would replace).
+    public static func checkDestination(_ path: String, overwrite: Bool, protecting inputs: [String]) throws(ImageIOError) {
+        try checkDestination(path, overwrite: overwrite, inputs: inputs)
+    }
+
+    /// Bytes free to this user on the file system that `path` would be written to (nil: unknown).
+    public static func freeBytes(forWriting path: String) -> Int? {
+        var info = statvfs()
+        guard statvfs(FileSystem.parentFolder(of: path), &info) == 0 else { return nil }
+        let (blocks, size) = (UInt64(info.f_bavail), UInt64(info.f_frsize))
+        return Int(clamping: blocks.multipliedReportingOverflow(by: size).overflow ? UInt64.max : blocks * size)
+    }
+
     private static func checkDestination(_ path: String, overwrite: Bool, inputs: [String]) throws(ImageIOError) {
         let folder = FileSystem.parentFolder(of: path)
         var folderInfo = stat()
@@ -245,6 +260,9 @@ public enum ImageWriter {
                 throw .writeFailed(path: path, reason: "a folder exists at the output path")
             }
             if !overwrite { throw .outputExists(path: path) }
+            if (outputInfo.st_mode & S_IFMT) != S_IFREG {
+                throw .writeFailed(path: path, reason: "something other than a regular file is at the output path (a device, pipe, socket or link); only regular files are replaced")
+            }
         }
     }
 }

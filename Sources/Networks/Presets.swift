@@ -122,30 +122,32 @@ public struct NetworkPreset: Sendable {
 
 /// Loads a diffusion network from a checkpoint: finds the state dict, picks the architecture (the one
 /// given, else detection among the presets), binds every parameter with a full report on mismatch.
+/// Builds networks from weights. Which architecture a file holds (presets, families, our cards) is the model
+/// catalog's question (Restoration.ModelCatalog); this only reads what our own exports say of themselves.
 public enum NetworkLoader {
-    public static func load(path: String, architecture: NetworkArchitecture? = nil,
-                            selection: StateDictSelection = .auto) throws -> (network: any DiffusionNetwork, architecture: NetworkArchitecture, preset: NetworkPreset?, checkpoint: Checkpoint) {
+    /// The architecture our own exports carry: the safetensors metadata key "unet" (Tools/train/train_prior.py),
+    /// or a sidecar <name>.json next to the weights; nil when neither is there.
+    public static func describedArchitecture(of checkpoint: Checkpoint, path: String) throws -> NetworkArchitecture? {
+        if let unet = checkpoint.metadata["unet"] {
+            var object = (try? JSONSerialization.jsonObject(with: Data(unet.utf8))) as? [String: Any] ?? [:]
+            if object["family"] == nil, let family = checkpoint.metadata["family"] { object["family"] = family }
+            return try NetworkArchitecture.decode(json: try JSONSerialization.data(withJSONObject: object), origin: "\(path) metadata")
+        }
+        let sidecar = (path as NSString).deletingPathExtension + ".json"
+        return FileManager.default.fileExists(atPath: sidecar) ? try NetworkArchitecture.decode(jsonFile: sidecar) : nil
+    }
+
+    /// `architecture` with the weights of `state` bound to its declarations (every key and shape checked).
+    public static func build(_ architecture: NetworkArchitecture, state: StateDict) throws -> any DiffusionNetwork {
+        try architecture.build(.bound(try state.bind(try architecture.parameterDeclarations())))
+    }
+
+    /// The network in `path` with `architecture`, or the one the file describes (our exports).
+    public static func load(path: String, architecture: NetworkArchitecture? = nil) throws -> (network: any DiffusionNetwork, architecture: NetworkArchitecture) {
         let checkpoint = try Checkpoint(path: path)
-        let state = try checkpoint.stateDict(selection)
-        let preset = try NetworkPreset.detect(state)
-        // Our own exports carry their constructor arguments: the safetensors metadata key "unet"
-        // (Tools/train/train_prior.py), or a sidecar <name>.json next to the weights.
-        var described: NetworkArchitecture?
-        if architecture == nil, preset == nil {
-            if let unet = checkpoint.metadata["unet"] {
-                var object = (try? JSONSerialization.jsonObject(with: Data(unet.utf8))) as? [String: Any] ?? [:]
-                if object["family"] == nil, let family = checkpoint.metadata["family"] { object["family"] = family }
-                described = try NetworkArchitecture.decode(json: try JSONSerialization.data(withJSONObject: object), origin: "\(path) metadata")
-            } else {
-                let sidecar = (path as NSString).deletingPathExtension + ".json"
-                if FileManager.default.fileExists(atPath: sidecar) { described = try NetworkArchitecture.decode(jsonFile: sidecar) }
-            }
+        guard let chosen = try architecture ?? describedArchitecture(of: checkpoint, path: path) else {
+            throw CheckpointError.stateDictNotFound(reason: "no architecture given and none described in the file (\(path))")
         }
-        guard let chosen = architecture ?? preset?.architecture ?? described else {
-            let family = ModelFamily.recognise(state).map { " (looks like \($0))" } ?? ""
-            throw CheckpointError.stateDictNotFound(reason: "the weights match none of the presets\(family); known: \(NetworkPreset.all.map(\.name).joined(separator: ", ")) (\(path))")
-        }
-        let bound = try state.bind(try chosen.parameterDeclarations())
-        return (try chosen.build(.bound(bound)), chosen, preset, checkpoint)
+        return (try build(chosen, state: try checkpoint.stateDict(.auto)), chosen)
     }
 }

@@ -20,6 +20,14 @@ public struct ModelDescription {
         let card = (path as NSString).deletingPathExtension + ".md"
         return ownFamily != nil && FileManager.default.isReadableFile(atPath: card) ? card : nil
     }
+    /// The architecture to build a diffusion prior with: `forced`, else the matching preset, else what our own
+    /// export describes of itself; otherwise an error naming the family the weights look like.
+    public func priorArchitecture(forced: NetworkArchitecture? = nil) throws -> NetworkArchitecture {
+        if let chosen = try forced ?? preset?.architecture ?? NetworkLoader.describedArchitecture(of: checkpoint, path: path) { return chosen }
+        let looks = family.map { " (looks like \($0))" } ?? ""
+        throw CheckpointError.stateDictNotFound(reason: "the weights match none of the presets\(looks); known: \(NetworkPreset.all.map(\.name).joined(separator: ", ")) (\(path))")
+    }
+
     /// Tensors in the file outside the chosen state dict (optimizer state, EMA copies).
     public var otherTensorCount: Int { checkpoint.tensorCount - stateDict.tensors.count }
 

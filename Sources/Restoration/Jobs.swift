@@ -1,3 +1,4 @@
+import Engine
 import Foundation
 import ImageIO
 
@@ -44,6 +45,9 @@ public struct RestorationJob: Codable, Sendable, Equatable {
     }
 
     public var method: Method
+    /// The task subcommand that chose the method and model (`upscale`, `dejpeg`, …), reported as `command`;
+    /// nil for a method subcommand.
+    public var task: String?
     public var model: ModelReference
     /// The input file: an image, or for compressed sensing a .safetensors coefficient file with a tensor "y".
     public var input: String
@@ -134,6 +138,7 @@ public final class RestorationRunner {
     private var ddnm: [Data: DDNMPipeline] = [:]
     private var dreamclean: [Data: DreamCleanPipeline] = [:]
     private var resshift: [Data: ResShiftPipeline] = [:]
+    private var inputSize: String?
 
     public init(store: ModelStore = ModelStore()) { self.store = store }
 
@@ -147,7 +152,19 @@ public final class RestorationRunner {
         }
     }
 
+    /// Runs one job: the method's pipeline on the job's input, with where it ran and the task in the report.
     public func run(_ job: RestorationJob, panels: RestorationPanels = [], context: RestorationContext = RestorationContext()) throws -> RestorationResult {
+        inputSize = nil
+        var result = try runPipeline(job, panels: panels, context: context)
+        result.report.inputSize = inputSize
+        result.report.command = job.task ?? job.method.name
+        result.report.outputSize = "\(result.image.shape[2])×\(result.image.shape[1])"
+        result.report.threads = Parallel.threadCount
+        result.report.cpu = CPU.modelDescription
+        return result
+    }
+
+    private func runPipeline(_ job: RestorationJob, panels: RestorationPanels, context: RestorationContext) throws -> RestorationResult {
         let seed = job.seed &+ UInt64(job.sample)
         switch job.method {
         case .ddnm(let options):
@@ -157,20 +174,27 @@ public final class RestorationRunner {
                 guard !job.simulate else { throw RestorationError("--simulate needs a clean image, not a coefficient file (\(job.input))") }
                 input = .coefficients(try Observations.coefficients(job.input))
             } else {
-                let image = try ImageReader.read(path: job.input, maxPixels: job.maxPixels)
+                let image = try read(job.input, job)
                 input = job.simulate ? .simulate(clean: image) : .image(image)
             }
             return try pipeline.restore(input, name: job.input, seed: seed, panels: panels, context: context)
         case .dreamclean(let options):
             let pipeline = try dreamcleanPipeline(options, job: job, context: context)
-            return try pipeline.restore(try ImageReader.read(path: job.input, maxPixels: job.maxPixels), name: job.input, seed: seed, context: context)
+            return try pipeline.restore(try read(job.input, job), name: job.input, seed: seed, context: context)
         case .resshift(let options):
             let pipeline = try resshiftPipeline(options, job: job, context: context)
-            let image = try ImageReader.read(path: job.input, maxPixels: job.maxPixels)
+            let image = try read(job.input, job)
             let mask = try job.mask.map { try ImageReader.read(path: $0, maxPixels: job.maxPixels) }
             return try pipeline.restore(job.simulate ? .simulate(clean: image) : .image(image, mask: mask), name: job.input, maskName: job.mask ?? "mask",
                                         seed: seed, panels: panels, context: context)
         }
+    }
+
+    /// Reads the job's input image, noting its size for the report.
+    private func read(_ path: String, _ job: RestorationJob) throws -> Image {
+        let image = try ImageReader.read(path: path, maxPixels: job.maxPixels)
+        inputSize = "\(image.width)×\(image.height)"
+        return image
     }
 
     private func key(_ options: some Encodable, _ job: RestorationJob) throws -> Data {

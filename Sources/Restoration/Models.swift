@@ -71,8 +71,10 @@ public final class LoadedPrior: @unchecked Sendable {
             return p.architecture
         }
         if let modelConfig { forced = try NetworkArchitecture.decode(jsonFile: modelConfig) }
-        let l = try NetworkLoader.load(path: path, architecture: forced)
-        return LoadedPrior(network: l.network, architecture: l.architecture, preset: l.preset, path: path, sha256: try SHA256.hex(ofFile: path),
+        let model = try ModelCatalog.describe(path: path)
+        let architecture = try model.priorArchitecture(forced: forced)
+        return LoadedPrior(network: try NetworkLoader.build(architecture, state: model.stateDict), architecture: architecture, preset: model.preset, path: path,
+                           sha256: try SHA256.hex(ofFile: path),
                            loadSeconds: Date().timeIntervalSince(started))
     }
 

@@ -10,6 +10,8 @@ public struct RestorationReport: Codable, Sendable, Equatable {
     public var method: String
     public var variant: String?
     public var task: String?
+    /// The subcommand that ran: a task (upscale, dejpeg, …) that chose method and model, or the method itself.
+    public var command: String?
     public var `operator`: String?
     public var model: String?
     public var modelSHA256: String?
@@ -18,6 +20,11 @@ public struct RestorationReport: Codable, Sendable, Equatable {
     public var seed: UInt64
     public var version: String
     public var input: String?
+    /// The file written (set by the batch writer).
+    public var output: String?
+    /// Width×height of the input as read and of the result.
+    public var inputSize: String?
+    public var outputSize: String?
     public var panel: String?
     // Options that shape the result
     public var sigmaY: Double?
@@ -57,6 +64,9 @@ public struct RestorationReport: Codable, Sendable, Equatable {
     public var bicubicPSNR: Double?
     public var bicubicSSIM: Double?
     public var simulated: String?
+    // Where it ran
+    public var threads: Int?
+    public var cpu: String?
 
     public init(method: String, seed: UInt64, version: String = RestorationLibrary.version) {
         self.method = method
@@ -65,8 +75,8 @@ public struct RestorationReport: Codable, Sendable, Equatable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case method, variant, task, `operator`, model, modelSHA256 = "model_sha256", modelKind = "model_kind", classID = "class", seed, version
-        case input, panel, sigmaY = "sigma_y", eta, clipX0 = "clip_x0", steps, travel, tau, gamma, vpsIterations = "vps_iterations"
+        case method, variant, task, command, `operator`, model, modelSHA256 = "model_sha256", modelKind = "model_kind", classID = "class", seed, version
+        case input, output, inputSize = "input_size", outputSize = "output_size", panel, threads, cpu, sigmaY = "sigma_y", eta, clipX0 = "clip_x0", steps, travel, tau, gamma, vpsIterations = "vps_iterations"
         case inversionSteps = "inversion_steps", provisionalDefaults = "provisional_defaults", scale, chopSize = "chop_size"
         case chopStride = "chop_stride", blend, samples, windows, tiling, hir, seamMargin = "seam_margin", seamFeather = "seam_feather", patches
         case networkEvaluations = "network_evaluations", elapsedSeconds = "elapsed_s", secondsPerStep = "seconds_per_step"

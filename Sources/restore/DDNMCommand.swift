@@ -83,15 +83,8 @@ struct DDNMCommand: ParsableCommand {
     var paper = false
 
     func validate() throws {
-        guard travelValues != nil else { throw ValidationError("--travel takes L,R with integers ≥ 1, e.g. 2,2") }
         guard (1...64).contains(samples) else { throw ValidationError("--samples must be between 1 and 64") }
         do { try options.validate() } catch { throw ValidationError("\(error)") }
-    }
-
-    var travelValues: (Int, Int)? {
-        let parts = travel.split(separator: ",").compactMap { Int($0) }
-        guard parts.count == 2, parts[0] >= 1, parts[1] >= 1 else { return nil }
-        return (parts[0], parts[1])
     }
 
     /// The flags as the pipeline's options.
@@ -101,7 +94,8 @@ struct DDNMCommand: ParsableCommand {
         o.steps = sampling.steps ?? 100
         o.eta = eta
         o.clipX0 = clipX0
-        (o.travelLength, o.travelRepeat) = travelValues ?? (1, 1)
+        let travel = self.travel.split(separator: ",", omittingEmptySubsequences: false).map { Int($0) ?? 0 }
+        (o.travelLength, o.travelRepeat) = travel.count == 2 ? (travel[0], travel[1]) : (0, 0)  // refused by validate()
         o.variant = (paper ? DDNMSampler.Variant.paper : simplified ? .simplified : .svd).rawValue
         o.tiling = tiling.rawValue
         (o.window, o.overlap, o.margin, o.feather) = (windows.window, windows.overlap, margin, feather)
@@ -114,13 +108,11 @@ struct DDNMCommand: ParsableCommand {
     }
 
     func run() throws {
-        try failingCleanly {
-            let (options, model) = (self.options, prior.reference(standIn: standInNetwork))
-            try io.run({ input, sample in
-                RestorationJob(method: .ddnm(options), model: model, input: input, simulate: observation.simulate, seed: sampling.seed ?? 1234, sample: sample,
-                               maxPixels: io.maxPixels)
-            }, samples: samples, observation: observation.saveObservation, sideBySide: sideBySide)
-        }
+        let (options, model) = (self.options, prior.reference(standIn: standInNetwork))
+        try io.run({ input, sample in
+            RestorationJob(method: .ddnm(options), model: model, input: input, simulate: observation.simulate, seed: sampling.seed ?? 1234, sample: sample,
+                           maxPixels: io.maxPixels)
+        }, samples: samples, observation: observation.saveObservation, sideBySide: sideBySide)
     }
 }
 

@@ -53,9 +53,7 @@ struct DreamCleanCommand: ParsableCommand {
     }
 
     func run() throws {
-        try failingCleanly {
-            let (options, model) = (self.options, prior.reference())
-            try io.run { input, _ in RestorationJob(method: .dreamclean(options), model: model, input: input, seed: sampling.seed ?? 1234, maxPixels: io.maxPixels) }
-        }
+        let (options, model) = (self.options, prior.reference())
+        try io.run { input, _ in RestorationJob(method: .dreamclean(options), model: model, input: input, seed: sampling.seed ?? 1234, maxPixels: io.maxPixels) }
     }
 }

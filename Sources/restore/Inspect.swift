@@ -29,14 +29,12 @@ struct Inspect: ParsableCommand {
     var summary = false
 
     func run() throws {
-        try failingCleanly {
-            let model = try ModelCatalog.describe(path: file, selection: stateDict.map(StateDictSelection.init(parsing:)) ?? .auto)
-            for warning in model.checkpoint.warnings { FileHandle.standardError.write(Data("restore: warning: \(warning)\n".utf8)) }
-            model.summaryLines.forEach { print($0) }
-            guard !summary else { return }
-            print("")
-            model.tensorTable(all: all).forEach { print($0) }
-        }
+        let model = try ModelCatalog.describe(path: file, selection: stateDict.map(StateDictSelection.init(parsing:)) ?? .auto)
+        for warning in model.checkpoint.warnings { FileHandle.standardError.write(Data("restore: warning: \(warning)\n".utf8)) }
+        model.summaryLines.forEach { print($0) }
+        guard !summary else { return }
+        print("")
+        model.tensorTable(all: all).forEach { print($0) }
     }
 }
 
@@ -67,12 +65,10 @@ struct Convert: ParsableCommand {
     }
 
     func run() throws {
-        try failingCleanly {
-            let start = Date()
-            let (model, size) = try ModelCatalog.convert(input, to: output, half: half, selection: stateDict.map(StateDictSelection.init(parsing:)) ?? .auto,
-                                                         overwrite: overwrite, tool: "restore \(BuildInfo.version)")
-            for warning in model.checkpoint.warnings { FileHandle.standardError.write(Data("restore: warning: \(warning)\n".utf8)) }
-            print("wrote \(output): \(model.stateDict.tensors.count) tensors, \(Formatting.grouped(model.stateDict.parameterCount)) parameters, \(Formatting.bytes(size)) (\(String(format: "%.1f", Date().timeIntervalSince(start))) s)")
-        }
+        let start = Date()
+        let (model, size) = try ModelCatalog.convert(input, to: output, half: half, selection: stateDict.map(StateDictSelection.init(parsing:)) ?? .auto,
+                                                     overwrite: overwrite, tool: "restore \(BuildInfo.version)")
+        for warning in model.checkpoint.warnings { FileHandle.standardError.write(Data("restore: warning: \(warning)\n".utf8)) }
+        print("wrote \(output): \(model.stateDict.tensors.count) tensors, \(Formatting.grouped(model.stateDict.parameterCount)) parameters, \(Formatting.bytes(size)) (\(String(format: "%.1f", Date().timeIntervalSince(start))) s)")
     }
 }

@@ -1,6 +1,5 @@
 import ArgumentParser
 import Foundation
-import Engine
 import ImageIO
 import Restoration
 
@@ -12,8 +11,11 @@ struct ImageIOOptions: ParsableArguments {
     @Option(name: [.short, .long], help: "The output file (single input) or folder. Never the input path.")
     var output: String
 
-    @Flag(help: "Replace existing output files.")
+    @Flag(help: "Replace existing output files (regular files only; never an input).")
     var overwrite = false
+
+    @Flag(help: "Leave outputs that already exist alone and restore the rest (resumes an interrupted folder run).")
+    var skipExisting = false
 
     @Option(help: "PNG bit depth of the output: 8 or 16 (default: the input's depth).")
     var bits: Int?
@@ -33,46 +35,42 @@ struct ImageIOOptions: ParsableArguments {
     @Flag(help: "No progress on stderr.")
     var quiet = false
 
+    var settings: OutputSettings {
+        OutputSettings(format: format, bits: bits, quality: quality, overwrite: overwrite, skipExisting: skipExisting)
+    }
+
     func validate() throws {
-        if let bits, bits != 8, bits != 16 { throw ValidationError("--bits must be 8 or 16") }
-        if !(1...100).contains(quality) { throw ValidationError("--quality must be between 1 and 100") }
-        if let format, !["png", "jpg", "jpeg"].contains(format.lowercased()) {
-            throw ValidationError("--format must be png or jpg")
-        }
+        do { try settings.validate() } catch { throw ValidationError("\(error)") }
         if maxPixels < 1 { throw ValidationError("--max-pixels must be positive") }
     }
 
-    /// The (input, output) pairs to process (`RestorationJob.pairs`: a file, or every PNG/JPEG of a folder).
-    func jobs() throws -> [(input: String, output: String)] { try RestorationJob.pairs(input: input, output: output, format: format) }
-
-    /// The encoding for `path` given the flags and the source image's bit depth.
-    func fileFormat(for path: String, sourceBitDepth: Int) throws -> ImageFileFormat {
-        let ext = (format ?? (path as NSString).pathExtension).lowercased()
-        switch ext {
-        case "png": return .png(bits: bits ?? (sourceBitDepth > 8 ? 16 : 8))
-        case "jpg", "jpeg": return .jpeg(quality: quality)
-        default: throw CommandFailure("cannot tell the output format from the extension; use .png or .jpg, or --format (\(path))")
+    /// Runs a command's jobs: every output is checked first (`BatchPlan`), then the model and options
+    /// (`prepare`), then each input (and each of `samples` separate outputs, "-k" suffixed) runs and is written
+    /// with its report and panels. A single input's failure is the command's; in a folder each failure is one
+    /// line, the rest go on, and a summary ends the run (status 1 if anything failed).
+    func run(_ makeJob: (_ input: String, _ sample: Int) -> RestorationJob, samples: Int = 1, observation: String? = nil,
+             sideBySide: String? = nil, protecting extra: [String] = [], scale: Int = 1) throws {
+        let runner = RestorationRunner()
+        let events = EventPrinter(quiet: quiet)
+        let plan = try BatchPlan(input: input, output: output, samples: samples, observation: observation, sideBySide: sideBySide,
+                                 settings: settings, protecting: extra, scale: scale)
+        try runner.prepare(makeJob("", 0), context: events.context)
+        var failure: Error?
+        let summary = try runner.run(plan, context: events.context, makeJob: { makeJob($0.input, $0.sample) }) { outcome in
+            events.finish()
+            switch outcome {
+            case .done(let item, let result):
+                if json, let text = try? result.report.json() { print(text) }
+                events.summary(result, input: item.input, output: item.output)
+            case .skipped(let item):
+                events.note("skipped \(item.input): \(item.output) exists")
+            case .failed(let item, let error):
+                failure = error
+                if plan.isFolder { FileHandle.standardError.write(Data("restore: error: \(item.input): \(error)\n".utf8)) }
+            }
         }
-    }
-
-    /// `path` with "-k" before its extension (the k-th sample's file).
-    static func suffixed(_ path: String, _ index: Int) -> String {
-        let ext = (path as NSString).pathExtension
-        return (path as NSString).deletingPathExtension + "-\(index)" + (ext.isEmpty ? "" : "." + ext)
-    }
-
-    /// Writes a restoration's result (alpha reattached, report in the PNG chunk); prints the report with --json.
-    func write(_ result: RestorationResult, to path: String, inputs: [String]) throws {
-        let text = try result.write(to: path, format: try fileFormat(for: path, sourceBitDepth: result.sourceBitDepth), overwrite: overwrite,
-                                    protecting: inputs)
-        if json { print(text) }
-    }
-
-    /// Writes `image` (atomically) with the report in its text chunk; prints the report with --json unless `quietJSON`.
-    func write(_ image: Image, to path: String, report: RestorationReport, inputs: [String], quietJSON: Bool = false) throws {
-        let text = try report.json()
-        try ImageWriter.write(image, to: path, format: try fileFormat(for: path, sourceBitDepth: image.sourceBitDepth),
-                              text: [reportChunkKeyword: text], overwrite: overwrite, protecting: inputs)
-        if json, !quietJSON { print(text) }
+        if !plan.isFolder, let failure { throw failure }
+        if plan.isFolder { events.note("\(input): \(summary.line)") }
+        if summary.failed > 0 { throw ExitCode(1) }
     }
 }

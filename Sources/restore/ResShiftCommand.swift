@@ -66,13 +66,11 @@ struct ResShiftCommand: ParsableCommand {
     }
 
     func run() throws {
-        try failingCleanly {
-            let (options, model) = (self.options, ModelReference(path: model, autoencoder: autoencoder, steps: sampling.steps))
-            try io.run({ input, _ in
-                RestorationJob(method: .resshift(options), model: model, input: input, mask: mask, simulate: observation.simulate, seed: sampling.seed ?? 12345,
-                               maxPixels: io.maxPixels)
-            }, observation: observation.saveObservation, protecting: mask.map { [$0] } ?? [])
-        }
+        let (options, model) = (self.options, ModelReference(path: model, autoencoder: autoencoder, steps: sampling.steps))
+        try io.run({ input, _ in
+            RestorationJob(method: .resshift(options), model: model, input: input, mask: mask, simulate: observation.simulate, seed: sampling.seed ?? 12345,
+                           maxPixels: io.maxPixels)
+        }, observation: observation.saveObservation, protecting: mask.map { [$0] } ?? [])
     }
 }
 

@@ -17,22 +17,21 @@ struct Restore: ParsableCommand {
         subcommands: [DDNMCommand.self, DreamCleanCommand.self, ResShiftCommand.self, Inspect.self, Convert.self, Info.self]
     )
 
+    /// Every failure is one line, `restore: error: …`, with status 2 for bad usage (argument-parser's own
+    /// default is 64, EX_USAGE) and 1 for the rest; help and version print as usual.
     static func main() {
-        do { try RestorationLibrary.configureProcess() } catch {
-            FileHandle.standardError.write(Data("restore: error: \(error)\n".utf8))
-            Foundation.exit(1)
-        }
         do {
+            try RestorationLibrary.configureProcess()
             var command = try parseAsRoot()
             try command.run()
         } catch {
-            // Bad usage exits with status 2 (argument-parser's own default is 64, EX_USAGE).
-            if exitCode(for: error) == .validationFailure {
-                let message = fullMessage(for: error)
-                FileHandle.standardError.write(Data((message.hasSuffix("\n") ? message : message + "\n").utf8))
-                Foundation.exit(2)
-            }
-            exit(withError: error)
+            let code = exitCode(for: error)
+            if code == .success || error is ExitCode { exit(withError: error) }  // help, version; a folder run that counted its failures
+            let text = (error as? CocoaError).map { "\($0.localizedDescription)\($0.filePath.map { " (\($0))" } ?? "")" } ?? message(for: error)
+            let line = text.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+            let usage = code == .validationFailure ? " (restore \(CommandLine.arguments.dropFirst().first.map { $0.hasPrefix("-") ? "" : $0 + " " } ?? "")--help)" : ""
+            FileHandle.standardError.write(Data("restore: error: \(line.joined(separator: " "))\(usage)\n".utf8))
+            Foundation.exit(code == .validationFailure ? 2 : 1)
         }
     }
 }
@@ -40,25 +39,4 @@ struct Restore: ParsableCommand {
 /// Version and build facts.
 enum BuildInfo {
     static let version = RestorationLibrary.version
-}
-
-/// Prints `restore: error: <message>` on stderr and exits with status 1: the one way commands fail on
-/// bad input (usage errors are swift-argument-parser's, status 2).
-struct CommandFailure: Error, CustomStringConvertible {
-    let description: String
-    init(_ message: String) { description = message }
-}
-
-extension ParsableCommand {
-    /// Runs `body`, turning any thrown error into a one-line message and exit status 1.
-    func failingCleanly(_ body: () throws -> Void) throws {
-        do {
-            try body()
-        } catch let error as ExitCode {
-            throw error
-        } catch {
-            FileHandle.standardError.write(Data("restore: error: \(error)\n".utf8))
-            throw ExitCode(1)
-        }
-    }
 }

@@ -20,7 +20,9 @@ import XCTest
 final class GoldenOutputTests: RestoreTestCase {
     private static let fixture = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures/golden-outputs.json")
     /// Report fields that measure time or name the build, not the result.
-    private static let volatile: Set<String> = ["elapsed_s", "seconds_per_step", "seconds_per_evaluation", "version", "seconds"]
+    private static let volatile: Set<String> = ["elapsed_s", "seconds_per_step", "seconds_per_evaluation", "version", "seconds", "output", "cpu", "threads"]
+    /// Report fields added after the recording (they describe the run, not the result): required, compared below.
+    private static let added: Set<String> = ["output", "input_size", "output_size", "threads", "cpu", "command"]
 
     private struct Run { let name: String; let arguments: [String] }
 
@@ -86,7 +88,13 @@ final class GoldenOutputTests: RestoreTestCase {
         }
         var report = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(r.stdout.split(separator: "\n").first.map(String.init)?.utf8 ?? "".utf8))
             as? [String: Any], "\(run.name): --json report")
-        for key in Self.volatile { report[key] = nil }
+        for key in Self.added where key != "output" || run.arguments.contains("-o") {
+            XCTAssertNotNil(report[key], "\(run.name): report field \(key)")
+        }
+        XCTAssertEqual(report["output"] as? String, path("\(run.name).png"), run.name)
+        XCTAssertEqual(report["output_size"] as? String, "\(image.width)×\(image.height)", run.name)
+        XCTAssertEqual(report["command"] as? String, run.arguments.first, run.name)
+        for key in Self.volatile.union(Self.added) { report[key] = nil }
         return ["shape": [image.height, image.width, image.channels], "bits": image.sourceBitDepth, "pixels_sha256": try Self.sha256(samples),
                 "samples": Data(samples).base64EncodedString(), "report": report]
     }
