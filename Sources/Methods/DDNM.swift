@@ -92,6 +92,13 @@ public struct DDNMSampler {
         return copy
     }
 
+    /// The same sampler for an observation with noise level `sigmaY` ([-1, 1] scale).
+    public func with(sigmaY: Float) -> DDNMSampler {
+        var copy = self
+        copy.sigmaY = sigmaY
+        return copy
+    }
+
     public init(schedule: NoiseSchedule = .linear(), timesteps: TimeTravelSchedule, eta: Float = 0.85, sigmaY: Float = 0, variant: Variant = .svd) throws {
         self.schedule = schedule
         self.timesteps = timesteps

@@ -179,12 +179,18 @@ public struct ResShiftRestorer {
     }
 
     /// `F.pad(mode='reflect')` on the bottom and right; amounts larger than the image (PyTorch refuses them)
-    /// are reached by reflecting repeatedly.
+    /// are reached by reflecting repeatedly; a 1-pixel side (which PyTorch cannot reflect) is repeated, the
+    /// only mirror image a single pixel has.
     static func reflectPad(_ x: Tensor, bottom: Int, right: Int) throws -> Tensor {
         var out = x, remainingH = bottom, remainingW = right
+        let (_, h0, w0, _) = try out.nhwc("reflectPad")
+        if h0 == 1 || w0 == 1 {
+            out = try pad(out, left: 0, right: w0 == 1 ? remainingW : 0, top: 0, bottom: h0 == 1 ? remainingH : 0, mode: .replicate)
+            if h0 == 1 { remainingH = 0 }
+            if w0 == 1 { remainingW = 0 }
+        }
         while remainingH > 0 || remainingW > 0 {
             let (_, h, w, _) = try out.nhwc("reflectPad")
-            guard (remainingH == 0 || h > 1), (remainingW == 0 || w > 1) else { throw SamplerError("cannot reflect-pad a 1-pixel side") }
             let stepH = min(remainingH, h - 1), stepW = min(remainingW, w - 1)
             out = try pad(out, left: 0, right: stepW, top: 0, bottom: stepH, mode: .reflect)
             remainingH -= stepH

@@ -145,7 +145,7 @@ extension RestorationRunner {
     /// Runs every item of `plan` with the job `makeJob` gives for it, writes each result (report in the file,
     /// the output path in the report) and its panels, and tells `outcome` about each. One item's failure
     /// does not stop the others; cancellation does (rethrown).
-    public func run(_ plan: BatchPlan, context: RestorationContext = RestorationContext(), makeJob: (BatchItem) -> RestorationJob,
+    public func run(_ plan: BatchPlan, context: RestorationContext = RestorationContext(), makeJob: (BatchItem) throws -> RestorationJob,
                     outcome: (BatchOutcome) -> Void) throws -> BatchSummary {
         var summary = BatchSummary()
         var panels: RestorationPanels = []

@@ -20,12 +20,35 @@ public struct ModelDescription {
         let card = (path as NSString).deletingPathExtension + ".md"
         return ownFamily != nil && FileManager.default.isReadableFile(atPath: card) ? card : nil
     }
+    /// Which commands take a model of this family, for messages when a file is given to the wrong one.
+    public var usage: String {
+        switch ownFamily ?? family?.name {
+        case ModelCatalog.ownResShiftFamily?, "swin-unet"?: "a ResShift network: use `restore upscale -s 4 -n FILE` or `restore resshift --model FILE`"
+        case "adm"?, "adm-unet"?, "ddpm-unet"?: "a diffusion prior: use `restore ddnm`/`dreamclean --model FILE` or a task with -n FILE (denoise, dejpeg, deblur, inpaint, colorize, upscale -s 2|3)"
+        case "vq-autoencoder"?: "an autoencoder: give it to `restore resshift --autoencoder FILE` with an official ResShift network"
+        case "kl-autoencoder"?, "ldm"?: "a latent-diffusion model or its autoencoder, which this version does not run yet"
+        default: "not a model this version recognises (`restore inspect FILE` shows what it holds)"
+        }
+    }
+
     /// The architecture to build a diffusion prior with: `forced`, else the matching preset, else what our own
     /// export describes of itself; otherwise an error naming the family the weights look like.
     public func priorArchitecture(forced: NetworkArchitecture? = nil) throws -> NetworkArchitecture {
         if let chosen = try forced ?? preset?.architecture ?? NetworkLoader.describedArchitecture(of: checkpoint, path: path) { return chosen }
-        let looks = family.map { " (looks like \($0))" } ?? ""
-        throw CheckpointError.stateDictNotFound(reason: "the weights match none of the presets\(looks); known: \(NetworkPreset.all.map(\.name).joined(separator: ", ")) (\(path))")
+        guard ["adm-unet", "ddpm-unet"].contains(family?.name ?? "") else {
+            throw RestorationError("\((path as NSString).lastPathComponent) is \(usage)")
+        }
+        throw CheckpointError.stateDictNotFound(reason: "the weights (\(family.map(\.description) ?? "")) match none of the presets; known: \(NetworkPreset.all.map(\.name).joined(separator: ", ")); pass --preset or --model-config (\(path))")
+    }
+
+    /// Sampling settings our model card recommends for this model (the sidecar JSON's "defaults" object, e.g.
+    /// {"eta": 1.0}): what the front ends use where the user gives nothing.
+    public var recommendedDefaults: [String: Double] {
+        let sidecar = (path as NSString).deletingPathExtension + ".json"
+        guard let data = FileManager.default.contents(atPath: sidecar),
+              let object = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any],
+              let defaults = object["defaults"] as? [String: Any] else { return [:] }
+        return defaults.compactMapValues { ($0 as? NSNumber)?.doubleValue }
     }
 
     /// Tensors in the file outside the chosen state dict (optimizer state, EMA copies).

@@ -12,12 +12,13 @@ import Tiling
 public struct DDNMOptions: Codable, Sendable, Equatable {
     /// The degradation operator A, e.g. "pool:4", "gray", "mask:holes.png", "mask:m.png,gray,pool:2".
     public var degradation: String
-    /// Observation noise σy on the [0, 1] image scale (DDNM+); 0 = noise-free DDNM.
+    /// Observation noise σy on the [0, 1] image scale (DDNM+); 0 = noise-free DDNM, except that a `noise`
+    /// degradation with σy 0 estimates σy from each observation (`NoiseEstimate`) rather than return y unchanged.
     public var sigmaY: Float = 0
     /// Sampling steps T_sampling (of the 1000 training steps).
     public var steps: Int = 100
-    /// DDIM stochasticity η.
-    public var eta: Float = 0.85
+    /// DDIM stochasticity η (nil: the model card's recommendation, else the official 0.85).
+    public var eta: Float?
     /// Clamp each x0 prediction to [-1, 1] (guided-diffusion's and hq_demo's habit; the official DDNM does not).
     public var clipX0 = false
     /// Time-travel length L and repeat r (1, 1 = none).
@@ -50,7 +51,7 @@ public struct DDNMOptions: Codable, Sendable, Equatable {
         var o = DDNMOptions(degradation: try c.decode(String.self, forKey: .degradation))
         o.sigmaY = try c.decodeIfPresent(Float.self, forKey: .sigmaY) ?? o.sigmaY
         o.steps = try c.decodeIfPresent(Int.self, forKey: .steps) ?? o.steps
-        o.eta = try c.decodeIfPresent(Float.self, forKey: .eta) ?? o.eta
+        o.eta = try c.decodeIfPresent(Float.self, forKey: .eta)
         o.clipX0 = try c.decodeIfPresent(Bool.self, forKey: .clipX0) ?? o.clipX0
         o.travelLength = try c.decodeIfPresent(Int.self, forKey: .travelLength) ?? o.travelLength
         o.travelRepeat = try c.decodeIfPresent(Int.self, forKey: .travelRepeat) ?? o.travelRepeat
@@ -71,7 +72,7 @@ public struct DDNMOptions: Codable, Sendable, Equatable {
     /// The checks a command line or a request gets before any work, with the same one-line messages.
     public func validate() throws {
         guard (0...1).contains(sigmaY) else { throw RestorationError("--sigma-y must be between 0 and 1") }
-        guard (0...1).contains(eta) else { throw RestorationError("--eta must be between 0 and 1") }
+        guard (0...1).contains(eta ?? 0) else { throw RestorationError("--eta must be between 0 and 1") }
         guard (1...1000).contains(steps) else { throw RestorationError("--steps must be between 1 and 1000") }
         guard travelLength >= 1, travelRepeat >= 1 else { throw RestorationError("--travel takes L,R with integers ≥ 1, e.g. 2,2") }
         guard DDNMSampler.Variant(rawValue: variant) != nil else { throw RestorationError("unknown DDNM variant \(variant) (svd, simplified, paper)") }
@@ -135,7 +136,7 @@ public struct DDNMPipeline {
                                              loadKernelImage: { path in try KernelImage.load(path, maxPixels: options.maxPixels, attachments: attachments) })
         var sampler = try DDNMSampler(timesteps: try TimeTravelSchedule(samplingSteps: options.steps, travelLength: options.travelLength,
                                                                       travelRepeat: options.travelRepeat),
-                                      eta: options.eta, sigmaY: 2 * options.sigmaY, variant: variant)
+                                      eta: options.eta ?? prior.recommendedEta ?? 0.85, sigmaY: 2 * options.sigmaY, variant: variant)
         sampler.clipX0 = options.clipX0
         self.sampler = sampler
         self.prior = prior
@@ -175,6 +176,14 @@ public struct DDNMPipeline {
         let a = degradation
         let network = prior.network, nativeSize = prior.nativeSize
         let shape = try a.imageShape(for: given.shape)
+        // σy of a `noise` observation given without one: estimated, never 0 (which would return y unchanged).
+        var sampler = self.sampler, sigmaY = options.sigmaY, estimated = false
+        if sigmaY == 0, a.spec.split(separator: ",").contains("noise"), given.shape.count == 4 {
+            sigmaY = NoiseEstimate.sigma(given, scale: 0.5)
+            estimated = true
+            guard sigmaY > 0 else { throw RestorationError("no noise found in the image to remove (estimated σ 0, the image is \(given.shape[2])×\(given.shape[1])); give σ with --sigma (denoise) or --sigma-y (ddnm) (\(name))") }
+            sampler = sampler.with(sigmaY: 2 * sigmaY)
+        }
         // A flat coefficient vector (cs-block from a file) takes the operator's own layout, so windows can crop it.
         let canonical = try a.observationShape(for: shape)
         let y = canonical != given.shape && canonical.reduce(1, *) == given.count ? try given.reshaped(canonical) : given
@@ -183,7 +192,7 @@ public struct DDNMPipeline {
         let predict = prior.predictor(classID: options.classID, context: context)
         let label = (name as NSString).lastPathComponent
         let evaluations = sampler.timesteps.networkEvaluations
-        var report = RestorationReport(method: "ddnm" + (options.sigmaY > 0 ? "+" : ""), seed: 0)
+        var report = RestorationReport(method: "ddnm" + (sigmaY > 0 ? "+" : ""), seed: 0)
         let restored: Tensor
         if tiled {
             let usdr = USDRRestoration(sampler: sampler, nativeSize: nativeSize, sizeMultiple: network.sizeMultiple, tiling: tiling,
@@ -215,8 +224,9 @@ public struct DDNMPipeline {
         let (rms, irreducibleRMS) = try Consistency.measure(clamped, y, a)
         report.variant = sampler.variant.rawValue
         report.operator = a.spec
-        report.sigmaY = RestorationReport.decimal(options.sigmaY)
-        report.eta = RestorationReport.decimal(options.eta)
+        report.sigmaY = estimated ? Double(sigmaY) : RestorationReport.decimal(options.sigmaY)
+        report.sigmaYEstimated = estimated ? true : nil
+        report.eta = RestorationReport.decimal(sampler.eta)
         report.clipX0 = sampler.clipX0
         report.steps = options.steps
         report.travel = "\(options.travelLength),\(options.travelRepeat)"

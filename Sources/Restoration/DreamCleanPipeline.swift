@@ -96,8 +96,8 @@ public struct DreamCleanPipeline {
             throw RestorationError("the image is \(shape[2])×\(shape[1]); this prior needs sides that are multiples of \(network.sizeMultiple) (\(name))")
         }
         let side = min(options.window ?? prior.nativeSize, prior.nativeSize)
-        let predict = TiledNoisePredictor(window: side, overlap: options.overlap, sizeMultiple: network.sizeMultiple)
-            .wrap(prior.predictor(classID: options.classID, context: context))
+        let tiles = TiledNoisePredictor(window: side, overlap: options.overlap, sizeMultiple: network.sizeMultiple)
+        let predict = tiles.wrap(prior.predictor(classID: options.classID, context: context))
         var noise = SeededGaussian(seed: seed)
         let label = (name as NSString).lastPathComponent
         context.emit(.stage(label: label, total: sampler.networkEvaluations))
@@ -107,6 +107,7 @@ public struct DreamCleanPipeline {
         let clamped = try clamp(restored, to: -1...1)
         var report = RestorationReport(method: "dreamclean" + (degradation == nil ? "" : "*"), seed: seed)
         report.tau = options.tau
+        report.windows = try tiles.windowCount(height: shape[1], width: shape[2])
         report.gamma = RestorationReport.decimal(options.gamma)
         report.vpsIterations = options.vpsIterations
         report.inversionSteps = sampler.inversionSteps

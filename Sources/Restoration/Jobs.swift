@@ -60,9 +60,10 @@ public struct RestorationJob: Codable, Sendable, Equatable {
     /// Images with more pixels than this are refused before decoding.
     public var maxPixels: Int = ImageReader.defaultMaxPixels
 
-    public init(method: Method, model: ModelReference = ModelReference(), input: String, mask: String? = nil, simulate: Bool = false, seed: UInt64,
-                sample: Int = 0, maxPixels: Int = ImageReader.defaultMaxPixels) {
+    public init(method: Method, task: String? = nil, model: ModelReference = ModelReference(), input: String, mask: String? = nil, simulate: Bool = false,
+                seed: UInt64, sample: Int = 0, maxPixels: Int = ImageReader.defaultMaxPixels) {
         self.method = method
+        self.task = task
         self.model = model
         self.input = input
         self.mask = mask
@@ -139,6 +140,7 @@ public final class RestorationRunner {
     private var dreamclean: [Data: DreamCleanPipeline] = [:]
     private var resshift: [Data: ResShiftPipeline] = [:]
     private var inputSize: String?
+    private var inputGray = false
 
     public init(store: ModelStore = ModelStore()) { self.store = store }
 
@@ -154,9 +156,13 @@ public final class RestorationRunner {
 
     /// Runs one job: the method's pipeline on the job's input, with where it ran and the task in the report.
     public func run(_ job: RestorationJob, panels: RestorationPanels = [], context: RestorationContext = RestorationContext()) throws -> RestorationResult {
-        inputSize = nil
+        (inputSize, inputGray) = (nil, false)
         var result = try runPipeline(job, panels: panels, context: context)
         result.report.inputSize = inputSize
+        // A gray photo stays gray (the channel mean, which the gray operator observes), unless it is being coloured.
+        if inputGray, !(result.report.operator ?? "").split(separator: ",").contains("gray"), result.image.shape[3] == 3 {
+            result.image = try Observations.channelMean(result.image)
+        }
         result.report.command = job.task ?? job.method.name
         result.report.outputSize = "\(result.image.shape[2])×\(result.image.shape[1])"
         result.report.threads = Parallel.threadCount
@@ -175,12 +181,30 @@ public final class RestorationRunner {
                 input = .coefficients(try Observations.coefficients(job.input))
             } else {
                 let image = try read(job.input, job)
+                let limit = min(options.window ?? pipeline.prior.nativeSize, pipeline.prior.nativeSize)
+                if !job.simulate, let padding = AnySizePadding(width: image.width, height: image.height,
+                                                               scale: AnySizePadding.scale(of: pipeline.degradation, width: image.width, height: image.height),
+                                                               multiple: pipeline.prior.network.sizeMultiple, limit: limit) {
+                    let masks = try paddedMasks(options.degradation, padding, job)
+                    let padded = masks.isEmpty ? pipeline : try DDNMPipeline(prior: pipeline.prior, options: options, seed: job.seed, attachments: masks)
+                    let (color, alpha) = image.splittingAlpha()
+                    return try padding.crop(try padded.restore(.image(padding.pad(color)), name: job.input, seed: seed, context: context), alpha: alpha)
+                }
                 input = job.simulate ? .simulate(clean: image) : .image(image)
             }
             return try pipeline.restore(input, name: job.input, seed: seed, panels: panels, context: context)
         case .dreamclean(let options):
             let pipeline = try dreamcleanPipeline(options, job: job, context: context)
-            return try pipeline.restore(try read(job.input, job), name: job.input, seed: seed, context: context)
+            let image = try read(job.input, job)
+            if let padding = AnySizePadding(width: image.width, height: image.height,
+                                            scale: AnySizePadding.scale(of: pipeline.degradation, width: image.width, height: image.height),
+                                            multiple: pipeline.prior.network.sizeMultiple, limit: .max) {
+                let masks = try paddedMasks(options.degradation ?? "", padding, job)
+                let padded = masks.isEmpty ? pipeline : try DreamCleanPipeline(prior: pipeline.prior, options: options, attachments: masks)
+                let (color, alpha) = image.splittingAlpha()
+                return try padding.crop(try padded.restore(padding.pad(color), name: job.input, seed: seed, context: context), alpha: alpha)
+            }
+            return try pipeline.restore(image, name: job.input, seed: seed, context: context)
         case .resshift(let options):
             let pipeline = try resshiftPipeline(options, job: job, context: context)
             let image = try read(job.input, job)
@@ -190,10 +214,21 @@ public final class RestorationRunner {
         }
     }
 
+    /// The masks of a degradation spec, read and padded as `padding` pads the image (by their spec names).
+    private func paddedMasks(_ spec: String, _ padding: AnySizePadding, _ job: RestorationJob) throws -> [String: Image] {
+        var masks: [String: Image] = [:]
+        for part in spec.split(separator: ",") where part.hasPrefix("mask:") {
+            let path = String(part.dropFirst(5))
+            masks[path] = padding.pad(try ImageReader.read(path: path, maxPixels: job.maxPixels))
+        }
+        return masks
+    }
+
     /// Reads the job's input image, noting its size for the report.
     private func read(_ path: String, _ job: RestorationJob) throws -> Image {
         let image = try ImageReader.read(path: path, maxPixels: job.maxPixels)
         inputSize = "\(image.width)×\(image.height)"
+        inputGray = image.colorChannels == 1
         return image
     }
 

@@ -50,6 +50,8 @@ public final class LoadedPrior: @unchecked Sendable {
     public let path: String
     public let sha256: String
     public let loadSeconds: Double
+    /// DDIM η that the model card recommends (the sidecar JSON's "defaults": {"eta": …}); nil: none.
+    public var recommendedEta: Float?
     public var name: String { (path as NSString).lastPathComponent }
     public var nativeSize: Int { architecture.nativeSize }
 
@@ -73,9 +75,10 @@ public final class LoadedPrior: @unchecked Sendable {
         if let modelConfig { forced = try NetworkArchitecture.decode(jsonFile: modelConfig) }
         let model = try ModelCatalog.describe(path: path)
         let architecture = try model.priorArchitecture(forced: forced)
-        return LoadedPrior(network: try NetworkLoader.build(architecture, state: model.stateDict), architecture: architecture, preset: model.preset, path: path,
-                           sha256: try SHA256.hex(ofFile: path),
-                           loadSeconds: Date().timeIntervalSince(started))
+        let prior = LoadedPrior(network: try NetworkLoader.build(architecture, state: model.stateDict), architecture: architecture, preset: model.preset,
+                                path: path, sha256: try SHA256.hex(ofFile: path), loadSeconds: Date().timeIntervalSince(started))
+        prior.recommendedEta = model.recommendedDefaults["eta"].map(Float.init)
+        return prior
     }
 
     /// A zero-cost stand-in ε-network of native size `native` (ε = 0), for memory and tiling measurements.

@@ -28,6 +28,8 @@ public struct RestorationReport: Codable, Sendable, Equatable {
     public var panel: String?
     // Options that shape the result
     public var sigmaY: Double?
+    /// σy was estimated from the observation (`NoiseEstimate`), not given.
+    public var sigmaYEstimated: Bool?
     public var eta: Double?
     public var clipX0: Bool?
     public var steps: Int?
@@ -41,7 +43,8 @@ public struct RestorationReport: Codable, Sendable, Equatable {
     public var chopSize: Int?
     public var chopStride: Int?
     public var blend: String?
-    public var samples: Int?
+    /// Samples averaged into this output (ResShift --average).
+    public var averaged: Int?
     // Tiling
     public var windows: Int?
     public var tiling: String?
@@ -49,6 +52,8 @@ public struct RestorationReport: Codable, Sendable, Equatable {
     public var seamMargin: Int?
     public var seamFeather: Int?
     public var patches: Int?
+    /// Set when the input was padded to what the network needs and the result cropped back (any size).
+    public var padded: String?
     // Work and time
     public var networkEvaluations: Int?
     public var elapsedSeconds: Double?
@@ -76,9 +81,9 @@ public struct RestorationReport: Codable, Sendable, Equatable {
 
     enum CodingKeys: String, CodingKey {
         case method, variant, task, command, `operator`, model, modelSHA256 = "model_sha256", modelKind = "model_kind", classID = "class", seed, version
-        case input, output, inputSize = "input_size", outputSize = "output_size", panel, threads, cpu, sigmaY = "sigma_y", eta, clipX0 = "clip_x0", steps, travel, tau, gamma, vpsIterations = "vps_iterations"
+        case input, output, inputSize = "input_size", outputSize = "output_size", panel, threads, cpu, sigmaY = "sigma_y", sigmaYEstimated = "sigma_y_estimated", eta, clipX0 = "clip_x0", steps, travel, tau, gamma, vpsIterations = "vps_iterations"
         case inversionSteps = "inversion_steps", provisionalDefaults = "provisional_defaults", scale, chopSize = "chop_size"
-        case chopStride = "chop_stride", blend, samples, windows, tiling, hir, seamMargin = "seam_margin", seamFeather = "seam_feather", patches
+        case chopStride = "chop_stride", blend, averaged, windows, tiling, hir, seamMargin = "seam_margin", seamFeather = "seam_feather", patches, padded
         case networkEvaluations = "network_evaluations", elapsedSeconds = "elapsed_s", secondsPerStep = "seconds_per_step"
         case secondsPerEvaluation = "seconds_per_evaluation", consistencyRMS = "consistency_rms", irreducibleRMS = "irreducible_rms"
         case psnr = "psnr_db", ssim, bicubicPSNR = "bicubic_psnr_db", bicubicSSIM = "bicubic_ssim", simulated

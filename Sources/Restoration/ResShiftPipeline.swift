@@ -77,6 +77,8 @@ public final class LoadedResShift: @unchecked Sendable {
                                   paddingMultiple: max(1, network.sizeMultiple * firstStage.downFactor / max(1, scale)), name: fileName,
                                   sha256: try SHA256.hex(ofFile: path), kind: "own", loadSeconds: Date().timeIntervalSince(started))
         }
+        let described = try ModelCatalog.describe(path: path)
+        guard described.family?.name == "swin-unet" else { throw RestorationError("\(fileName) is \(described.usage)") }
         guard let autoencoder else {
             throw RestorationError("an official ResShift network needs its autoencoder: add --autoencoder autoencoder_vq_f4.pth")
         }
@@ -109,8 +111,9 @@ public struct ResShiftOptions: Codable, Sendable, Equatable {
     public var chopStride: Int?
     /// How overlapping patches merge: average (official) or feathered.
     public var blend: String = ResShiftChopper.Blend.average.rawValue
-    /// Average this many samples (seeds seed, seed+1, …): an estimate of the posterior mean.
-    public var samples = 1
+    /// Average this many samples (seeds seed, seed+1, …) into one output: an estimate of the posterior mean.
+    /// (`samples` everywhere else means separate outputs.)
+    public var average = 1
     public var maxPixels: Int = ImageReader.defaultMaxPixels
 
     public init() {}
@@ -122,13 +125,13 @@ public struct ResShiftOptions: Codable, Sendable, Equatable {
         o.chopSize = try c.decodeIfPresent(Int.self, forKey: .chopSize) ?? o.chopSize
         o.chopStride = try c.decodeIfPresent(Int.self, forKey: .chopStride)
         o.blend = try c.decodeIfPresent(String.self, forKey: .blend) ?? o.blend
-        o.samples = try c.decodeIfPresent(Int.self, forKey: .samples) ?? o.samples
+        o.average = try c.decodeIfPresent(Int.self, forKey: .average) ?? o.average
         o.maxPixels = try c.decodeIfPresent(Int.self, forKey: .maxPixels) ?? o.maxPixels
         self = o
     }
 
     public func validate() throws {
-        if !(1...64).contains(samples) { throw RestorationError("--samples must be between 1 and 64") }
+        if !(1...64).contains(average) { throw RestorationError("--average must be between 1 and 64") }
         if chopSize < 16 { throw RestorationError("--chop-size must be at least 16") }
         if let chopStride, chopStride < 1 || chopStride > chopSize { throw RestorationError("--chop-stride must be between 1 and --chop-size") }
         if ResShiftChopper.Blend(rawValue: blend) == nil { throw RestorationError("--blend must be average or feathered") }
@@ -216,7 +219,7 @@ public struct ResShiftPipeline {
         }
         let patchCount = chopper.starts(inH).count * chopper.starts(inW).count
         let steps = model.sampler.schedule.steps
-        let samples = options.samples
+        let samples = options.average
         let (network, firstStage) = (model.network, model.firstStage)
         let input = try holes.map { try concatenateChannels([lq, try scale($0, by: 2, adding: -1)]) } ?? lq
         var restored = try Tensor(shape: [1, outH, outW, 3])
@@ -267,7 +270,7 @@ public struct ResShiftPipeline {
         report.chopStride = chopper.stride
         report.blend = chopper.blend.rawValue
         report.patches = patchCount
-        report.samples = samples
+        report.averaged = samples
         report.input = label
         report.elapsedSeconds = elapsed
         report.secondsPerStep = elapsed / Double(max(steps * patchCount * samples, 1))

@@ -27,6 +27,12 @@ public struct TiledNoisePredictor {
         return out
     }
 
+    /// How many windows one evaluation on an image of `height`×`width` runs (1: the image fits one window).
+    public func windowCount(height: Int, width: Int) throws -> Int {
+        guard height > window || width > window else { return 1 }
+        return try WindowPlan(height: height, width: width, window: window, overlap: overlap, alignment: 1, sizeMultiple: sizeMultiple).rects.count
+    }
+
     public func wrap(_ network: @escaping Denoiser) -> Denoiser {
         let (window, overlap, multiple) = (window, overlap, sizeMultiple)
         return { x, t in

@@ -40,11 +40,11 @@ struct DDNMCommand: ParsableCommand {
 
     @OptionGroup var observation: SimulateOptions
 
-    @Option(help: "Observation noise σy on the [0, 1] image scale (DDNM+); 0 = noise-free DDNM.")
+    @Option(help: "Observation noise σy on the [0, 1] image scale (DDNM+); 0 = noise-free DDNM (with --degradation noise: estimated from the image).")
     var sigmaY: Float = 0
 
-    @Option(help: "DDIM stochasticity η.")
-    var eta: Float = 0.85
+    @Option(help: "DDIM stochasticity η (default: the model card's, 1.0 for the bundled prior; else the official 0.85).")
+    var eta: Float?
 
     @Flag(name: .customLong("clip-x0"), help: "Clamp each x0 prediction to [-1, 1] (and take ε consistent with it), as guided-diffusion and hq_demo do; the official DDNM code does not. Steadies weak priors.")
     var clipX0 = false

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Engine
 import Foundation
 import ImageIO
 import Restoration
@@ -35,6 +36,9 @@ struct ImageIOOptions: ParsableArguments {
     @Flag(help: "No progress on stderr.")
     var quiet = false
 
+    @Option(name: [.customShort("j"), .long], help: "Threads (default: OMP_NUM_THREADS, else every core this process may use).")
+    var threads: Int?
+
     var settings: OutputSettings {
         OutputSettings(format: format, bits: bits, quality: quality, overwrite: overwrite, skipExisting: skipExisting)
     }
@@ -42,21 +46,23 @@ struct ImageIOOptions: ParsableArguments {
     func validate() throws {
         do { try settings.validate() } catch { throw ValidationError("\(error)") }
         if maxPixels < 1 { throw ValidationError("--max-pixels must be positive") }
+        if let threads, !(1...1024).contains(threads) { throw ValidationError("-j/--threads must be between 1 and 1024") }
     }
 
     /// Runs a command's jobs: every output is checked first (`BatchPlan`), then the model and options
     /// (`prepare`), then each input (and each of `samples` separate outputs, "-k" suffixed) runs and is written
     /// with its report and panels. A single input's failure is the command's; in a folder each failure is one
     /// line, the rest go on, and a summary ends the run (status 1 if anything failed).
-    func run(_ makeJob: (_ input: String, _ sample: Int) -> RestorationJob, samples: Int = 1, observation: String? = nil,
+    func run(_ makeJob: (_ input: String, _ sample: Int) throws -> RestorationJob, samples: Int = 1, observation: String? = nil,
              sideBySide: String? = nil, protecting extra: [String] = [], scale: Int = 1) throws {
+        if let threads { Parallel.setThreadCount(threads) }
         let runner = RestorationRunner()
         let events = EventPrinter(quiet: quiet)
         let plan = try BatchPlan(input: input, output: output, samples: samples, observation: observation, sideBySide: sideBySide,
                                  settings: settings, protecting: extra, scale: scale)
-        try runner.prepare(makeJob("", 0), context: events.context)
+        try runner.prepare(try makeJob("", 0), context: events.context)
         var failure: Error?
-        let summary = try runner.run(plan, context: events.context, makeJob: { makeJob($0.input, $0.sample) }) { outcome in
+        let summary = try runner.run(plan, context: events.context, makeJob: { try makeJob($0.input, $0.sample) }) { outcome in
             events.finish()
             switch outcome {
             case .done(let item, let result):

@@ -42,7 +42,10 @@ struct ResShiftCommand: ParsableCommand {
     @Option(help: "How overlapping patches merge: average (official) or feathered.")
     var blend: String = "average"
 
-    @Option(help: "Average this many samples (seeds --seed, --seed+1, …): an estimate of the posterior mean, higher PSNR, less texture.")
+    @Option(help: "Average this many samples (seeds --seed, --seed+1, …) into one output: an estimate of the posterior mean, higher PSNR, less texture.")
+    var average: Int = 1
+
+    @Option(help: "Separate outputs per input, sample k from seed + k − 1 (files get -1, -2, … suffixes).")
     var samples: Int = 1
 
     @OptionGroup var sampling: SamplingOptions
@@ -51,6 +54,7 @@ struct ResShiftCommand: ParsableCommand {
 
     func validate() throws {
         if let steps = sampling.steps, steps < 2 { throw ValidationError("--steps must be at least 2") }
+        guard (1...64).contains(samples) else { throw ValidationError("--samples must be between 1 and 64") }
         do { try options.validate() } catch { throw ValidationError("\(error)") }
         if task == .inpaint, mask == nil { throw ValidationError("--task inpaint needs --mask FILE (white = hole)") }
         if task != .inpaint, mask != nil { throw ValidationError("--mask is for --task inpaint") }
@@ -61,16 +65,16 @@ struct ResShiftCommand: ParsableCommand {
     /// The flags as the pipeline's options.
     var options: ResShiftOptions {
         var o = ResShiftOptions()
-        (o.task, o.chopSize, o.chopStride, o.blend, o.samples, o.maxPixels) = (task, chopSize, chopStride, blend, samples, io.maxPixels)
+        (o.task, o.chopSize, o.chopStride, o.blend, o.average, o.maxPixels) = (task, chopSize, chopStride, blend, average, io.maxPixels)
         return o
     }
 
     func run() throws {
         let (options, model) = (self.options, ModelReference(path: model, autoencoder: autoencoder, steps: sampling.steps))
-        try io.run({ input, _ in
+        try io.run({ input, sample in
             RestorationJob(method: .resshift(options), model: model, input: input, mask: mask, simulate: observation.simulate, seed: sampling.seed ?? 12345,
-                           maxPixels: io.maxPixels)
-        }, observation: observation.saveObservation, protecting: mask.map { [$0] } ?? [])
+                           sample: sample, maxPixels: io.maxPixels)
+        }, samples: samples, observation: observation.saveObservation, protecting: mask.map { [$0] } ?? [])
     }
 }
 

@@ -9,12 +9,15 @@ struct Restore: ParsableCommand {
         commandName: "restore",
         abstract: "Restore damaged images with diffusion models, on the CPU.",
         discussion: """
-            Methods arrive one subcommand at a time (DDNM, USDR, DreamClean, ResShift, RDDM, DiffIR, LDM). \
-            Today: ddnm (DDNM/DDNM+, with USDR tiling for any size), dreamclean, resshift, safe checkpoint tools (inspect, convert), info.
-            Errors print one line, `restore: error: …`, and exit with status 1 (2 for bad usage).
+            Start with a task — upscale, denoise, dejpeg, deblur, inpaint, colorize — which picks the method and \
+            model (bundled by default; -n names another, `restore models` lists them). The method subcommands \
+            (ddnm: DDNM/DDNM+ with USDR tiling; dreamclean; resshift) give full control. Any image size, a file \
+            or a folder (one bad file does not stop the rest; --skip-existing resumes). Every failure prints one \
+            line, `restore: error: …`, with status 1 (2 for bad usage).
             """,
         version: BuildInfo.version,
-        subcommands: [DDNMCommand.self, DreamCleanCommand.self, ResShiftCommand.self, Inspect.self, Convert.self, Info.self]
+        subcommands: [TaskCommand<Upscale>.self, TaskCommand<Denoise>.self, TaskCommand<Dejpeg>.self, TaskCommand<Deblur>.self,
+                      TaskCommand<Inpaint>.self, TaskCommand<Colorize>.self, Models.self, DDNMCommand.self, DreamCleanCommand.self, ResShiftCommand.self, Inspect.self, Convert.self, Info.self]
     )
 
     /// Every failure is one line, `restore: error: …`, with status 2 for bad usage (argument-parser's own

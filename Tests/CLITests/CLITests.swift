@@ -32,8 +32,14 @@ final class CLITests: RestoreTestCase {
     func testHelpListsTheCommands() throws {
         let r = try restore(["--help"])
         XCTAssertEqual(r.status, 0)
-        for command in ["ddnm", "dreamclean", "resshift", "inspect", "convert", "info"] { XCTAssertTrue(r.stdout.contains(command), r.stdout) }
-        XCTAssertFalse(r.stdout.contains("blur"), "the placeholder command is gone")
+        let commands = r.stdout.split(separator: "\n").compactMap { $0.hasPrefix("  ") ? $0.split(separator: " ").first.map(String.init) : nil }
+        for command in ["upscale", "denoise", "dejpeg", "deblur", "inpaint", "colorize", "models", "ddnm", "dreamclean", "resshift", "inspect", "convert",
+                        "info"] {
+            XCTAssertTrue(commands.contains(command), "\(command): \(r.stdout)")
+        }
+        XCTAssertFalse(commands.contains("blur"), "the placeholder command is gone")
+        // The task words a newcomer looks for.
+        for word in ["JPEG", "noise", "bigger", "holes", "grayscale", "blurred"] { XCTAssertTrue(r.stdout.contains(word), "\(word): \(r.stdout)") }
     }
 
     func testMissingInputFailsCleanly() throws {

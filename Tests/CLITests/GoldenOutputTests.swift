@@ -66,7 +66,7 @@ final class GoldenOutputTests: RestoreTestCase {
             Run(name: "resshift-whole", arguments: ["resshift", "-i", try photo("lr12.png", 12, 10)]),
             Run(name: "resshift-chopped", arguments: ["resshift", "-i", try photo("lr24.png", 24, 24), "--chop-size", "16", "--chop-stride", "8",
                                                      "--blend", "feathered"]),
-            Run(name: "resshift-simulate", arguments: ["resshift", "--simulate", "-i", try photo("clean64.png", 64, 48), "--samples", "2"]),
+            Run(name: "resshift-simulate", arguments: ["resshift", "--simulate", "-i", try photo("clean64.png", 64, 48), "--average", "2"]),
         ].map { Run(name: $0.name, arguments: $0.arguments + ["-o", path("\($0.name).png")] + common) }
     }
 

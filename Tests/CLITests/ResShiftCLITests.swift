@@ -62,10 +62,10 @@ final class ResShiftCLITests: RestoreTestCase {
     func testSimulateShrinksTheCleanImageAndReportsQuality() throws {
         let clean = try photo("clean.png", 64, 48)
         let r = try restore(["resshift", "--simulate", "-i", clean, "-o", path("sr.png"), "--save-observation", path("lr.png"), "--json", "--quiet",
-                             "--samples", "2"])
+                             "--average", "2"])
         XCTAssertEqual(r.status, 0, r.stderr)
         let rep = try report(r)
-        XCTAssertEqual(rep["samples"] as? Int, 2)
+        XCTAssertEqual(rep["averaged"] as? Int, 2)
         for key in ["psnr_db", "ssim", "bicubic_psnr_db", "bicubic_ssim"] { XCTAssertNotNil(rep[key] as? Double, key) }
         XCTAssertGreaterThan(rep["psnr_db"] as? Double ?? 0, 15)
         let lr = try ImageReader.read(path: path("lr.png")), sr = try ImageReader.read(path: path("sr.png"))

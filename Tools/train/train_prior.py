@@ -501,7 +501,10 @@ def export(ckpt: dict, args):
                   "val_step": max(val) if val else None,
                   "wall_seconds": round(sum(h["seconds"] for h in hist), 1),
                   "sessions": hist,
-                  "trainer": "Tools/train/train_prior.py"}}
+                  "trainer": "Tools/train/train_prior.py"},
+              # What restore uses where the user gives nothing (DDNMOptions.eta nil): η 1.0 was chosen for this
+              # prior on the hold-out photos (Tools/eval/eval_prior.py --holdout); the official 0.85 is for ImageNet priors.
+              "defaults": {"eta": 1.0}}
     Path(f"{stem}.json").write_text(json.dumps(config, indent=1) + "\n")
     files = [f"{stem}.safetensors", f"{stem}.json"]
     files += write_loss_files(stem, ckpt["losses"], val, ckpt["args"]["csv_every"],
