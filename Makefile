@@ -1,6 +1,6 @@
 # DiffusionRestore — set-up and everyday commands. See README.md.
 #
-#   make demo    install what is missing, build (release), run the demo on the bundled photo
+#   make demo    install what is missing, build (release), run each task on the bundled photo
 #   make test    install what is missing, build (release, speed flags), run the whole test suite
 #   make bench   the engine against PyTorch on CPU, interleaved (needs a PyTorch venv; see README)
 #   make build   release build of the `restore` binary only
@@ -44,25 +44,21 @@ deps:
 build: deps
 	$(RELEASE) --product restore
 
-# make demo: restores the bundled 64² photo (Assets/photos/chelsea-64.png, CC0) from a ×4-smaller version and
-# from a version with a hole, with DDNM on the bundled prior (Models/adm64-prior.safetensors), and ×4 with
-# ResShift on our bundled model (Models/resshift-x4-own.safetensors); writes
-# demo-out/ (restored PNGs, the degraded inputs, side-by-side degraded | restored | original) and prints the
-# consistency report, PSNR and seconds per step. η 1.0: chosen for the bundled prior on the hold-out photos
-# (Tools/eval/eval_prior.py --holdout); restore's default stays the official 0.85.
-DEMO_PHOTO := Assets/photos/chelsea-64.png
-DEMO_MASK := Assets/photos/chelsea-64-hole.png
+# make demo: one command per task on a bundled 256² photo (Assets/photos/chelsea-256.png, CC0, and its damaged
+# copies made by Tools/demo/make_demo_photo.py): ×4 to 1024² (ResShift, bundled model, 4 steps), JPEG q10 blocks
+# removed (DreamClean), σ 0.08 noise removed (DDNM+, σ estimated from the photo), holes filled (DDNM), all on
+# the bundled models. Steps are cut for a quick first look (--steps 10 / 6; the defaults are 100 / 30): the
+# whole demo runs in about two minutes on 2 cores after the build. Writes demo-out/ and prints one line per
+# output (size, consistency, evaluations, time); --json would print the full reports.
+DEMO := Assets/photos/chelsea-256
 demo: build
 	@mkdir -p demo-out
-	$(BIN)/restore ddnm --simulate -i $(DEMO_PHOTO) -o demo-out/chelsea-sr4.png --degradation pool:4 --eta 1.0 \
-	  --save-observation demo-out/chelsea-x4-smaller.png --side-by-side demo-out/chelsea-sr4-side-by-side.png --overwrite --json
-	$(BIN)/restore ddnm --simulate -i $(DEMO_PHOTO) -o demo-out/chelsea-inpainted.png --degradation mask:$(DEMO_MASK) --eta 1.0 \
-	  --save-observation demo-out/chelsea-with-hole.png --side-by-side demo-out/chelsea-inpainted-side-by-side.png --overwrite --json
-	$(BIN)/restore resshift --simulate -i $(DEMO_PHOTO) -o demo-out/chelsea-sr4-resshift.png \
-	  --save-observation demo-out/chelsea-x4-smaller-bicubic.png --overwrite --json
-	@echo "== demo-out/: chelsea-sr4.png (×4 SR from chelsea-x4-smaller.png), chelsea-inpainted.png (from chelsea-with-hole.png),"
-	@echo "== chelsea-sr4-resshift.png (ResShift ×4 in 4 steps, bundled model, from chelsea-x4-smaller-bicubic.png),"
-	@echo "== and *-side-by-side.png (degraded | restored | original). Photo: $(DEMO_PHOTO) (CC0, Assets/photos/README.md)."
+	$(BIN)/restore upscale -i $(DEMO).png -o demo-out/chelsea-x4.png --overwrite
+	$(BIN)/restore dejpeg -i $(DEMO)-q10.jpg -o demo-out/chelsea-dejpeg.png --steps 6 --overwrite
+	$(BIN)/restore denoise -i $(DEMO)-noisy.png -o demo-out/chelsea-denoised.png --steps 10 --overwrite
+	$(BIN)/restore inpaint -i $(DEMO)-holes.png --mask $(DEMO)-holes-mask.png -o demo-out/chelsea-inpainted.png --steps 10 --overwrite
+	@echo "== demo-out/: chelsea-x4.png (1024², from $(DEMO).png), chelsea-dejpeg.png (from $(DEMO)-q10.jpg),"
+	@echo "== chelsea-denoised.png (from $(DEMO)-noisy.png), chelsea-inpainted.png (from $(DEMO)-holes.png). Photo: CC0 (Assets/photos/README.md)."
 
 test: deps
 	swift build --build-tests $(TEST_FLAGS)
