@@ -1,4 +1,5 @@
 import Foundation
+import ImageIO
 import Networks
 
 /// What a person asks for — "make it 4× bigger", "remove JPEG blocks" — rather than a paper's name. Each task
@@ -37,7 +38,7 @@ public struct TaskRequest: Codable, Sendable, Equatable {
     public var tile: Int?
     /// Average this many samples (a posterior-mean estimate: higher PSNR, less texture); ResShift only.
     public var average = 1
-    public var maxPixels: Int = 400_000_000
+    public var maxPixels: Int = ImageReader.defaultMaxPixels
 
     public init(task: RestorationTask) { self.task = task }
 
