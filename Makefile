@@ -14,9 +14,9 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-# Debian packages the build needs: oneDNN (convolutions, matmuls), libpng, libjpeg-turbo, FFTW (FFT blur
+# Debian packages the build needs: oneDNN (convolutions, matmuls), libpng, libjpeg-turbo, libwebp, FFTW (FFT blur
 # operators), objdump (tests).
-DEB_PACKAGES := libdnnl-dev libpng-dev libjpeg62-turbo-dev libfftw3-dev binutils
+DEB_PACKAGES := libdnnl-dev libpng-dev libjpeg62-turbo-dev libwebp-dev libfftw3-dev binutils
 # Speed flags, passed here rather than as unsafeFlags in Package.swift so other packages can depend on
 # our libraries. haswell = AVX2 + FMA + F16C: runs on every AVX2 x86-64; oneDNN adds AVX-512 at run time.
 SPEED_FLAGS := -Xswiftc -Ounchecked -Xswiftc -target-cpu -Xswiftc haswell -Xcc -march=haswell

@@ -37,7 +37,7 @@ let package = Package(
         .target(
             name: "CImageCodecs",
             path: "Sources/CImageCodecs",
-            linkerSettings: [.linkedLibrary("png16"), .linkedLibrary("jpeg")]
+            linkerSettings: [.linkedLibrary("png16"), .linkedLibrary("jpeg"), .linkedLibrary("webp"), .linkedLibrary("webpmux")]
         ),
         .target(name: "Engine", dependencies: ["CDNNL", "CEngineSupport"]),
         .target(name: "ImageIO", dependencies: ["CImageCodecs"]),

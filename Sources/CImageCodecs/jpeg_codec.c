@@ -80,7 +80,35 @@ typedef struct JPEGDecodeContext {
     uint8_t *row;            // CMYK scanline before conversion to RGB.
     uint8_t *exif;
     size_t exif_length;
+    CICTextChunk *texts;     // COM markers: "key\0value" (ours), or plain comments under the key "comment".
+    size_t text_count;
 } JPEGDecodeContext;
+
+/// Copies every COM marker into `context->texts` (optional: without memory, they are dropped).
+static void jpeg_copy_comments(JPEGDecodeContext *context) {
+    size_t count = 0;
+    for (jpeg_saved_marker_ptr m = context->cinfo.marker_list; m != NULL; m = m->next) if (m->marker == JPEG_COM) count++;
+    if (count == 0) return;
+    context->texts = calloc(count, sizeof(CICTextChunk));
+    if (context->texts == NULL) return;
+    for (jpeg_saved_marker_ptr m = context->cinfo.marker_list; m != NULL; m = m->next) {
+        if (m->marker != JPEG_COM || m->data == NULL) continue;
+        const char *bytes = (const char *)m->data;
+        size_t length = m->data_length, key_length = strnlen(bytes, length);
+        CICTextChunk *chunk = &context->texts[context->text_count];
+        if (key_length < length) {
+            chunk->key = strndup(bytes, key_length);
+            chunk->value = strndup(bytes + key_length + 1, length - key_length - 1);
+        } else {
+            chunk->key = strdup("comment");
+            chunk->value = strndup(bytes, length);
+        }
+        if (chunk->key == NULL || chunk->value == NULL) { free(chunk->key); free(chunk->value); chunk->key = chunk->value = NULL; return; }
+        chunk->value_length = strlen(chunk->value);
+        chunk->is_utf8 = 1;
+        context->text_count++;
+    }
+}
 
 /// Copies the TIFF payload of the first APP1 "Exif\0\0" marker, if any.
 static void jpeg_copy_exif(JPEGDecodeContext *context) {
@@ -112,6 +140,7 @@ static CICStatus jpeg_decode_with_libjpeg(JPEGDecodeContext *context, const uint
     cinfo->progress = &context->progress;
     jpeg_mem_src(cinfo, (unsigned char *)data, (unsigned long)length);
     jpeg_save_markers(cinfo, JPEG_APP0 + 1, 0xffff);
+    jpeg_save_markers(cinfo, JPEG_COM, 0xffff);
     if (jpeg_read_header(cinfo, TRUE) != JPEG_HEADER_OK) {
         cic_set_message(context->error.message, context->error.message_capacity,
                         "no image in the JPEG data");
@@ -123,6 +152,7 @@ static CICStatus jpeg_decode_with_libjpeg(JPEGDecodeContext *context, const uint
                                             context->error.message, context->error.message_capacity);
     if (status != CIC_OK) return status;
     jpeg_copy_exif(context);
+    jpeg_copy_comments(context);
 
     int is_cmyk = 0;
     switch (cinfo->jpeg_color_space) {
@@ -219,10 +249,14 @@ CICStatus cic_jpeg_decode(const uint8_t *data, size_t length, uint64_t max_pixel
     if (status != CIC_OK) {
         free(context->pixels);
         free(context->exif);
+        for (size_t i = 0; i < context->text_count; i++) { free(context->texts[i].key); free(context->texts[i].value); }
+        free(context->texts);
     } else {
         out->pixels = context->pixels;
         out->exif = context->exif;
         out->exif_length = context->exif_length;
+        out->texts = context->texts;
+        out->text_count = context->text_count;
     }
     free(context);
     return status;
@@ -269,7 +303,8 @@ static void jpeg_destination_term(j_compress_ptr cinfo) {
 }
 
 static CICStatus jpeg_encode_with_libjpeg(JPEGEncodeContext *context, const uint8_t *pixels, uint32_t width,
-                                          uint32_t height, uint32_t channels, int quality) {
+                                          uint32_t height, uint32_t channels, int quality,
+                                          const CICTextEntry *texts, size_t text_count) {
     struct jpeg_compress_struct *cinfo = &context->cinfo;
     if (setjmp(context->error.jump)) {
         return context->error.status == CIC_OK ? CIC_ERROR_INVALID_ARGUMENT : context->error.status;
@@ -288,6 +323,15 @@ static CICStatus jpeg_encode_with_libjpeg(JPEGEncodeContext *context, const uint
     cinfo->optimize_coding = TRUE;
     cinfo->dct_method = JDCT_ISLOW;
     jpeg_start_compress(cinfo, TRUE);
+    for (size_t i = 0; i < text_count; i++) {
+        size_t k = strlen(texts[i].key), v = strlen(texts[i].value);
+        uint8_t *marker = malloc(k + 1 + v);
+        if (marker == NULL) { context->error.status = CIC_ERROR_OUT_OF_MEMORY; return CIC_ERROR_OUT_OF_MEMORY; }
+        memcpy(marker, texts[i].key, k + 1);
+        memcpy(marker + k + 1, texts[i].value, v);
+        jpeg_write_marker(cinfo, JPEG_COM, marker, (unsigned int)(k + 1 + v));
+        free(marker);
+    }
     size_t row_bytes = (size_t)width * channels;
     while (cinfo->next_scanline < cinfo->image_height) {
         JSAMPROW row = (JSAMPROW)(pixels + (size_t)cinfo->next_scanline * row_bytes);
@@ -300,6 +344,13 @@ static CICStatus jpeg_encode_with_libjpeg(JPEGEncodeContext *context, const uint
 CICStatus cic_jpeg_encode(const uint8_t *pixels, uint32_t width, uint32_t height, uint32_t channels,
                           int quality, uint8_t **out_data, size_t *out_length,
                           char *message, size_t message_capacity) {
+    return cic_jpeg_encode_text(pixels, width, height, channels, quality, NULL, 0, out_data, out_length, message,
+                                message_capacity);
+}
+
+CICStatus cic_jpeg_encode_text(const uint8_t *pixels, uint32_t width, uint32_t height, uint32_t channels,
+                               int quality, const CICTextEntry *texts, size_t text_count, uint8_t **out_data,
+                               size_t *out_length, char *message, size_t message_capacity) {
     if (message != NULL && message_capacity > 0) message[0] = '\0';
     if (out_data == NULL || out_length == NULL) return CIC_ERROR_INVALID_ARGUMENT;
     *out_data = NULL;
@@ -311,6 +362,12 @@ CICStatus cic_jpeg_encode(const uint8_t *pixels, uint32_t width, uint32_t height
                         width, height, channels, quality, (long)JPEG_MAX_DIMENSION);
         return CIC_ERROR_INVALID_ARGUMENT;
     }
+    for (size_t i = 0; i < text_count; i++) {
+        if (texts[i].key == NULL || texts[i].value == NULL || strlen(texts[i].key) + 1 + strlen(texts[i].value) > 65533) {
+            cic_set_message(message, message_capacity, "a JPEG comment holds at most 65533 bytes (text entry %zu)", i);
+            return CIC_ERROR_INVALID_ARGUMENT;
+        }
+    }
     JPEGEncodeContext *context = calloc(1, sizeof(JPEGEncodeContext));
     if (context == NULL) {
         cic_set_message(message, message_capacity, "out of memory creating a JPEG encoder");
@@ -318,7 +375,7 @@ CICStatus cic_jpeg_encode(const uint8_t *pixels, uint32_t width, uint32_t height
     }
     jpeg_init_error_context(&context->error, message, message_capacity);
     context->cinfo.err = &context->error.manager;
-    CICStatus status = jpeg_encode_with_libjpeg(context, pixels, width, height, channels, quality);
+    CICStatus status = jpeg_encode_with_libjpeg(context, pixels, width, height, channels, quality, texts, text_count);
     jpeg_destroy_compress(&context->cinfo);
     if (status != CIC_OK) {
         free(context->destination.buffer);

@@ -4,6 +4,8 @@ public enum ImageFileFormat: Sendable, Equatable, CustomStringConvertible {
     case png(bits: Int)
     /// Baseline JPEG with the given quality (1-100); alpha is dropped, gray stays gray.
     case jpeg(quality: Int)
+    /// WebP (libwebp): lossy at quality 1-99, lossless at 100; gray is stored as RGB.
+    case webp(quality: Int)
 
     /// The JPEG quality used when a format is picked from a `.jpg`/`.jpeg` extension.
     public static let defaultJPEGQuality = 95
@@ -16,6 +18,7 @@ public enum ImageFileFormat: Sendable, Equatable, CustomStringConvertible {
         switch name[name.index(after: dot)...].lowercased() {
         case "png": return .png(bits: sourceBitDepth > 8 ? 16 : 8)
         case "jpg", "jpeg": return .jpeg(quality: defaultJPEGQuality)
+        case "webp": return .webp(quality: defaultJPEGQuality)
         default: return nil
         }
     }
@@ -25,6 +28,7 @@ public enum ImageFileFormat: Sendable, Equatable, CustomStringConvertible {
         switch self {
         case .png(let bits): return "PNG (\(bits)-bit)"
         case .jpeg(let quality): return "JPEG (quality \(quality))"
+        case .webp(let quality): return quality == 100 ? "WebP (lossless)" : "WebP (quality \(quality))"
         }
     }
 }
@@ -35,6 +39,8 @@ public enum DetectedImageFormat: Sendable, Equatable {
     case png
     /// JPEG start-of-image marker `FF D8 FF`.
     case jpeg
+    /// RIFF container with the `WEBP` form type.
+    case webp
     /// Anything else, with a human-readable guess of what it is ("GIF", "text or unknown data", …).
     case unsupported(String)
 
@@ -55,7 +61,7 @@ public enum DetectedImageFormat: Sendable, Equatable {
         } else if starts(Array("BM".utf8)) {
             self = .unsupported("BMP")
         } else if starts(Array("RIFF".utf8)) && starts(Array("WEBP".utf8), at: 8) {
-            self = .unsupported("WebP")
+            self = .webp
         } else if starts([0x49, 0x49, 0x2A, 0x00]) || starts([0x4D, 0x4D, 0x00, 0x2A]) {
             self = .unsupported("TIFF")
         } else if starts(Array("ftyp".utf8), at: 4) {

@@ -41,7 +41,7 @@ public enum ImageIOError: Error, CustomStringConvertible, Equatable, Sendable {
         case .unreadableFile(let path, let reason):
             return "\(path): cannot read the file: \(reason)"
         case .unsupportedFormat(let path, let detected):
-            return "\(path): unsupported image format (\(detected)); only PNG and JPEG can be read"
+            return "\(path): unsupported image format (\(detected)); only PNG, JPEG and WebP can be read"
         case .truncatedFile(let path, let detail):
             return "\(path): the file is truncated or incomplete (\(detail))"
         case .corruptFile(let path, let detail):
@@ -65,7 +65,7 @@ public enum ImageIOError: Error, CustomStringConvertible, Equatable, Sendable {
         case .writeFailed(let path, let reason):
             return "\(path): writing failed: \(reason); no output was written"
         case .unknownOutputFormat(let path):
-            return "\(path): cannot tell the output format from the extension (use .png, .jpg or .jpeg)"
+            return "\(path): cannot tell the output format from the extension (use .png, .jpg, .jpeg or .webp)"
         case .invalidEncoding(let path, let reason):
             return "\(path): cannot encode the image: \(reason)"
         }

@@ -1,6 +1,6 @@
 import CImageCodecs
 
-/// Reads PNG and JPEG files into `Image`s (Float32 samples in [0, 1]).
+/// Reads PNG, JPEG and WebP files into `Image`s (Float32 samples in [0, 1]).
 ///
 /// The format is recognised from the file's first bytes, never from its extension. Dimensions are
 /// checked against a pixel limit before any pixel memory is allocated.
@@ -43,6 +43,8 @@ public enum ImageReader {
                     return cic_png_decode(data.baseAddress, data.count, limit, &decoded, text.baseAddress, text.count)
                 case .jpeg:
                     return cic_jpeg_decode(data.baseAddress, data.count, limit, &decoded, text.baseAddress, text.count)
+                case .webp:
+                    return cic_webp_decode(data.baseAddress, data.count, limit, &decoded, text.baseAddress, text.count)
                 case .unsupported:
                     return CIC_ERROR_UNSUPPORTED
                 }

@@ -21,8 +21,9 @@ public enum ImageWriter {
     ///     `.png` at the image's source depth, 8 or 16 bits; `.jpg`/`.jpeg` at quality 95).
     ///   - text: PNG text chunks, keyword → UTF-8 value, written as uncompressed iTXt chunks before the
     ///     image data (e.g. the `DiffusionRestore` JSON report). Keywords are 1-79 printable Latin-1
-    ///     characters without leading, trailing or double spaces. Ignored for JPEG. `image.text` is not
-    ///     written automatically.
+    ///     characters without leading, trailing or double spaces. JPEG keeps them as COM markers
+    ///     ("key\0value"), WebP in one "DRtx" chunk; the readers return them in `Image.text`. `image.text` is
+    ///     not written automatically.
     ///   - overwrite: replace an existing file at `path`; when false an existing file is never touched.
     ///   - inputs: paths that must never be written over (the command's inputs), compared by resolved
     ///     path and by device and inode, even when `overwrite` is true.
@@ -125,11 +126,39 @@ public enum ImageWriter {
             }
             let color = image.splittingAlpha().color
             let samples = quantize(color.pixels, as: UInt8.self)
-            return try runEncoder(name: name) { output, length, message, capacity in
-                cic_jpeg_encode(samples, UInt32(color.width), UInt32(color.height), UInt32(color.channels),
-                                Int32(quality), output, length, message, capacity)
+            return try withTextEntries(text, name: name) { (entries: [CICTextEntry]) throws(ImageIOError) -> [UInt8] in
+                try runEncoder(name: name) { output, length, message, capacity in
+                    cic_jpeg_encode_text(samples, UInt32(color.width), UInt32(color.height), UInt32(color.channels),
+                                         Int32(quality), entries, entries.count, output, length, message, capacity)
+                }
+            }
+        case .webp(let quality):
+            guard (1...100).contains(quality) else {
+                throw .invalidEncoding(path: name, reason: "WebP quality must be 1-100 (100: lossless), not \(quality)")
+            }
+            let rgb = image.colorChannels == 1 ? image.expandingGrayToRGB() : image
+            let samples = quantize(rgb.pixels, as: UInt8.self)
+            return try withTextEntries(text, name: name) { (entries: [CICTextEntry]) throws(ImageIOError) -> [UInt8] in
+                try runEncoder(name: name) { output, length, message, capacity in
+                    cic_webp_encode(samples, UInt32(rgb.width), UInt32(rgb.height), UInt32(rgb.channels), Int32(quality),
+                                    entries, entries.count, output, length, message, capacity)
+                }
             }
         }
+    }
+
+    /// Text entries as C strings (keys checked as PNG keywords, so every format takes the same keys) for `body`.
+    private static func withTextEntries(_ text: [String: String], name: String,
+                                        _ body: ([CICTextEntry]) throws(ImageIOError) -> [UInt8]) throws(ImageIOError) -> [UInt8] {
+        for (key, value) in text {
+            if let problem = problemWithTextKeyword(key) { throw .invalidEncoding(path: name, reason: "text keyword \"\(key)\" \(problem)") }
+            if value.utf8.contains(0) { throw .invalidEncoding(path: name, reason: "text value for \"\(key)\" contains a NUL byte") }
+        }
+        let entries = text.sorted { $0.key < $1.key }
+        let keys = entries.map { strdupBytes(Array($0.key.utf8)) }
+        let values = entries.map { strdupBytes(Array($0.value.utf8)) }
+        defer { (keys + values).forEach { free($0) } }
+        return try body(zip(keys, values).map { CICTextEntry(key: $0, value: $1) })
     }
 
     /// Samples clamped to [0, 1], scaled to [0, `Sample.max`] and rounded to the nearest integer

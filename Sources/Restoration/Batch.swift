@@ -4,17 +4,18 @@ import ImageIO
 
 /// How results are written: the encoding, and what happens to files already at an output path.
 public struct OutputSettings: Codable, Sendable, Equatable {
-    /// "png" or "jpg" (nil: from each output's extension).
+    /// "png", "jpg" or "webp" (nil: from each output's extension).
     public var format: String?
     /// PNG bit depth, 8 or 16 (nil: the input's).
     public var bits: Int?
+    /// JPEG and WebP quality (WebP: 100 = lossless).
     public var quality = ImageFileFormat.defaultJPEGQuality
     /// Replace existing regular files (never an input, never anything but a regular file).
     public var overwrite = false
     /// Leave outputs that already exist alone and go on with the rest (resumable folder runs).
     public var skipExisting = false
 
-    public static let formats = ["png", "jpg", "jpeg"]
+    public static let formats = ["png", "jpg", "jpeg", "webp"]
 
     public init(format: String? = nil, bits: Int? = nil, quality: Int = ImageFileFormat.defaultJPEGQuality, overwrite: Bool = false,
                 skipExisting: Bool = false) {
@@ -24,7 +25,7 @@ public struct OutputSettings: Codable, Sendable, Equatable {
     public func validate() throws {
         if let bits, bits != 8, bits != 16 { throw RestorationError("--bits must be 8 or 16") }
         if !(1...100).contains(quality) { throw RestorationError("--quality must be between 1 and 100") }
-        if let format, !Self.formats.contains(format.lowercased()) { throw RestorationError("--format must be png or jpg (not \(format))") }
+        if let format, !Self.formats.contains(format.lowercased()) { throw RestorationError("--format must be png, jpg or webp (not \(format))") }
         if overwrite, skipExisting { throw RestorationError("--overwrite and --skip-existing exclude each other") }
     }
 
@@ -33,7 +34,8 @@ public struct OutputSettings: Codable, Sendable, Equatable {
         switch (format ?? (path as NSString).pathExtension).lowercased() {
         case "png": return .png(bits: bits ?? (sourceBitDepth > 8 ? 16 : 8))
         case "jpg", "jpeg": return .jpeg(quality: quality)
-        default: throw RestorationError("cannot tell the output format from the extension; use .png or .jpg, or --format (\(path))")
+        case "webp": return .webp(quality: quality)
+        default: throw RestorationError("cannot tell the output format from the extension; use .png, .jpg or .webp, or --format (\(path))")
         }
     }
 }

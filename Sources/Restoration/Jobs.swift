@@ -75,7 +75,7 @@ public struct RestorationJob: Codable, Sendable, Equatable {
 }
 
 extension RestorationJob {
-    /// The (input, output) pairs of a request: one for a file; for a folder, every PNG/JPEG inside, sorted,
+    /// The (input, output) pairs of a request: one for a file; for a folder, every PNG/JPEG/WebP inside, sorted,
     /// written into the output folder (created) under the same base name, with `format`'s extension if given.
     public static func pairs(input: String, output: String, format: String? = nil) throws -> [(input: String, output: String)] {
         var isFolder: ObjCBool = false
@@ -84,9 +84,9 @@ extension RestorationJob {
         }
         guard isFolder.boolValue else { return [(input, output)] }
         let names = try FileManager.default.contentsOfDirectory(atPath: input).filter {
-            ["png", "jpg", "jpeg"].contains(($0 as NSString).pathExtension.lowercased())
+            ["png", "jpg", "jpeg", "webp"].contains(($0 as NSString).pathExtension.lowercased())
         }.sorted()
-        guard !names.isEmpty else { throw RestorationError("no PNG or JPEG files in folder (\(input))") }
+        guard !names.isEmpty else { throw RestorationError("no PNG, JPEG or WebP files in folder (\(input))") }
         try FileManager.default.createDirectory(atPath: output, withIntermediateDirectories: true)
         let ext = format.map { $0.lowercased() == "jpeg" ? "jpg" : $0.lowercased() }
         return names.map { name in

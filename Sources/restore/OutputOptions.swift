@@ -6,7 +6,7 @@ import Restoration
 
 /// Input/output flags shared by every image-producing subcommand (see the CLI conventions in the README).
 struct ImageIOOptions: ParsableArguments {
-    @Option(name: [.short, .long], help: "An image file (PNG or JPEG) or a folder of them.")
+    @Option(name: [.short, .long], help: "An image file (PNG, JPEG or WebP) or a folder of them.")
     var input: String
 
     @Option(name: [.short, .long], help: "The output file (single input) or folder. Never the input path.")
@@ -21,10 +21,10 @@ struct ImageIOOptions: ParsableArguments {
     @Option(help: "PNG bit depth of the output: 8 or 16 (default: the input's depth).")
     var bits: Int?
 
-    @Option(help: "Output format: png or jpg (default: from the output file's extension).")
+    @Option(help: "Output format: png, jpg or webp (default: from the output file's extension). JPEG and WebP carry the report too.")
     var format: String?
 
-    @Option(help: "JPEG quality, 1–100.")
+    @Option(help: "JPEG and WebP quality, 1–100 (WebP 100: lossless).")
     var quality: Int = 95
 
     @Option(help: "Refuse input images with more pixels than this (checked before decoding).")

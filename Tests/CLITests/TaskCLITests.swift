@@ -143,4 +143,19 @@ final class TaskCLITests: RestoreTestCase {
         XCTAssertEqual(colored.status, 0, colored.stderr)
         XCTAssertEqual(try ImageReader.read(path: path("c.png")).channels, 3, "colorize makes colour")
     }
+
+    func testJPEGAndWebPOutputsCarryTheReportAndWebPInputsAreRead() throws {
+        let input = try photo("in.png", 12, 10)
+        for name in ["out.jpg", "out.webp", "lossless.webp"] {
+            let r = try restore(["upscale", "-i", input, "-o", path(name), "--json", "--quiet"] + (name == "lossless.webp" ? ["--quality", "100"] : []))
+            XCTAssertEqual(r.status, 0, r.stderr)
+            let written = try ImageReader.read(path: path(name))
+            XCTAssertEqual([written.width, written.height], [48, 40])
+            let stored = try XCTUnwrap(written.text["DiffusionRestore"], "\(name): the report is in the file")
+            XCTAssertEqual(stored, r.stdout.trimmingCharacters(in: .newlines), name)
+        }
+        let again = try restore(["upscale", "-s", "2", "-n", try tinyPrior(), "--steps", "1", "-i", path("out.webp"), "-o", path("from-webp.png"), "--quiet"])
+        XCTAssertEqual(again.status, 0, again.stderr)
+        XCTAssertEqual(try ImageReader.read(path: path("from-webp.png")).width, 96)
+    }
 }

@@ -90,7 +90,7 @@ final class BadInputTests: XCTestCase {
 
     func testGIFIsReportedAsUnsupportedFormat() throws {
         let path = try fixturePath("not_supported.gif")
-        assertThrows(.unsupportedFormat(path: path, detected: "GIF"), mentioning: [path, "GIF", "PNG and JPEG"]) {
+        assertThrows(.unsupportedFormat(path: path, detected: "GIF"), mentioning: [path, "GIF", "PNG, JPEG and WebP"]) {
             _ = try ImageReader.read(path: path)
         }
     }

@@ -71,7 +71,7 @@ final class SafeWriteTests: XCTestCase {
     }
 
     func testUnknownExtensionWithoutFormatIsRefused() throws {
-        let path = try makeTemporaryFolder(self) + "/out.webp"
+        let path = try makeTemporaryFolder(self) + "/out.tif"
         assertThrows(.unknownOutputFormat(path: path), mentioning: [".png"]) {
             try ImageWriter.write(self.image, to: path)
         }

@@ -1,4 +1,4 @@
-// CImageCodecs: setjmp-safe C wrappers around libpng and libjpeg-turbo.
+// CImageCodecs: setjmp-safe C wrappers around libpng and libjpeg-turbo, and libwebp.
 //
 // Both libraries report fatal errors by longjmp. Every setjmp lives inside these wrappers, so no longjmp
 // ever crosses a Swift frame: each function returns a CICStatus and, on failure, a one-line NUL-terminated
@@ -95,6 +95,23 @@ CICStatus cic_png_encode_rows(uint32_t width, uint32_t height, uint32_t channels
 /// given quality (1-100). On success `*out_data` is malloc'ed (free with cic_buffer_free).
 CICStatus cic_jpeg_encode(const uint8_t *pixels, uint32_t width, uint32_t height, uint32_t channels,
                           int quality, uint8_t **out_data, size_t *out_length,
+                          char *message, size_t message_capacity);
+
+/// As cic_jpeg_encode, with each text entry written as a COM marker "key\0value" (value UTF-8, each entry
+/// at most 65 533 bytes); cic_jpeg_decode returns such markers in `out->texts` (others under the key "comment").
+CICStatus cic_jpeg_encode_text(const uint8_t *pixels, uint32_t width, uint32_t height, uint32_t channels,
+                               int quality, const CICTextEntry *texts, size_t text_count, uint8_t **out_data,
+                               size_t *out_length, char *message, size_t message_capacity);
+
+/// Decodes a still WebP held in memory (lossy or lossless) to 8-bit RGB or RGBA; the pixel limit is checked
+/// from the header before decoding. Our text chunk ("DRtx": "key\0value\0" pairs) comes back in `out->texts`.
+CICStatus cic_webp_decode(const uint8_t *data, size_t length, uint64_t max_pixels, CICImage *out,
+                          char *message, size_t message_capacity);
+
+/// Encodes 8-bit RGB (`channels` 3) or RGBA (4) as WebP: lossy at `quality` 1-99, lossless at 100. Text
+/// entries go into one "DRtx" chunk (extended format, through libwebpmux).
+CICStatus cic_webp_encode(const uint8_t *pixels, uint32_t width, uint32_t height, uint32_t channels, int quality,
+                          const CICTextEntry *texts, size_t text_count, uint8_t **out_data, size_t *out_length,
                           char *message, size_t message_capacity);
 
 /// Frees a buffer returned by an encoder.
