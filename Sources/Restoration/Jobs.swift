@@ -75,6 +75,20 @@ public struct RestorationJob: Codable, Sendable, Equatable {
 }
 
 extension RestorationJob {
+    /// Why a folder cannot be made: the nearest existing ancestor is a file, or not writable, or is missing.
+    static func whyNotCreatable(_ path: String) -> String {
+        var ancestor = URL(fileURLWithPath: path).standardizedFileURL
+        while ancestor.path != "/" {
+            ancestor.deleteLastPathComponent()
+            var isFolder: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: ancestor.path, isDirectory: &isFolder) else { continue }
+            if !isFolder.boolValue { return "\(ancestor.path) is a file, not a folder" }
+            if !FileManager.default.isWritableFile(atPath: ancestor.path) { return "no permission to write in \(ancestor.path)" }
+            return "\(ancestor.path) does not accept new folders"
+        }
+        return "no folder on the way exists"
+    }
+
     /// The (input, output) pairs of a request: one for a file; for a folder, every PNG/JPEG/WebP inside, sorted,
     /// written into the output folder (created) under the same base name, with `format`'s extension if given.
     public static func pairs(input: String, output: String, format: String? = nil) throws -> [(input: String, output: String)] {
@@ -87,7 +101,11 @@ extension RestorationJob {
             ["png", "jpg", "jpeg", "webp"].contains(($0 as NSString).pathExtension.lowercased())
         }.sorted()
         guard !names.isEmpty else { throw RestorationError("no PNG, JPEG or WebP files in folder (\(input))") }
-        try FileManager.default.createDirectory(atPath: output, withIntermediateDirectories: true)
+        do {
+            try FileManager.default.createDirectory(atPath: output, withIntermediateDirectories: true)
+        } catch {
+            throw RestorationError("cannot create the output folder \(output): \(Self.whyNotCreatable(output))")
+        }
         let ext = format.map { $0.lowercased() == "jpeg" ? "jpg" : $0.lowercased() }
         return names.map { name in
             let base = (name as NSString).deletingPathExtension
