@@ -1,7 +1,8 @@
 # DiffusionRestore — set-up and everyday commands. See README.md.
 #
 #   make demo    install what is missing, build (release), run each task on the bundled photo
-#   make test    install what is missing, build (release, speed flags), run the whole test suite
+#   make test    install what is missing, build (release, speed flags), run the whole test suite and the browser test
+#   make serve   the web page and HTTP API on http://127.0.0.1:8080/ (restore serve)
 #   make bench   the engine against PyTorch on CPU, interleaved (needs a PyTorch venv; see README)
 #   make build   release build of the `restore` binary only
 #   make fuzz    libFuzzer + AddressSanitizer on the checkpoint readers (FUZZ_SECONDS, default 600)
@@ -25,13 +26,13 @@ TEST_FLAGS := -c release $(SPEED_FLAGS) -Xswiftc -enable-testing
 BIN := .build/release
 PYTHON ?= $(shell for p in "$$TORCH_PYTHON" /work/venv/bin/python venv/bin/python; do [ -x "$$p" ] && echo "$$p" && break; done)
 
-.PHONY: help deps build demo test bench bench-usdr fuzz clean train-prior train-resshift eval eval-usdr eval-dreamclean eval-resshift mutate
+.PHONY: help deps build demo test test-web serve bench bench-usdr fuzz clean train-prior train-resshift eval eval-usdr eval-dreamclean eval-resshift mutate
 
 FUZZ_SECONDS ?= 600
 FUZZ_FIXTURES := Tests/CheckpointsTests/Fixtures
 
 help:
-	@sed -n '3,13p' Makefile | sed 's/^# *//'
+	@sed -n '3,14p' Makefile | sed 's/^# *//'
 
 deps:
 	@missing=""; for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -63,6 +64,28 @@ demo: build
 test: deps
 	swift build --build-tests $(TEST_FLAGS)
 	RESTORE_EXPECT_SPEED_FLAGS=1 swift test --skip-build $(TEST_FLAGS)
+	$(MAKE) test-web
+
+# The web page in a real browser (Tests/web/browser_test.py): Debian's chromium + chromium-driver, Selenium
+# from PyPI in .build/web-venv; the test starts `restore serve` on 127.0.0.1 and stops it by its process id.
+# Uses the binary of the test build (same flags: no second build of the tree).
+WEB_PACKAGES := chromium chromium-driver python3-venv
+WEB_VENV := .build/web-venv
+test-web: deps
+	@missing=""; for p in $(WEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  else echo "run as root, or: sudo apt-get install$$missing" >&2; exit 1; fi; \
+	fi
+	@[ -x $(WEB_VENV)/bin/python ] || python3 -m venv $(WEB_VENV)
+	@$(WEB_VENV)/bin/python -c "import selenium" 2>/dev/null || $(WEB_VENV)/bin/pip install -q selenium
+	swift build $(TEST_FLAGS) --product restore
+	$(WEB_VENV)/bin/python Tests/web/browser_test.py
+
+# The service and its page on http://127.0.0.1:8080/ (Ctrl-C stops it).
+serve: build
+	$(BIN)/restore serve
 
 bench: deps
 	$(RELEASE) --product engine-bench

@@ -7,7 +7,7 @@ import PackageDescription
 
 let package = Package(
     name: "DiffusionRestore",
-    platforms: [.macOS(.v13)],
+    platforms: [.macOS(.v14)],
     products: [
         .library(name: "Engine", targets: ["Engine"]),
         .library(name: "ImageIO", targets: ["ImageIO"]),
@@ -17,10 +17,16 @@ let package = Package(
         .library(name: "Methods", targets: ["Methods"]),
         .library(name: "Tiling", targets: ["Tiling"]),
         .library(name: "Restoration", targets: ["Restoration"]),
+        .library(name: "Service", targets: ["Service"]),
         .executable(name: "restore", targets: ["restore"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        // `restore serve`: the HTTP service (Hummingbird 2 on SwiftNIO).
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-http-types", from: "1.8.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.14.0"),
     ],
     targets: [
         // oneDNN 2.6 (Debian's libdnnl-dev), C API: convolutions and matrix products.
@@ -55,10 +61,22 @@ let package = Package(
         // The public API the CLI, the service and batch workers share: one pipeline per method with Codable
         // options, typed inputs and results, one report schema, events and cancellation, models loaded once, jobs.
         .target(name: "Restoration", dependencies: ["Engine", "ImageIO", "Checkpoints", "Networks", "Operators", "Methods", "Tiling"]),
+        // The HTTP service and its web page: routes that translate HTTP to the Restoration library, a bounded job
+        // queue with one worker, Server-Sent Events; no restoration logic.
+        .target(
+            name: "Service",
+            dependencies: [
+                "Restoration", "ImageIO", "Engine",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         .executableTarget(
             name: "restore",
             dependencies: [
-                "Engine", "ImageIO", "Checkpoints", "Networks", "Operators", "Methods", "Restoration",
+                "Engine", "ImageIO", "Checkpoints", "Networks", "Operators", "Methods", "Restoration", "Service",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -73,6 +91,8 @@ let package = Package(
         .testTarget(name: "NetworksTests", dependencies: ["Networks", "Checkpoints", "Engine"], resources: [.copy("Fixtures")]),
         .testTarget(name: "RestorationTests", dependencies: ["Restoration", "Operators", "Engine", "ImageIO", "Checkpoints"], resources: [.copy("Fixtures")]),
         // Runs the built `restore` binary as a user would: exit codes, one-line errors, no partial output.
-        .testTarget(name: "CLITests", dependencies: ["restore", "ImageIO", "Checkpoints", "Engine", "Networks", "Restoration"]),
+        // The service in process on a loopback port, through URLSession: every route, limit and bad input.
+        .testTarget(name: "ServiceTests", dependencies: ["Service", "Restoration", "ImageIO", "Engine"]),
+        .testTarget(name: "CLITests", dependencies: ["restore", "ImageIO", "Checkpoints", "Engine", "Networks", "Restoration"], exclude: ["Fixtures"]),
     ]
 )

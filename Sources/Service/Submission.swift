@@ -1,0 +1,182 @@
+import Foundation
+import ImageIO
+import Restoration
+
+/// Turns an upload form into a `RestorationJob`: the image (and mask or kernel) checked and stored under
+/// server-chosen names, the "job" JSON decoded straight into a task request or a method's `Codable` options
+/// and validated with the CLI's messages. Nothing a client sends becomes a path.
+struct Submission {
+    let job: RestorationJob
+    let label: String
+    let files: [String]
+
+    static let methods = ["ddnm", "dreamclean", "resshift"]
+
+    init(form: MultipartForm, store: JobStore) throws {
+        let configuration = store.configuration
+        guard let imagePart = form["image"], !imagePart.bytes.isEmpty else {
+            throw ServiceError(.badRequest, "the form needs an image part (the photo to restore)")
+        }
+        var files: [String] = []
+        var committed = false
+        defer { if !committed { files.forEach { try? FileManager.default.removeItem(atPath: $0) } } }
+        /// Checks an uploaded image (format from its bytes, pixel limit from the header before decoding) and stores it.
+        func keep(_ part: MultipartForm.Part, as kind: String) throws -> (path: String, image: Image) {
+            let image: Image
+            do {
+                image = try ImageReader.decode(part.bytes, name: kind, maxPixels: configuration.maxPixels)
+            } catch {
+                switch error {
+                case .tooManyPixels: throw ServiceError(.unprocessable, "\(error)")
+                case .unsupportedFormat: throw ServiceError(.unsupportedMediaType, "\(error)")
+                default: throw ServiceError(.badRequest, "\(error)")
+                }
+            }
+            let ext: String
+            switch DetectedImageFormat(leadingBytes: part.bytes) {
+            case .jpeg: ext = "jpg"
+            case .webp: ext = "webp"
+            default: ext = "png"
+            }
+            let path = try storeFile(part.bytes, kind: kind, ext: ext, in: configuration.workFolder)
+            files.append(path)
+            return (path, image)
+        }
+        let (imagePath, image) = try keep(imagePart, as: "image")
+        let mask = try form["mask"].map { try keep($0, as: "mask") }
+        let kernel = try form["kernel"].map { try keep($0, as: "kernel") }
+        if let mask, mask.image.width != image.width || mask.image.height != image.height {
+            throw ServiceError(.unprocessable, "the mask is \(mask.image.width)×\(mask.image.height), the image \(image.width)×\(image.height): they must be the same size")
+        }
+        let spec: [String: Any]
+        if let jobPart = form["job"] {
+            guard let object = (try? JSONSerialization.jsonObject(with: Data(jobPart.bytes))) as? [String: Any] else {
+                throw ServiceError(.badRequest, "the job part is not a JSON object")
+            }
+            spec = object
+        } else {
+            spec = ["task": "upscale"]
+        }
+        let seed = try Self.number(spec["seed"], "seed").map { UInt64(max(0, $0)) }
+        if let task = spec["task"] {
+            guard let name = task as? String, let kind = RestorationTask(rawValue: name) else {
+                throw ServiceError(.badRequest, "unknown task \(task) (\(RestorationTask.allCases.map(\.rawValue).joined(separator: ", ")))")
+            }
+            var request = TaskRequest(task: kind)
+            if let scale = try Self.number(spec["scale"], "scale") { request.scale = scale }
+            if let sigma = spec["sigma"] as? Double { request.sigma = Float(sigma) }
+            request.steps = try Self.number(spec["steps"], "steps")
+            request.tile = try Self.number(spec["tile"], "tile")
+            if let average = try Self.number(spec["average"], "average") { request.average = average }
+            request.model = try Self.model(spec["model"])
+            request.mask = mask?.path
+            request.kernel = kernel?.path
+            request.maxPixels = configuration.maxPixels
+            do {
+                try request.validate()
+                job = try request.job(input: imagePath, seed: seed, sample: 0)
+            } catch let error as ServiceError { throw error } catch { throw ServiceError(.badRequest, "\(error)") }
+        } else if let method = spec["method"] as? String {
+            guard Self.methods.contains(method) else { throw ServiceError(.badRequest, "unknown method \(method) (\(Self.methods.joined(separator: ", ")))") }
+            var options = spec["options"] as? [String: Any] ?? [:]
+            if let degradation = options["degradation"] as? String {
+                options["degradation"] = try Self.degradation(degradation, mask: mask?.path, kernel: kernel?.path)
+            }
+            let data = try JSONSerialization.data(withJSONObject: options)
+            let model = ModelReference(path: try Self.model(spec["model"]).map(InstalledModels.resolve))
+            do {
+                let decoder = JSONDecoder()
+                switch method {
+                case "ddnm":
+                    var o = try decoder.decode(DDNMOptions.self, from: data)
+                    o.maxPixels = configuration.maxPixels
+                    try o.validate()
+                    job = RestorationJob(method: .ddnm(o), model: model, input: imagePath, seed: seed ?? 1234, maxPixels: configuration.maxPixels)
+                case "dreamclean":
+                    var o = try decoder.decode(DreamCleanOptions.self, from: data)
+                    o.maxPixels = configuration.maxPixels
+                    if let d = o.degradation { o.degradation = try Self.degradation(d, mask: mask?.path, kernel: kernel?.path) }
+                    job = RestorationJob(method: .dreamclean(o), model: model, input: imagePath, seed: seed ?? 1234, maxPixels: configuration.maxPixels)
+                default:
+                    var o = try decoder.decode(ResShiftOptions.self, from: data)
+                    o.maxPixels = configuration.maxPixels
+                    try o.validate()
+                    if o.task == .inpaint, mask == nil { throw ServiceError(.badRequest, "ResShift inpainting needs a mask part") }
+                    job = RestorationJob(method: .resshift(o), model: model, input: imagePath, mask: o.task == .inpaint ? mask?.path : nil,
+                                         seed: seed ?? 12345, maxPixels: configuration.maxPixels)
+                }
+            } catch let error as ServiceError { throw error } catch let error as DecodingError {
+                throw ServiceError(.badRequest, "options: \(Self.describe(error))")
+            } catch { throw ServiceError(.badRequest, "\(error)") }
+        } else {
+            throw ServiceError(.badRequest, "the job needs a task (\(RestorationTask.allCases.map(\.rawValue).joined(separator: ", "))) or a method (\(Self.methods.joined(separator: ", ")))")
+        }
+        label = Self.label(imagePart.filename)
+        self.files = files
+        committed = true
+    }
+
+    /// A degradation spec whose file references are the uploaded parts: `mask:mask` and `blur:kernel`.
+    static func degradation(_ spec: String, mask: String?, kernel: String?) throws -> String {
+        let named = ["uni", "gauss", "aniso"], parameterised = ["gauss:", "box:", "motion:"]
+        return try spec.split(separator: ",", omittingEmptySubsequences: false).map { part -> String in
+            let part = part.trimmingCharacters(in: .whitespaces)
+            if part.hasPrefix("mask:") {
+                guard part == "mask:mask", let mask else { throw ServiceError(.badRequest, "masks are uploaded as the form's mask part and named mask:mask in the degradation") }
+                return "mask:" + mask
+            }
+            if part.hasPrefix("blur:") {
+                let rest = String(part.dropFirst(5))
+                if named.contains(rest) || parameterised.contains(where: rest.hasPrefix) { return part }
+                guard rest == "kernel", let kernel else { throw ServiceError(.badRequest, "blur kernels are uploaded as the form's kernel part and named blur:kernel") }
+                return "blur:" + kernel
+            }
+            if part.hasPrefix("cs-wht:"), part.split(separator: ":").count > 2 { throw ServiceError(.badRequest, "permutation files cannot be named here") }
+            return part
+        }.joined(separator: ",")
+    }
+
+    /// An installed model's name (`GET /models`); paths are refused.
+    static func model(_ value: Any?) throws -> String? {
+        guard let value else { return nil }
+        guard let name = value as? String, !name.isEmpty, !name.contains("/"), !name.contains("..") else {
+            throw ServiceError(.badRequest, "models are named as GET /models lists them, not given as paths")
+        }
+        return name
+    }
+
+    static func number(_ value: Any?, _ key: String) throws -> Int? {
+        guard let value else { return nil }
+        if value is NSNull { return nil }
+        guard let number = value as? NSNumber, !(value is Bool), number.doubleValue == number.doubleValue.rounded(), abs(number.doubleValue) < 1e12 else {
+            throw ServiceError(.badRequest, "\(key) must be a whole number")
+        }
+        return number.intValue
+    }
+
+    /// The client's file name as a label only: its last component, printable, at most 100 characters.
+    static func label(_ filename: String?) -> String {
+        let name = (filename ?? "upload").split(separator: "/").last.map(String.init) ?? "upload"
+        let clean = String(name.unicodeScalars.filter { $0.value >= 32 && $0.value != 127 && $0 != "\\" }.prefix(100).map(Character.init))
+        return clean.isEmpty || clean == "." || clean == ".." ? "upload" : clean
+    }
+
+    static func describe(_ error: DecodingError) -> String {
+        switch error {
+        case .keyNotFound(let key, _): return "the key \(key.stringValue) is missing"
+        case .typeMismatch(_, let context), .valueNotFound(_, let context), .dataCorrupted(let context):
+            let path = context.codingPath.map(\.stringValue).joined(separator: ".")
+            return path.isEmpty ? context.debugDescription : "\(path): \(context.debugDescription)"
+        @unknown default: return "\(error)"
+        }
+    }
+}
+
+/// Writes `bytes` under a fresh server-chosen name in `folder` (mode 0600) and returns the path.
+func storeFile(_ bytes: [UInt8], kind: String, ext: String, in folder: String) throws -> String {
+    let path = (folder as NSString).appendingPathComponent("\(kind)-\(JobStore.randomID()).\(ext)")
+    guard FileManager.default.createFile(atPath: path, contents: Data(bytes), attributes: [.posixPermissions: 0o600]) else {
+        throw ServiceError(.internalError, "the server could not store the upload (disk full?)")
+    }
+    return path
+}
