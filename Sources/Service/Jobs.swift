@@ -239,6 +239,11 @@ public final class JobStore: @unchecked Sendable {
             let path = newPath("result", ext: "png")
             result.report.output = "/jobs/\(job.id)/result"
             result.report.input = job.label
+            // The operator names the uploaded parts as the client did (mask:mask, blur:kernel), not the server's files.
+            for file in job.files {
+                let role = (file as NSString).lastPathComponent.split(separator: "-").first.map(String.init) ?? "upload"
+                result.report.operator = result.report.operator?.replacingOccurrences(of: file, with: role)
+            }
             let text = try result.write(to: path, format: .png(bits: result.sourceBitDepth > 8 ? 16 : 8), overwrite: false, protecting: [])
             finish(job, state: .done, report: text, result: path)
         } catch is RestorationCancelled {

@@ -49,25 +49,26 @@ struct Submission {
             throw ServiceError(.unprocessable, "the mask is \(mask.image.width)×\(mask.image.height), the image \(image.width)×\(image.height): they must be the same size")
         }
         let spec: [String: Any]
-        if let jobPart = form["job"] {
-            guard let object = (try? JSONSerialization.jsonObject(with: Data(jobPart.bytes))) as? [String: Any] else {
-                throw ServiceError(.badRequest, "the job part is not a JSON object")
-            }
-            spec = object
-        } else {
-            spec = ["task": "upscale"]
+        let fields: JobFields
+        let jobJSON = form["job"]?.bytes ?? Array(#"{"task":"upscale"}"#.utf8)
+        guard let object = (try? JSONSerialization.jsonObject(with: Data(jobJSON))) as? [String: Any] else {
+            throw ServiceError(.badRequest, "the job part is not a JSON object")
         }
-        let seed = try Self.number(spec["seed"], "seed").map { UInt64(max(0, $0)) }
-        if let task = spec["task"] {
-            guard let name = task as? String, let kind = RestorationTask(rawValue: name) else {
+        spec = object
+        do { fields = try JSONDecoder().decode(JobFields.self, from: Data(jobJSON)) } catch let error as DecodingError {
+            throw ServiceError(.badRequest, "job: \(Self.describe(error))")
+        }
+        let seed = fields.seed
+        if let task = fields.task {
+            guard let kind = RestorationTask(rawValue: task) else {
                 throw ServiceError(.badRequest, "unknown task \(task) (\(RestorationTask.allCases.map(\.rawValue).joined(separator: ", ")))")
             }
             var request = TaskRequest(task: kind)
-            if let scale = try Self.number(spec["scale"], "scale") { request.scale = scale }
-            if let sigma = spec["sigma"] as? Double { request.sigma = Float(sigma) }
-            request.steps = try Self.number(spec["steps"], "steps")
-            request.tile = try Self.number(spec["tile"], "tile")
-            if let average = try Self.number(spec["average"], "average") { request.average = average }
+            if let scale = fields.scale { request.scale = scale }
+            request.sigma = fields.sigma
+            request.steps = fields.steps
+            request.tile = fields.tile
+            if let average = fields.average { request.average = average }
             request.model = try Self.model(spec["model"])
             request.mask = mask?.path
             request.kernel = kernel?.path
@@ -76,7 +77,7 @@ struct Submission {
                 try request.validate()
                 job = try request.job(input: imagePath, seed: seed, sample: 0)
             } catch let error as ServiceError { throw error } catch { throw ServiceError(.badRequest, "\(error)") }
-        } else if let method = spec["method"] as? String {
+        } else if let method = fields.method {
             guard Self.methods.contains(method) else { throw ServiceError(.badRequest, "unknown method \(method) (\(Self.methods.joined(separator: ", ")))") }
             var options = spec["options"] as? [String: Any] ?? [:]
             if let degradation = options["degradation"] as? String {
@@ -95,7 +96,6 @@ struct Submission {
                 case "dreamclean":
                     var o = try decoder.decode(DreamCleanOptions.self, from: data)
                     o.maxPixels = configuration.maxPixels
-                    if let d = o.degradation { o.degradation = try Self.degradation(d, mask: mask?.path, kernel: kernel?.path) }
                     job = RestorationJob(method: .dreamclean(o), model: model, input: imagePath, seed: seed ?? 1234, maxPixels: configuration.maxPixels)
                 default:
                     var o = try decoder.decode(ResShiftOptions.self, from: data)
@@ -145,13 +145,16 @@ struct Submission {
         return name
     }
 
-    static func number(_ value: Any?, _ key: String) throws -> Int? {
-        guard let value else { return nil }
-        if value is NSNull { return nil }
-        guard let number = value as? NSNumber, !(value is Bool), number.doubleValue == number.doubleValue.rounded(), abs(number.doubleValue) < 1e12 else {
-            throw ServiceError(.badRequest, "\(key) must be a whole number")
-        }
-        return number.intValue
+    /// The job JSON's own fields (a method's options are decoded separately, into its options type).
+    struct JobFields: Decodable {
+        var task: String?
+        var method: String?
+        var scale: Int?
+        var sigma: Float?
+        var steps: Int?
+        var seed: UInt64?
+        var tile: Int?
+        var average: Int?
     }
 
     /// The client's file name as a label only: its last component, printable, at most 100 characters.

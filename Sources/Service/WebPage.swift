@@ -37,6 +37,7 @@ enum WebPage {
         <option value="colorize">Colorize a gray photo</option>
       </select>
     </label>
+    <label>Method <select id="method"></select></label>
     <p class="hint" id="method-hint"></p>
     <div id="mask-tools" hidden>
       <label>Brush <input type="range" id="brush" min="2" max="80" value="16"></label>
@@ -103,7 +104,7 @@ progress { width: 100%; height: 1.2em; } #preview:not([src]) { display: none; } 
 #compare { position: relative; width: 100%; max-width: 1024px; transform-origin: 0 0; }
 #compare img { display: block; image-rendering: pixelated; }
 #before { width: 100%; } #after-clip { position: absolute; left: 0; top: 0; height: 100%; overflow: hidden; border-right: 2px solid #ff5722; }
-#after { height: 100%; max-width: none; }
+#after { max-width: none; height: auto; }
 #report { font-size: 0.95em; line-height: 1.5; }
 @media (max-width: 800px) { main { grid-template-columns: 1fr; } }
 """#
@@ -113,12 +114,33 @@ progress { width: 100%; height: 1.2em; } #preview:not([src]) { display: none; } 
 (function () {
   const $ = (id) => document.getElementById(id);
   const state = { file: null, width: 0, height: 0, job: null, source: null, painting: false, painted: false };
+  // Per task: the methods the page offers, the task's own choice first ("auto"), with what each does.
   const methods = {
-    "upscale:4": "ResShift ×4 (4 steps) on the bundled model", "upscale:2": "DDNM with a bicubic ×2 operator on the bundled prior",
-    "upscale:3": "DDNM with a bicubic ×3 operator on the bundled prior", denoise: "DDNM+ (σ estimated from the photo)",
-    dejpeg: "DreamClean (blind)", deblur: "DreamClean (blind)", inpaint: "DDNM with your mask: painted pixels are filled, the rest kept exactly",
-    colorize: "DDNM with the gray operator"
+    "upscale:4": [["auto", "ResShift ×4 (4 steps) on the bundled model"], ["ddnm", "DDNM with a bicubic ×4 operator on the bundled prior"]],
+    "upscale:2": [["auto", "DDNM with a bicubic ×2 operator on the bundled prior"]],
+    "upscale:3": [["auto", "DDNM with a bicubic ×3 operator on the bundled prior"]],
+    denoise: [["auto", "DDNM+ with σ estimated from the photo"], ["dreamclean", "DreamClean, blind"]],
+    dejpeg: [["auto", "DreamClean, blind"]],
+    deblur: [["auto", "DreamClean, blind"]],
+    inpaint: [["auto", "DDNM with your mask: painted pixels are filled, the rest kept exactly"], ["dreamclean", "DreamClean* with your mask (DDNM's correction inside)"]],
+    colorize: [["auto", "DDNM with the gray operator"], ["dreamclean", "DreamClean* with the gray operator"]]
   };
+  /// The job JSON for the chosen task and method: a task, or a method with its options.
+  function jobFor(t, method, steps) {
+    const seed = Number($("seed").value || 0);
+    if (method === "auto") {
+      const job = { seed: seed };
+      if (t.startsWith("upscale:")) { job.task = "upscale"; job.scale = Number(t.split(":")[1]); } else { job.task = t; }
+      if (steps) job.steps = steps;
+      if (t === "upscale:4" && Number($("average").value) > 1) job.average = Number($("average").value);
+      return job;
+    }
+    if (method === "ddnm") return { method: "ddnm", seed: seed, options: Object.assign({ degradation: "bicubic:4" }, steps ? { steps: steps } : {}) };
+    const options = steps ? { steps: steps, inversionSteps: steps } : {};
+    if (t === "inpaint") options.degradation = "mask:mask";
+    if (t === "colorize") options.degradation = "gray";
+    return { method: "dreamclean", seed: seed, options: options };
+  }
   function token() { return sessionStorage.getItem("restore-token") || ""; }
   function headers() { const t = token(); return t ? { Authorization: "Bearer " + t } : {}; }
   function withToken(url) { const t = token(); return t ? url + (url.includes("?") ? "&" : "?") + "token=" + encodeURIComponent(t) : url; }
@@ -132,9 +154,15 @@ progress { width: 100%; height: 1.2em; } #preview:not([src]) { display: none; } 
     if (target === "error-mask") $("mask-tools").hidden = false;
   }
   function taskValue() { return $("task").value; }
+  function updateMethod() {
+    const choice = methods[taskValue()].find((m) => m[0] === $("method").value) || methods[taskValue()][0];
+    $("method-hint").textContent = choice[1];
+  }
   function updateTask() {
     const t = taskValue();
-    $("method-hint").textContent = "Method: " + methods[t];
+    const select = $("method"); select.textContent = "";
+    methods[t].forEach((m, i) => { const o = document.createElement("option"); o.value = m[0]; o.textContent = i === 0 ? "Task default" : m[0] === "ddnm" ? "DDNM" : "DreamClean"; select.appendChild(o); });
+    updateMethod();
     $("mask-tools").hidden = t !== "inpaint";
     $("mask-canvas").classList.toggle("off", t !== "inpaint");
     $("average-label").hidden = t !== "upscale:4";
@@ -174,6 +202,7 @@ progress { width: 100%; height: 1.2em; } #preview:not([src]) { display: none; } 
     parts.forEach((p) => { const el = document.createElement("p"); el.innerHTML = p.replace(/[&<>]/g, (ch) => ch === "&" ? "&amp;" : ch === "<" ? "&lt;" : "&gt;").replace(/&lt;(\/?)b&gt;/g, "<$1b>"); div.appendChild(el); });
   }
   function updateCompare() {
+    $("after").style.width = $("compare").clientWidth + "px";  // the same size as the before image under it
     $("after-clip").style.width = $("slider").value + "%";
     const z = Number($("zoom").value); $("compare").style.transform = "scale(" + z + ")";
   }
@@ -188,20 +217,21 @@ progress { width: 100%; height: 1.2em; } #preview:not([src]) { display: none; } 
   function finish(s) {
     $("cancel").disabled = true; $("run").disabled = false; state.source && state.source.close();
     showProgress(s);
+    $("preview").removeAttribute("src");
     if (s.state === "done") {
+      $("zoom").value = 1;
       const url = withToken("/jobs/" + s.id + "/result");
-      $("after").onload = () => { $("after").style.width = $("before").getBoundingClientRect().width + "px"; updateCompare(); };
+      $("result-panel").hidden = false;
+      $("after").onload = updateCompare;
       $("after").src = url; $("download").href = url; $("download").setAttribute("download", "restored.png");
-      $("result-panel").hidden = false; describe(s.report);
+      describe(s.report);
     } else if (s.error) { showError(s.error); }
   }
   async function run(event) {
     event.preventDefault(); clearErrors();
     if (!state.file) { $("error-file").textContent = "Pick a photo first."; return; }
-    const t = taskValue(); const job = { seed: Number($("seed").value || 0) };
-    if (t.startsWith("upscale:")) { job.task = "upscale"; job.scale = Number(t.split(":")[1]); } else { job.task = t; }
-    if ($("steps").value) job.steps = Number($("steps").value);
-    if (t === "upscale:4" && Number($("average").value) > 1) job.average = Number($("average").value);
+    $("result-panel").hidden = true; $("report").textContent = "";
+    const t = taskValue(); const job = jobFor(t, $("method").value, $("steps").value ? Number($("steps").value) : 0);
     const form = new FormData(); form.append("image", state.file, state.file.name); form.append("job", JSON.stringify(job));
     if (t === "inpaint") {
       if (!state.painted) { showError("Paint the holes on the photo first (the mask)."); return; }
@@ -229,6 +259,7 @@ progress { width: 100%; height: 1.2em; } #preview:not([src]) { display: none; } 
   document.addEventListener("DOMContentLoaded", () => {
     updateTask();
     $("task").addEventListener("change", updateTask);
+    $("method").addEventListener("change", updateMethod);
     $("file").addEventListener("change", (e) => loadFile(e.target.files[0]));
     const drop = $("drop");
     drop.addEventListener("dragover", (e) => { e.preventDefault(); drop.classList.add("over"); });
@@ -243,6 +274,7 @@ progress { width: 100%; height: 1.2em; } #preview:not([src]) { display: none; } 
     $("cancel").addEventListener("click", cancel);
     $("slider").addEventListener("input", updateCompare);
     $("zoom").addEventListener("input", updateCompare);
+    window.addEventListener("resize", updateCompare);
     $("token").addEventListener("change", (e) => sessionStorage.setItem("restore-token", e.target.value));
   });
 })();

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Engine
 import Foundation
 import Service
 
@@ -17,6 +18,7 @@ struct Serve: ParsableCommand {
     @Option(help: "Largest image in megapixels.") var maxMegapixels = 16
     @Option(help: "Jobs waiting or running at most.") var queue = 8
     @Option(help: "Minutes a result is kept.") var keepMinutes: Double = 60
+    @Option(name: [.customShort("j"), .long], help: "Threads for the restorations (default: every core this process may use).") var threads: Int?
 
     func run() throws {
         var configuration = ServiceConfiguration()
@@ -24,6 +26,7 @@ struct Serve: ParsableCommand {
         (configuration.maxUploadBytes, configuration.maxPixels) = (maxUploadMb << 20, maxMegapixels * 1_000_000)
         (configuration.queueCapacity, configuration.keepSeconds) = (queue, keepMinutes * 60)
         try configuration.validate()
+        if let threads { Parallel.setThreadCount(max(1, threads)) }
         let finished = DispatchSemaphore(value: 0)
         nonisolated(unsafe) var failure: Error?
         Task.detached {

@@ -133,6 +133,22 @@ final class ServiceTests: XCTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: "/tmp/cat.png"))
     }
 
+    func testMethodJobsDecodeTheirOptionsAndUseTheUploadedMask() throws {
+        try start()
+        var mask = [Float](repeating: 0, count: 16 * 16)
+        for i in 40..<80 { mask[i] = 1 }
+        let maskPNG = Data(try ImageWriter.encode(Image(width: 16, height: 16, channels: 1, pixels: mask), format: .png(bits: 8)))
+        for spec in [#"{"method":"dreamclean","seed":3,"options":{"steps":2,"inversionSteps":2,"degradation":"mask:mask"}}"#,
+                     #"{"method":"ddnm","seed":3,"options":{"degradation":"mask:mask","steps":2}}"#] {
+            let reply = submit([("image", "a.png", try png(16, 16)), ("mask", "m.png", maskPNG), job(spec)])
+            XCTAssertEqual(reply.status, 201, "\(spec): \(reply.error)")
+            let status = wait(try XCTUnwrap(reply.json["id"] as? String))
+            XCTAssertEqual(status["state"] as? String, "done", "\(spec): \(status)")
+            let report = (status["report"] as? String) ?? ""
+            XCTAssertTrue(report.contains("\"seed\":3") && !report.contains(configuration.workFolder), "no server path in the report: \(report)")
+        }
+    }
+
     func testBadRequestsGetTheRightStatusAndTheServiceKeepsServing() throws {
         try start { $0.maxUploadBytes = 64 << 10; $0.maxPixels = 1_000_000 }
         let image = try png(16, 16)
@@ -155,7 +171,8 @@ final class ServiceTests: XCTestCase {
                               (#"{"method":"ddnm","options":{"steps":10}}"#, "degradation is missing"),
                               (#"{"method":"ddnm","options":{"degradation":"mask:/etc/passwd"}}"#, "mask:mask"),
                               (#"{"task":"upscale","model":"../../etc/x"}"#, "not given as paths"),
-                              (#"{"task":"upscale","scale":5}"#, "2, 3 or 4"), ("not json", "JSON")] {
+                              (#"{"task":"upscale","scale":5}"#, "2, 3 or 4"), ("not json", "JSON"),
+                              (#"{"task":"upscale","seed":"x"}"#, "seed")] {
             let r = submit([("image", "a.png", image), job(spec)])
             XCTAssertEqual(r.status, 400, spec)
             XCTAssertTrue(r.error.contains(words), "\(spec): \(r.error)")

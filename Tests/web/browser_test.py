@@ -94,11 +94,21 @@ try:
     canvas = driver.find_element(By.ID, "mask-canvas")
     ActionChains(driver).move_to_element_with_offset(canvas, -20, -20).click_and_hold().move_by_offset(30, 10).move_by_offset(10, 25).release().perform()
     driver.find_element(By.ID, "run").click()
-    wait.until(lambda d: d.find_element(By.ID, "result-panel").is_displayed() or d.find_element(By.ID, "error-run").text
-               or d.find_element(By.ID, "error-mask").text)
+    # the new job's own outcome: its report (DDNM), or an error next to a control
+    wait.until(lambda d: (d.find_element(By.ID, "result-panel").is_displayed() and "ddnm" in d.find_element(By.ID, "report").text)
+               or d.find_element(By.ID, "error-run").text or d.find_element(By.ID, "error-mask").text)
     driver.save_screenshot(str(shots / "3-inpaint.png"))
     check(driver.find_element(By.ID, "error-mask").text == "" and "ddnm" in driver.find_element(By.ID, "report").text,
           "the painted mask was filled by DDNM")
+
+    # 2b. the same task with another method: DreamClean* with the painted mask
+    Select(driver.find_element(By.ID, "method")).select_by_value("dreamclean")
+    check("DreamClean" in driver.find_element(By.ID, "method-hint").text, "the method choice is explained")
+    driver.find_element(By.ID, "run").click()
+    wait.until(lambda d: (d.find_element(By.ID, "result-panel").is_displayed() and "dreamclean" in d.find_element(By.ID, "report").text)
+               or d.find_element(By.ID, "error-run").text or d.find_element(By.ID, "error-mask").text)
+    check("dreamclean" in driver.find_element(By.ID, "report").text,
+          "the chosen method ran" + "".join(": " + driver.find_element(By.ID, e).text for e in ("error-run", "error-mask") if driver.find_element(By.ID, e).text))
 
     # 3. a slower job (DreamClean, 30 + 30×2 evaluations): the progress advances, then the result appears
     Select(driver.find_element(By.ID, "task")).select_by_value("dejpeg")
@@ -111,7 +121,7 @@ try:
     while time.time() < deadline:
         value = driver.execute_script("return document.getElementById('progress').value")
         seen.add(value)
-        if driver.find_element(By.ID, "result-panel").is_displayed():
+        if driver.find_element(By.ID, "result-panel").is_displayed() and "dreamclean" in driver.find_element(By.ID, "report").text:
             break
         time.sleep(0.05)
     driver.save_screenshot(str(shots / "4-dejpeg.png"))
