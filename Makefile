@@ -80,11 +80,13 @@ test-web: deps
 	fi
 	@[ -x $(WEB_VENV)/bin/python ] || python3 -m venv $(WEB_VENV)
 	@$(WEB_VENV)/bin/python -c "import selenium" 2>/dev/null || $(WEB_VENV)/bin/pip install -q selenium
-	swift build $(TEST_FLAGS) --product restore
+	swift build $(TEST_FLAGS) --product restore && swift build $(TEST_FLAGS) --product restore-serve
 	$(WEB_VENV)/bin/python Tests/web/browser_test.py
 
-# The service and its page on http://127.0.0.1:8080/ (Ctrl-C stops it).
+# The service and its page on http://127.0.0.1:8080/ (Ctrl-C stops it). `restore serve` runs the
+# restore-serve binary built beside restore (the service's SwiftNIO stack stays out of the CLI's build).
 serve: build
+	$(RELEASE) --product restore-serve
 	$(BIN)/restore serve
 
 bench: deps

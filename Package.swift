@@ -19,6 +19,7 @@ let package = Package(
         .library(name: "Restoration", targets: ["Restoration"]),
         .library(name: "Service", targets: ["Service"]),
         .executable(name: "restore", targets: ["restore"]),
+        .executable(name: "restore-serve", targets: ["restore-serve"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -76,9 +77,14 @@ let package = Package(
         .executableTarget(
             name: "restore",
             dependencies: [
-                "Engine", "ImageIO", "Checkpoints", "Networks", "Operators", "Methods", "Restoration", "Service",
+                "Engine", "ImageIO", "Checkpoints", "Networks", "Operators", "Methods", "Restoration",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
+        ),
+        // `restore serve` runs this binary: the service without SwiftNIO in the command-line tool.
+        .executableTarget(
+            name: "restore-serve",
+            dependencies: ["Service", "Restoration", "Engine", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .executableTarget(name: "engine-bench", dependencies: ["Engine", "Networks"], path: "Tools/bench/EngineBench"),
         .executableTarget(name: "checkpoint-bench", dependencies: ["Checkpoints", "Engine"], path: "Tools/bench/CheckpointBench"),
@@ -93,6 +99,6 @@ let package = Package(
         // Runs the built `restore` binary as a user would: exit codes, one-line errors, no partial output.
         // The service in process on a loopback port, through URLSession: every route, limit and bad input.
         .testTarget(name: "ServiceTests", dependencies: ["Service", "Restoration", "ImageIO", "Engine"]),
-        .testTarget(name: "CLITests", dependencies: ["restore", "ImageIO", "Checkpoints", "Engine", "Networks", "Restoration"], exclude: ["Fixtures"]),
+        .testTarget(name: "CLITests", dependencies: ["restore", "restore-serve", "ImageIO", "Checkpoints", "Engine", "Networks", "Restoration"], exclude: ["Fixtures"]),
     ]
 )

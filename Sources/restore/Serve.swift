@@ -1,43 +1,24 @@
 import ArgumentParser
-import Engine
 import Foundation
-import Service
 
-/// `restore serve`: the HTTP service and web page (README, The service).
+/// `restore serve …`: runs `restore-serve` (next to this binary) with the same arguments, as git runs its
+/// `git-…` commands: the service's SwiftNIO stack stays out of the command-line tool (a third of its build).
 struct Serve: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Serve a web page and an HTTP API to restore photos (127.0.0.1:8080 by default).",
-        discussion: "One job runs at a time; others wait in a bounded queue. Binding to anything but loopback needs --token. Stop with Ctrl-C."
-    )
+        abstract: "Serve a web page and an HTTP API to restore photos (restore serve --help for its options).",
+        discussion: "Runs the restore-serve binary built beside restore (make serve builds both).")
 
-    @Option(help: "Address to bind (loopback by default; another address needs --token).") var host = "127.0.0.1"
-    @Option(help: "Port (0: any free port).") var port = 8080
-    @Option(help: "Bearer token every API request must carry (required off loopback).") var token: String?
-    @Option(help: "A folder of installed models (besides the bundled ones).") var models: String?
-    @Option(help: "Largest upload in MiB.") var maxUploadMb = 32
-    @Option(help: "Largest image in megapixels.") var maxMegapixels = 16
-    @Option(help: "Jobs waiting or running at most.") var queue = 8
-    @Option(help: "Minutes a result is kept.") var keepMinutes: Double = 60
-    @Option(name: [.customShort("j"), .long], help: "Threads for the restorations (default: every core this process may use).") var threads: Int?
+    @Argument(parsing: .captureForPassthrough, help: "The service's options (--host, --port, --token, …).")
+    var arguments: [String] = []
 
     func run() throws {
-        var configuration = ServiceConfiguration()
-        (configuration.host, configuration.port, configuration.token, configuration.modelsFolder) = (host, port, token, models)
-        (configuration.maxUploadBytes, configuration.maxPixels) = (maxUploadMb << 20, maxMegapixels * 1_000_000)
-        (configuration.queueCapacity, configuration.keepSeconds) = (queue, keepMinutes * 60)
-        try configuration.validate()
-        if let threads { Parallel.setThreadCount(max(1, threads)) }
-        let finished = DispatchSemaphore(value: 0)
-        nonisolated(unsafe) var failure: Error?
-        Task.detached {
-            do {
-                try await RestorationService.run(configuration: configuration) { port in
-                    FileHandle.standardError.write(Data("restore serve: http://\(host):\(port)/ (\(token == nil ? "no token" : "token required"); Ctrl-C stops)\n".utf8))
-                }
-            } catch { failure = error }
-            finished.signal()
+        let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+        let server = URL(fileURLWithPath: exe).deletingLastPathComponent().appendingPathComponent("restore-serve").path
+        guard FileManager.default.isExecutableFile(atPath: server) else {
+            throw ValidationError("restore serve needs the restore-serve binary next to restore (\(server)); `make serve` builds it")
         }
-        finished.wait()
-        if let failure { throw failure }
+        let argv = ([server] + arguments).map { strdup($0) } + [nil]
+        execv(server, argv)
+        throw ValidationError("could not start \(server): \(String(cString: strerror(errno)))")
     }
 }

@@ -167,4 +167,14 @@ final class TaskCLITests: RestoreTestCase {
         XCTAssertEqual(again.status, 0, again.stderr)
         XCTAssertEqual(try ImageReader.read(path: path("from-webp.png")).width, 96)
     }
+
+    func testServeRunsTheServiceBinaryAndRefusesAnOpenAddressWithoutAToken() throws {
+        let r = try restore(["serve", "--host", "0.0.0.0", "--port", "0"])
+        XCTAssertEqual(r.status, 2)
+        XCTAssertEqual(r.stderr.split(separator: "\n").count, 1, r.stderr)
+        XCTAssertTrue(r.stderr.hasPrefix("restore serve: error:") && r.stderr.contains("--token"), r.stderr)
+        let help = try restore(["serve", "--help"])
+        XCTAssertEqual(help.status, 0)
+        XCTAssertTrue(help.stdout.contains("--max-upload-mb"), help.stdout)
+    }
 }
