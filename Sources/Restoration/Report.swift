@@ -114,6 +114,38 @@ public struct RestorationReport: Codable, Sendable, Equatable {
 
 /// Facts about the library itself, and the process set-up every front end (CLI, service, workers) does first.
 public enum RestorationLibrary {
+    /// The spin count our processes give libgomp (GOMP_SPINCOUNT) unless the environment says otherwise:
+    /// measured with Tools/bench/shared_cpu.sh (README, Benchmarks: shared CPU).
+    public static let spinCount = "3000"
+
+    /// libgomp's default wait policy spins an idle thread for up to 300 000 iterations before it sleeps: alone
+    /// that wins a little; beside another CPU-heavy process the spinning threads burn the time slices the
+    /// working ones need (a 16² DDNM run took 33 s instead of 5 s). libgomp reads GOMP_SPINCOUNT and
+    /// OMP_WAIT_POLICY once, when it loads, so a process that has neither set re-executes itself once with
+    /// GOMP_SPINCOUNT=`spinCount`. `DR_OMP_POLICY=off` keeps libgomp's default; an explicit OMP_WAIT_POLICY or
+    /// GOMP_SPINCOUNT always wins. Also caps the thread count at the CPU quota of the process's cgroup
+    /// (cpu.max), which libgomp does not read, unless OMP_NUM_THREADS is set.
+    static func sharedCPUPolicy(environment: [String: String]) {
+        if environment["OMP_NUM_THREADS"] == nil, let quota = cgroupCPUQuota(), quota < Parallel.threadCount {
+            Parallel.setThreadCount(max(1, quota))
+        }
+        guard environment["OMP_WAIT_POLICY"] == nil, environment["GOMP_SPINCOUNT"] == nil, environment["DR_OMP_POLICY"] != "off",
+              environment["DR_OMP_REEXEC"] == nil, FileManager.default.isExecutableFile(atPath: "/proc/self/exe") else { return }
+        setenv("GOMP_SPINCOUNT", spinCount, 1)
+        setenv("DR_OMP_REEXEC", "1", 1)  // once: never loop
+        let argv = CommandLine.arguments.map { strdup($0) } + [nil]
+        execv("/proc/self/exe", argv)
+        // execv returned: it failed; go on with libgomp's default.
+    }
+
+    /// CPUs this process may use by its cgroup v2 quota (`cpu.max`: "QUOTA PERIOD", or "max"), rounded up.
+    static func cgroupCPUQuota() -> Int? {
+        guard let text = try? String(contentsOfFile: "/sys/fs/cgroup/cpu.max", encoding: .utf8) else { return nil }
+        let parts = text.split(whereSeparator: \.isWhitespace)
+        guard parts.count == 2, let quota = Double(parts[0]), let period = Double(parts[1]), period > 0 else { return nil }
+        return Int((quota / period).rounded(.up))
+    }
+
     public static let version = "0.1.0"
 
     /// Bounded memory for tiled runs (glibc's mmap threshold, `MemoryTuning`; unless MALLOC_MMAP_THRESHOLD_ is
@@ -121,6 +153,7 @@ public enum RestorationLibrary {
     /// `RESTORE_TEST_PAUSE_BEFORE_COMMIT=FILE`: crash tests — each write announces its commit point in FILE and
     /// waits there to be killed. Throws when the CPU lacks AVX2/FMA, which the build requires.
     public static func configureProcess(environment: [String: String] = ProcessInfo.processInfo.environment) throws {
+        sharedCPUPolicy(environment: environment)
         if environment["MALLOC_MMAP_THRESHOLD_"] == nil { MemoryTuning.fixMmapThreshold() }
         guard CPU.hasAVX2FMA else {
             throw RestorationError("this CPU lacks AVX2/FMA, which this build requires (rebuild without -target-cpu, or use a newer CPU)")

@@ -11,6 +11,6 @@ struct Info: ParsableCommand {
         print("restore \(BuildInfo.version)")
         print("CPU: \(CPU.modelDescription)")
         print("oneDNN: \(OneDNN.version) (picks AVX2 or AVX-512 kernels at run time)")
-        print("threads: \(Parallel.threadCount) (OMP_NUM_THREADS to change), OMP_WAIT_POLICY=\(env["OMP_WAIT_POLICY"] ?? "unset")")
+        print("threads: \(Parallel.threadCount) (OMP_NUM_THREADS or -j to change), GOMP_SPINCOUNT=\(env["GOMP_SPINCOUNT"] ?? "unset"), OMP_WAIT_POLICY=\(env["OMP_WAIT_POLICY"] ?? "unset") (DR_OMP_POLICY=off keeps libgomp's default spinning)")
     }
 }

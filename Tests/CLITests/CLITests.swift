@@ -1,5 +1,6 @@
 import Foundation
 import ImageIO
+import Restoration
 import XCTest
 
 /// The `restore` binary, run as a user runs it: bad input gives one line on stderr, a non-zero exit and
@@ -40,6 +41,28 @@ final class CLITests: RestoreTestCase {
         XCTAssertFalse(commands.contains("blur"), "the placeholder command is gone")
         // The task words a newcomer looks for.
         for word in ["JPEG", "noise", "bigger", "holes", "grayscale", "blurred"] { XCTAssertTrue(r.stdout.contains(word), "\(word): \(r.stdout)") }
+    }
+
+    /// libgomp's spinning is set by the program itself (a re-exec at start), unless the environment decides.
+    func testTheProgramSetsTheSharedCPUWaitPolicyUnlessTheEnvironmentDoes() throws {
+        func spin(_ environment: [String: String]) throws -> String? {
+            var clean = ProcessInfo.processInfo.environment
+            for key in ["GOMP_SPINCOUNT", "OMP_WAIT_POLICY", "DR_OMP_POLICY", "DR_OMP_REEXEC"] { clean[key] = nil }
+            let process = Process()
+            process.executableURL = try buildFolder.appendingPathComponent("restore")
+            process.arguments = ["info"]
+            process.environment = clean.merging(environment) { $1 }
+            let out = Pipe()
+            process.standardOutput = out
+            try process.run()
+            let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            process.waitUntilExit()
+            return text.range(of: #"GOMP_SPINCOUNT=(\w+)"#, options: .regularExpression).map { String(text[$0].dropFirst("GOMP_SPINCOUNT=".count)) }
+        }
+        XCTAssertEqual(try spin([:]), RestorationLibrary.spinCount)
+        XCTAssertEqual(try spin(["GOMP_SPINCOUNT": "777"]), "777")
+        XCTAssertEqual(try spin(["DR_OMP_POLICY": "off"]), "unset")
+        XCTAssertEqual(try spin(["OMP_WAIT_POLICY": "PASSIVE"]), "unset")
     }
 
     func testMissingInputFailsCleanly() throws {
