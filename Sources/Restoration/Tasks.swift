@@ -60,7 +60,7 @@ public struct TaskRequest: Codable, Sendable, Equatable {
     /// The job for one input: the method and model the task picks (or the model given), with their options.
     public func job(input: String, seed: UInt64?, sample: Int) throws -> RestorationJob {
         let path = try model.map(InstalledModels.resolve)
-        let isResShift = try path.map { try ModelCatalog.describe(path: $0).ownFamily == ModelCatalog.ownResShiftFamily } ?? (task == .upscale && scale == 4)
+        let isResShift = try path.map { try InstalledModels.isResShift($0) } ?? (task == .upscale && scale == 4)
         if isResShift {
             guard task == .upscale, scale == 4 else { throw RestorationError("\(model ?? "this model") is a ResShift ×4 model: it serves upscale -s 4 only") }
             var options = ResShiftOptions()
@@ -123,7 +123,29 @@ public enum InstalledModels {
     /// A path as given if it exists, else an installed model of that name (with or without extension).
     public static func resolve(_ name: String) throws -> String {
         if FileManager.default.fileExists(atPath: name) { return name }
+        return try installed(name)
+    }
+
+    /// An installed model's path by its name only (never a path: for the service).
+    public static func installed(_ name: String) throws -> String {
         if let entry = all().first(where: { $0.name == name || ($0.name as NSString).deletingPathExtension == name }) { return entry.path }
         throw RestorationError("no model file or installed model named \(name) (restore models lists them)")
+    }
+
+    private static let lock = NSLock()
+    nonisolated(unsafe) private static var families: [String: Bool] = [:]
+
+    /// Whether `path` holds one of our ResShift exports, read once per file (size and date) for a whole folder run.
+    static func isResShift(_ path: String) throws -> Bool {
+        let attributes = try? FileManager.default.attributesOfItem(atPath: path)
+        let key = "\(path)|\(attributes?[.size] ?? 0)|\((attributes?[.modificationDate] as? Date)?.timeIntervalSince1970 ?? 0)"
+        lock.lock()
+        if let known = families[key] { lock.unlock(); return known }
+        lock.unlock()
+        let answer = try ModelCatalog.describe(path: path).ownFamily == ModelCatalog.ownResShiftFamily
+        lock.lock()
+        families[key] = answer
+        lock.unlock()
+        return answer
     }
 }

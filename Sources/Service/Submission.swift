@@ -69,7 +69,7 @@ struct Submission {
             request.steps = fields.steps
             request.tile = fields.tile
             if let average = fields.average { request.average = average }
-            request.model = try Self.model(spec["model"])
+            request.model = try Self.model(spec["model"]).map(InstalledModels.installed)
             request.mask = mask?.path
             request.kernel = kernel?.path
             request.maxPixels = configuration.maxPixels
@@ -84,7 +84,7 @@ struct Submission {
                 options["degradation"] = try Self.degradation(degradation, mask: mask?.path, kernel: kernel?.path)
             }
             let data = try JSONSerialization.data(withJSONObject: options)
-            let model = ModelReference(path: try Self.model(spec["model"]).map(InstalledModels.resolve))
+            let model = ModelReference(path: try Self.model(spec["model"]).map(InstalledModels.installed))
             do {
                 let decoder = JSONDecoder()
                 switch method {

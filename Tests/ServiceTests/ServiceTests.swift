@@ -172,7 +172,8 @@ final class ServiceTests: XCTestCase {
                               (#"{"method":"ddnm","options":{"degradation":"mask:/etc/passwd"}}"#, "mask:mask"),
                               (#"{"task":"upscale","model":"../../etc/x"}"#, "not given as paths"),
                               (#"{"task":"upscale","scale":5}"#, "2, 3 or 4"), ("not json", "JSON"),
-                              (#"{"task":"upscale","seed":"x"}"#, "seed")] {
+                              (#"{"task":"upscale","seed":"x"}"#, "seed"),
+                              (#"{"task":"upscale","model":"Package.swift"}"#, "no model file or installed model named")] {
             let r = submit([("image", "a.png", image), job(spec)])
             XCTAssertEqual(r.status, 400, spec)
             XCTAssertTrue(r.error.contains(words), "\(spec): \(r.error)")
