@@ -77,14 +77,16 @@ let package = Package(
         .executableTarget(
             name: "restore",
             dependencies: [
-                "Engine", "ImageIO", "Checkpoints", "Networks", "Operators", "Methods", "Restoration",
+                "Engine", "ImageIO", "Checkpoints", "Networks", "Operators", "Methods", "Restoration", "CommandLineSupport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
+        // The `main` our executables share: process set-up and one-line errors.
+        .target(name: "CommandLineSupport", dependencies: ["Restoration", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         // `restore serve` runs this binary: the service without SwiftNIO in the command-line tool.
         .executableTarget(
             name: "restore-serve",
-            dependencies: ["Service", "Restoration", "Engine", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["Service", "Restoration", "Engine", "CommandLineSupport", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .executableTarget(name: "engine-bench", dependencies: ["Engine", "Networks"], path: "Tools/bench/EngineBench"),
         .executableTarget(name: "checkpoint-bench", dependencies: ["Checkpoints", "Engine"], path: "Tools/bench/CheckpointBench"),

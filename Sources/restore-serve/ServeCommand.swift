@@ -1,4 +1,5 @@
 import ArgumentParser
+import CommandLineSupport
 import Engine
 import Foundation
 import Restoration
@@ -25,19 +26,7 @@ struct Serve: ParsableCommand {
     @Option(name: [.customShort("j"), .long], help: "Threads for the restorations (default: every core this process may use).") var threads: Int?
 
     /// Every failure one line, `restore serve: error: …` (status 2 for bad usage, 1 otherwise), as `restore`.
-    static func main() {
-        do {
-            try RestorationLibrary.configureProcess()
-            var command = try parseAsRoot()
-            try command.run()
-        } catch {
-            let code = exitCode(for: error)
-            if code == .success || error is ExitCode { exit(withError: error) }
-            let text = message(for: error).split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }.joined(separator: " ")
-            FileHandle.standardError.write(Data("restore serve: error: \(text)\n".utf8))
-            Foundation.exit(code == .validationFailure ? 2 : 1)
-        }
-    }
+    static func main() { mainWithOneLineErrors(name: "restore serve") }
 
     func run() throws {
         var configuration = ServiceConfiguration()

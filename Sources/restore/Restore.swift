@@ -1,4 +1,5 @@
 import ArgumentParser
+import CommandLineSupport
 import Foundation
 import Restoration
 
@@ -20,23 +21,8 @@ struct Restore: ParsableCommand {
                       TaskCommand<Inpaint>.self, TaskCommand<Colorize>.self, Models.self, Serve.self, DDNMCommand.self, DreamCleanCommand.self, ResShiftCommand.self, Inspect.self, Convert.self, Info.self]
     )
 
-    /// Every failure is one line, `restore: error: …`, with status 2 for bad usage (argument-parser's own
-    /// default is 64, EX_USAGE) and 1 for the rest; help and version print as usual.
-    static func main() {
-        do {
-            try RestorationLibrary.configureProcess()
-            var command = try parseAsRoot()
-            try command.run()
-        } catch {
-            let code = exitCode(for: error)
-            if code == .success || error is ExitCode { exit(withError: error) }  // help, version; a folder run that counted its failures
-            let text = (error as? CocoaError).map { "\($0.localizedDescription)\($0.filePath.map { " (\($0))" } ?? "")" } ?? message(for: error)
-            let line = text.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
-            let usage = code == .validationFailure ? " (restore \(CommandLine.arguments.dropFirst().first.map { $0.hasPrefix("-") ? "" : $0 + " " } ?? "")--help)" : ""
-            FileHandle.standardError.write(Data("restore: error: \(line.joined(separator: " "))\(usage)\n".utf8))
-            Foundation.exit(code == .validationFailure ? 2 : 1)
-        }
-    }
+    /// Every failure is one line, `restore: error: …` (status 2 for bad usage, 1 for the rest).
+    static func main() { mainWithOneLineErrors(name: "restore") }
 }
 
 /// Version and build facts.

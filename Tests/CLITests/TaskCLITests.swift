@@ -104,9 +104,15 @@ final class TaskCLITests: RestoreTestCase {
         var info = stat()
         XCTAssertEqual(lstat(fifo, &info), 0)
         XCTAssertEqual(info.st_mode & S_IFMT, S_IFIFO, "the FIFO is still there")
-        let device = try restore(["upscale", "-i", input, "-o", "/dev/null", "--format", "png", "--overwrite"])
-        XCTAssertEqual(device.status, 1)
-        XCTAssertTrue(device.stderr.contains("regular file") && device.stderr.split(separator: "\n").count == 1, device.stderr)
+        // A character device of our own (like /dev/null, which a regression must never get to replace).
+        if mknod(path("device"), S_IFCHR | 0o666, dev_t((1 << 8) | 3)) == 0 {
+            let device = try restore(["upscale", "-i", input, "-o", path("device"), "--format", "png", "--overwrite"])
+            XCTAssertEqual(device.status, 1)
+            XCTAssertTrue(device.stderr.contains("regular file") && device.stderr.split(separator: "\n").count == 1, device.stderr)
+            var node = stat()
+            XCTAssertEqual(lstat(path("device"), &node), 0)
+            XCTAssertEqual(node.st_mode & S_IFMT, S_IFCHR, "the device node is still there")
+        }
         try Data().write(to: URL(fileURLWithPath: path("a-file")))
         try FileManager.default.createDirectory(atPath: path("ins"), withIntermediateDirectories: true)
         try FileManager.default.copyItem(atPath: input, toPath: path("ins/a.png"))
