@@ -65,34 +65,30 @@ public enum ImageWriter {
         guard width > 0, height > 0, width <= Int(Int32.max), height <= Int(Int32.max), (1...4).contains(channels), bits == 8 || bits == 16 else {
             throw .invalidEncoding(path: path, reason: "cannot write a \(width)x\(height) PNG with \(channels) channels and \(bits) bits")
         }
-        for key in text.keys { if let problem = problemWithTextKeyword(key) { throw .invalidEncoding(path: path, reason: problem) } }
-        try checkDestination(path, overwrite: overwrite, inputs: inputs)
-        let entries = text.sorted { $0.key < $1.key }
-        let keys = entries.map { strdupBytes($0.key.unicodeScalars.map { UInt8($0.value) }) }
-        let values = entries.map { strdupBytes(Array($0.value.utf8)) }
-        defer { (keys + values).forEach { free($0) } }
-        let cEntries = zip(keys, values).map { CICTextEntry(key: $0, value: $1) }
-        try AtomicFileWriter.write(to: path, overwrite: overwrite) { (descriptor: Int32) throws(ImageIOError) in
-            let stream = PNGRowStream(width: width, channels: channels, bits: bits, descriptor: descriptor, row: row)
-            var message = [CChar](repeating: 0, count: 512)
-            let context = Unmanaged.passUnretained(stream).toOpaque()
-            let status = message.withUnsafeMutableBufferPointer { buffer in
-                cic_png_encode_rows(UInt32(width), UInt32(height), UInt32(channels), UInt32(bits), cEntries, cEntries.count,
-                                    { context, y, destination in
-                                        Unmanaged<PNGRowStream>.fromOpaque(context!).takeUnretainedValue().fill(Int(y), destination!)
-                                        return 0
-                                    }, context,
-                                    { context, bytes, count in
-                                        let stream = Unmanaged<PNGRowStream>.fromOpaque(context!).takeUnretainedValue()
-                                        return AtomicFileWriter.writeAll(bytes!, count: count, to: stream.descriptor) ? 0 : 1
-                                    }, context, buffer.baseAddress!, buffer.count)
-            }
-            withExtendedLifetime(stream) {}
-            guard status == CIC_OK else {
-                if status == CIC_ERROR_OUT_OF_MEMORY { throw .outOfMemory(path: path) }
-                if status == CIC_ERROR_IO { throw .writeFailed(path: path, reason: FileSystem.reason(errno)) }
-                let detail = String(decoding: message.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
-                throw .invalidEncoding(path: path, reason: detail.isEmpty ? "the encoder failed" : detail)
+        try withTextEntries(text, name: path) { (cEntries: [CICTextEntry]) throws(ImageIOError) in
+            try checkDestination(path, overwrite: overwrite, inputs: inputs)
+            try AtomicFileWriter.write(to: path, overwrite: overwrite) { (descriptor: Int32) throws(ImageIOError) in
+                let stream = PNGRowStream(width: width, channels: channels, bits: bits, descriptor: descriptor, row: row)
+                var message = [CChar](repeating: 0, count: 512)
+                let context = Unmanaged.passUnretained(stream).toOpaque()
+                let status = message.withUnsafeMutableBufferPointer { buffer in
+                    cic_png_encode_rows(UInt32(width), UInt32(height), UInt32(channels), UInt32(bits), cEntries, cEntries.count,
+                                        { context, y, destination in
+                                            Unmanaged<PNGRowStream>.fromOpaque(context!).takeUnretainedValue().fill(Int(y), destination!)
+                                            return 0
+                                        }, context,
+                                        { context, bytes, count in
+                                            let stream = Unmanaged<PNGRowStream>.fromOpaque(context!).takeUnretainedValue()
+                                            return AtomicFileWriter.writeAll(bytes!, count: count, to: stream.descriptor) ? 0 : 1
+                                        }, context, buffer.baseAddress!, buffer.count)
+                }
+                withExtendedLifetime(stream) {}
+                guard status == CIC_OK else {
+                    if status == CIC_ERROR_OUT_OF_MEMORY { throw .outOfMemory(path: path) }
+                    if status == CIC_ERROR_IO { throw .writeFailed(path: path, reason: FileSystem.reason(errno)) }
+                    let detail = String(decoding: message.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+                    throw .invalidEncoding(path: path, reason: detail.isEmpty ? "the encoder failed" : detail)
+                }
             }
         }
     }
@@ -111,15 +107,9 @@ public enum ImageWriter {
             guard bits == 8 || bits == 16 else {
                 throw .invalidEncoding(path: name, reason: "PNG bit depth must be 8 or 16, not \(bits)")
             }
-            for (key, value) in text {
-                if let problem = problemWithTextKeyword(key) {
-                    throw .invalidEncoding(path: name, reason: "text keyword \"\(key)\" \(problem)")
-                }
-                if value.utf8.contains(0) {
-                    throw .invalidEncoding(path: name, reason: "text value for \"\(key)\" contains a NUL byte")
-                }
+            return try withTextEntries(text, name: name) { (entries: [CICTextEntry]) throws(ImageIOError) -> [UInt8] in
+                try encodePNG(image, bits: bits, entries: entries, name: name)
             }
-            return try encodePNG(image, bits: bits, text: text, name: name)
         case .jpeg(let quality):
             guard (1...100).contains(quality) else {
                 throw .invalidEncoding(path: name, reason: "JPEG quality must be 1-100, not \(quality)")
@@ -147,15 +137,16 @@ public enum ImageWriter {
         }
     }
 
-    /// Text entries as C strings (keys checked as PNG keywords, so every format takes the same keys) for `body`.
-    private static func withTextEntries(_ text: [String: String], name: String,
-                                        _ body: ([CICTextEntry]) throws(ImageIOError) -> [UInt8]) throws(ImageIOError) -> [UInt8] {
+    /// Text entries as NUL-terminated C strings for `body`, sorted by key: keys checked as PNG keywords and
+    /// passed as Latin-1 bytes (as the readers decode them, for every format), values UTF-8 without NUL bytes.
+    private static func withTextEntries<Result>(_ text: [String: String], name: String,
+                                                _ body: ([CICTextEntry]) throws(ImageIOError) -> Result) throws(ImageIOError) -> Result {
         for (key, value) in text {
             if let problem = problemWithTextKeyword(key) { throw .invalidEncoding(path: name, reason: "text keyword \"\(key)\" \(problem)") }
             if value.utf8.contains(0) { throw .invalidEncoding(path: name, reason: "text value for \"\(key)\" contains a NUL byte") }
         }
         let entries = text.sorted { $0.key < $1.key }
-        let keys = entries.map { strdupBytes(Array($0.key.utf8)) }
+        let keys = entries.map { strdupBytes($0.key.unicodeScalars.map { UInt8($0.value) }) }
         let values = entries.map { strdupBytes(Array($0.value.utf8)) }
         defer { (keys + values).forEach { free($0) } }
         return try body(zip(keys, values).map { CICTextEntry(key: $0, value: $1) })
@@ -190,14 +181,8 @@ public enum ImageWriter {
         return nil
     }
 
-    private static func encodePNG(_ image: Image, bits: Int, text: [String: String],
+    private static func encodePNG(_ image: Image, bits: Int, entries cEntries: [CICTextEntry],
                                   name: String) throws(ImageIOError) -> [UInt8] {
-        // Keywords are Latin-1 (validated above), values UTF-8; both as NUL-terminated C strings.
-        let entries = text.sorted { $0.key < $1.key }
-        let keys = entries.map { strdupBytes($0.key.unicodeScalars.map { UInt8($0.value) }) }
-        let values = entries.map { strdupBytes(Array($0.value.utf8)) }
-        defer { (keys + values).forEach { free($0) } }
-        let cEntries = zip(keys, values).map { CICTextEntry(key: $0, value: $1) }
         let (width, height, channels) = (UInt32(image.width), UInt32(image.height), UInt32(image.channels))
         if bits == 16 {
             let samples = quantize(image.pixels, as: UInt16.self)

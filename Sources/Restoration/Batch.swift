@@ -15,6 +15,7 @@ public struct OutputSettings: Codable, Sendable, Equatable {
     /// Leave outputs that already exist alone and go on with the rest (resumable folder runs).
     public var skipExisting = false
 
+    /// The image extensions we write, and read in folders.
     public static let formats = ["png", "jpg", "jpeg", "webp"]
 
     public init(format: String? = nil, bits: Int? = nil, quality: Int = ImageFileFormat.defaultJPEGQuality, overwrite: Bool = false,
@@ -58,7 +59,8 @@ public struct BatchItem: Sendable, Equatable {
 
 /// What became of one item.
 public enum BatchOutcome {
-    case done(BatchItem, RestorationResult)
+    /// The result and its report's JSON as written into the file.
+    case done(BatchItem, RestorationResult, report: String)
     case skipped(BatchItem)
     case failed(BatchItem, Error)
 }
@@ -162,9 +164,9 @@ extension RestorationRunner {
             do {
                 var result = try run(makeJob(item), panels: panels, context: context)
                 result.report.output = item.output
-                try write(result, item: item, settings: plan.settings, protecting: plan.protected)
+                let report = try write(result, item: item, settings: plan.settings, protecting: plan.protected)
                 summary.done += 1
-                outcome(.done(item, result))
+                outcome(.done(item, result, report: report))
             } catch let error as RestorationCancelled {
                 throw error
             } catch {
@@ -175,10 +177,10 @@ extension RestorationRunner {
         return summary
     }
 
-    /// Writes a result and the panels its item asks for.
-    func write(_ result: RestorationResult, item: BatchItem, settings: OutputSettings, protecting extra: [String]) throws {
+    /// Writes a result and the panels its item asks for; returns the report's JSON as written.
+    func write(_ result: RestorationResult, item: BatchItem, settings: OutputSettings, protecting extra: [String]) throws -> String {
         let inputs = [item.input] + extra
-        try result.write(to: item.output, format: try settings.fileFormat(for: item.output, sourceBitDepth: result.sourceBitDepth),
+        let report = try result.write(to: item.output, format: try settings.fileFormat(for: item.output, sourceBitDepth: result.sourceBitDepth),
                          overwrite: settings.overwrite, protecting: inputs)
         func panel(_ image: Image, _ path: String, _ label: String) throws {
             try ImageWriter.write(image, to: path, format: try settings.fileFormat(for: path, sourceBitDepth: image.sourceBitDepth),
@@ -189,6 +191,7 @@ extension RestorationRunner {
             try panel(Image.fromSignedRange(y.values, width: y.shape[2], height: y.shape[1], channels: y.shape[3]), path, result.observationLabel)
         }
         if let path = item.sideBySide, let image = result.sideBySide { try panel(image, path, result.sideBySideLabel ?? "") }
+        return report
     }
 }
 

@@ -20,6 +20,18 @@ public struct ModelDescription {
         let card = (path as NSString).deletingPathExtension + ".md"
         return ownFamily != nil && FileManager.default.isReadableFile(atPath: card) ? card : nil
     }
+    /// The family by our card, else as recognised from the weights ("unknown" when neither).
+    public var familyName: String { ownFamily ?? family?.name ?? "unknown" }
+
+    /// The tasks a model of this family serves (for `restore models` and the service's GET /models).
+    public var servedTasks: String {
+        switch familyName {
+        case ModelCatalog.ownResShiftFamily, "swin-unet": "upscale -s 4"
+        case "adm", "adm-unet", "ddpm-unet": "denoise, dejpeg, deblur, inpaint, colorize, upscale -s 2|3"
+        default: "none of the tasks (\(usage))"
+        }
+    }
+
     /// Which commands take a model of this family, for messages when a file is given to the wrong one.
     public var usage: String {
         switch ownFamily ?? family?.name {

@@ -47,13 +47,6 @@ public enum KernelImage {
 
 /// Conversions between images, observations and tensors that every method's input goes through.
 public enum Observations {
-    /// [1, H, W, 3] → [1, H, W, 1]: the mean of the channels.
-    public static func channelMean(_ x: Tensor) throws -> Tensor {
-        let (h, w) = (x.shape[1], x.shape[2])
-        let out = try Tensor(shape: [1, h, w, 1], repeating: 0)
-        for i in 0..<(h * w) { out.data[i] = (x.data[3 * i] + x.data[3 * i + 1] + x.data[3 * i + 2]) / 3 }
-        return out
-    }
 
     /// True when y is a coefficient vector rather than an image (compressed sensing, alone or in a composition).
     public static func observesCoefficients(_ a: any DegradationOperator) -> Bool {

@@ -1,6 +1,7 @@
 import Engine
 import Foundation
 import ImageIO
+import Operators
 
 /// Which model files a job runs on: nil paths mean the bundled models.
 public struct ModelReference: Codable, Sendable, Hashable {
@@ -98,7 +99,7 @@ extension RestorationJob {
         }
         guard isFolder.boolValue else { return [(input, output)] }
         let names = try FileManager.default.contentsOfDirectory(atPath: input).filter {
-            ["png", "jpg", "jpeg", "webp"].contains(($0 as NSString).pathExtension.lowercased())
+            OutputSettings.formats.contains(($0 as NSString).pathExtension.lowercased())
         }.sorted()
         guard !names.isEmpty else { throw RestorationError("no PNG, JPEG or WebP files in folder (\(input))") }
         do {
@@ -179,7 +180,7 @@ public final class RestorationRunner {
         result.report.inputSize = inputSize
         // A gray photo stays gray (the channel mean, which the gray operator observes), unless it is being coloured.
         if inputGray, !(result.report.operator ?? "").split(separator: ",").contains("gray"), result.image.shape[3] == 3 {
-            result.image = try Observations.channelMean(result.image)
+            result.image = try GrayscaleOperator().apply(result.image)
         }
         result.report.command = job.task ?? job.method.name
         result.report.outputSize = "\(result.image.shape[2])×\(result.image.shape[1])"

@@ -189,10 +189,9 @@ final class ModelListing: @unchecked Sendable {
             defer { lock.unlock() }
             let key = entry.path + "|\(entry.bytes)"
             if hashes[key] == nil { hashes[key] = (try? SHA256.hex(ofFile: entry.path)) ?? "" }
-            let family = description.map { $0.ownFamily ?? $0.family?.name ?? "unknown" } ?? "unreadable"
-            return ["name": (entry.name as NSString).deletingPathExtension, "file": entry.name, "family": family, "preset": description?.preset?.name ?? "",
-                    "bytes": "\(entry.bytes)", "sha256": hashes[key] ?? "",
-                    "serves": family == ModelCatalog.ownResShiftFamily ? "upscale -s 4" : "denoise, dejpeg, deblur, inpaint, colorize, upscale -s 2|3"]
+            return ["name": (entry.name as NSString).deletingPathExtension, "file": entry.name, "family": description?.familyName ?? "unreadable",
+                    "preset": description?.preset?.name ?? "", "bytes": "\(entry.bytes)", "sha256": hashes[key] ?? "",
+                    "serves": description?.servedTasks ?? "none"]
         }
     }
 }

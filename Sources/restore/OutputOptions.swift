@@ -65,8 +65,8 @@ struct ImageIOOptions: ParsableArguments {
         let summary = try runner.run(plan, context: events.context, makeJob: { try makeJob($0.input, $0.sample) }) { outcome in
             events.finish()
             switch outcome {
-            case .done(let item, let result):
-                if json, let text = try? result.report.json() { print(text) }
+            case .done(let item, let result, let report):
+                if json { print(report) }
                 events.summary(result, input: item.input, output: item.output)
             case .skipped(let item):
                 events.note("skipped \(item.input): \(item.output) exists")

@@ -78,9 +78,8 @@ struct Models: ParsableCommand {
         let folders = BundledModels.searchFolders()
         print("models (searched: \(folders.count == 1 ? folders[0] : "Models/ near the executable, ./Models; DIFFUSIONRESTORE_MODELS overrides")):")
         for entry in InstalledModels.all() {
-            let family = (try? ModelCatalog.describe(path: entry.path)).map { $0.ownFamily ?? $0.family?.name ?? "unknown" } ?? "unreadable"
-            let serves = family == ModelCatalog.ownResShiftFamily ? "upscale -s 4" : "every task but upscale -s 4 (ddnm, dreamclean)"
-            print("  \((entry.name as NSString).deletingPathExtension)  \(family), \(Formatting.bytes(entry.bytes)): \(serves)  (\(entry.path))")
+            let model = try? ModelCatalog.describe(path: entry.path)
+            print("  \((entry.name as NSString).deletingPathExtension)  \(model?.familyName ?? "unreadable"), \(Formatting.bytes(entry.bytes)): \(model?.servedTasks ?? "none")  (\(entry.path))")
         }
         print("tasks:")
         for task in RestorationTask.allCases { print("  \(task.rawValue): \(task.summary)") }
