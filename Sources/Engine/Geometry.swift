@@ -46,3 +46,32 @@ extension Tensor {
     }
 }
 
+
+extension Tensor {
+    /// Tensors of equal shape [n, …] stacked along the batch dimension into one [Σn, …] tensor.
+    public static func stackingBatch(_ parts: [Tensor]) throws -> Tensor {
+        guard let first = parts.first, first.shape.count >= 2 else { throw EngineError.invalidArgument(op: "stack", reason: "nothing to stack") }
+        let inner = Array(first.shape.dropFirst())
+        guard parts.allSatisfy({ Array($0.shape.dropFirst()) == inner }) else {
+            throw EngineError.shapeMismatch(op: "stack", expected: "samples of \(inner)", found: "\(parts.map(\.shape))")
+        }
+        let out = try Tensor(uninitializedShape: [parts.reduce(0) { $0 + $1.shape[0] }] + inner)
+        var offset = 0
+        for part in parts {
+            (out.data + offset).update(from: part.data, count: part.count)
+            offset += part.count
+        }
+        return out
+    }
+
+    /// Sample `index` of the batch as a new [1, …] tensor.
+    public func sample(_ index: Int) throws -> Tensor {
+        guard shape.count >= 2, (0..<shape[0]).contains(index) else {
+            throw EngineError.invalidArgument(op: "sample", reason: "sample \(index) of a batch of \(shape.first ?? 0)")
+        }
+        let size = count / shape[0]
+        let out = try Tensor(uninitializedShape: [1] + shape.dropFirst())
+        out.data.update(from: data + index * size, count: size)
+        return out
+    }
+}

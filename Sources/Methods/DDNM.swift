@@ -107,7 +107,7 @@ public struct DDNMSampler {
         self.variant = variant
     }
 
-    /// Restores x from y. `progress(done, total)` is called after each network evaluation, `observe(t, x0|t)`
+    /// Restores x from y (a `DDNMRun` driven to its end). `progress(done, total)` is called after each network evaluation, `observe(t, x0|t)`
     /// just before it (the network's estimate before the correction).
     ///
     /// `constraint`: an x0 → x0 function applied after the correction at every step (USDR's mask-shift
@@ -115,44 +115,25 @@ public struct DDNMSampler {
     public func sample(observation y: Tensor, operator a: any DegradationOperator, imageShape: [Int],
                        predictNoise: Denoiser, noise: inout some GaussianSource, constraint: (any X0Constraint)? = nil,
                        progress: (Int, Int) -> Void = { _, _ in }, observe: StepObserver? = nil) throws -> Tensor {
+        var run = try start(observation: y, operator: a, imageShape: imageShape, noise: noise, constraint: constraint)
+        defer { noise = run.noise }
+        while let (x, t) = try run.pending() {
+            let x0 = try run.advance(epsilon: try predictNoise(x, t))
+            observe?(t, x0)
+            progress(run.evaluations, run.totalEvaluations)
+        }
+        return run.x
+    }
+
+    /// A run of this sampler that the caller advances one network evaluation at a time (`DDNMRun`), so that
+    /// several runs — the windows of one wave — can share a batched evaluation. Draws x_T from `noise` now.
+    public func start<Noise: GaussianSource>(observation y: Tensor, operator a: any DegradationOperator, imageShape: [Int],
+                                             noise: Noise, constraint: (any X0Constraint)? = nil) throws -> DDNMRun<Noise> {
         try constraint?.check(imageShape)
         let step = try stepKind(operator: a, imageShape: imageShape, constraint: constraint)
-        var x = try noise.next(shape: imageShape)  // x_T
-        var lastX0: Tensor?
-        var evaluations = 0
-        let total = timesteps.networkEvaluations
-        for (t, next) in timesteps.pairs {
-            let aNext = schedule.alphaBar(next)
-            if next > t {
-                // Time-travel: re-noise the last uncorrected x0 to the higher level (diffusion.py:388-393).
-                guard let x0 = lastX0 else { throw SamplerError("time-travel before the first step") }
-                let z = try noise.next(shape: imageShape)
-                x = try axpby(aNext.squareRoot(), x0, (1 - aNext).squareRoot(), z)
-                continue
-            }
-            let aT = schedule.alphaBar(t)
-            var epsilon = try checkedPrediction(try predictNoise(x, t), for: x)
-            // x0|t = (x_t − √(1−ᾱ_t) ε) / √ᾱ_t   (Eq. 12; no clipping, as the official code, unless clipX0)
-            var x0 = try axpby(1 / aT.squareRoot(), x, -(1 - aT).squareRoot() / aT.squareRoot(), epsilon)
-            if clipX0 {
-                x0 = try clamp(x0, to: -1...1)
-                epsilon = try axpby(1 / (1 - aT).squareRoot(), x, -aT.squareRoot() / (1 - aT).squareRoot(), x0)
-            }
-            lastX0 = x0
-            switch step {
-            case .rangeNull:
-                x = try rangeNullStep(x0, epsilon, alphaBarNext: aNext, y: y, operator: a, constraint: constraint, noise: &noise)
-            case .plus(let lambda, let stochastic):
-                x = try ddnmPlusStep(x0, epsilon, alphaBarNext: aNext, y: y, operator: a, lambda: lambda, stochastic: stochastic,
-                                     constraint: constraint, noise: &noise)
-            case .svdForm(let form, let raw):
-                x = try svdFormStep(x0, epsilon, alphaBarNext: aNext, y: y, operator: a, form: form, raw: raw, noise: &noise)
-            }
-            evaluations += 1
-            observe?(t, x0)
-            progress(evaluations, total)
-        }
-        return x
+        var noise = noise
+        let x = try noise.next(shape: imageShape)  // x_T
+        return DDNMRun(sampler: self, observation: y, operator: a, imageShape: imageShape, constraint: constraint, step: step, noise: noise, x: x)
     }
 
     /// Which step the sampler takes: the range–null step (σy = 0, and the simplified and paper paths), DDNM+'s
@@ -240,5 +221,83 @@ public struct DDNMSampler {
             next.setChannelMajor((0..<x0b.count).map { root * (x0b[$0] - lambda[$0]) + stochastic[$0] }, batch: b)
         }
         return next
+    }
+}
+
+/// One DDNM sampling run, advanced by its caller one network evaluation at a time: `pending()` gives the x_t
+/// and t it needs ε for (taking time-travel re-noisings on the way; nil once finished), `advance(epsilon:)`
+/// takes the step. `DDNMSampler.sample` drives one run with the denoiser; mask-shift tiling drives the runs of
+/// a whole wave of windows through one batched evaluation. The run owns its noise source, so its result
+/// depends only on its own inputs and stream, never on which other runs share its evaluations.
+public struct DDNMRun<Noise: GaussianSource> {
+    let sampler: DDNMSampler
+    let y: Tensor
+    let a: any DegradationOperator
+    let imageShape: [Int]
+    let constraint: (any X0Constraint)?
+    let step: DDNMSampler.StepKind
+    public internal(set) var noise: Noise
+    /// x_t now; the restored image once `pending()` returns nil.
+    public internal(set) var x: Tensor
+    var lastX0: Tensor?
+    var pairIndex = 0
+    let pairs: [(Int, Int)]
+    public internal(set) var evaluations = 0
+    public var totalEvaluations: Int { sampler.timesteps.networkEvaluations }
+
+    init(sampler: DDNMSampler, observation y: Tensor, operator a: any DegradationOperator, imageShape: [Int],
+         constraint: (any X0Constraint)?, step: DDNMSampler.StepKind, noise: Noise, x: Tensor) {
+        self.sampler = sampler
+        self.y = y
+        self.a = a
+        self.imageShape = imageShape
+        self.constraint = constraint
+        self.step = step
+        self.noise = noise
+        self.x = x
+        pairs = sampler.timesteps.pairs.map { ($0.from, $0.to) }
+    }
+
+    /// The x_t and timestep the next step needs ε for, or nil when the run is finished.
+    public mutating func pending() throws -> (x: Tensor, t: Int)? {
+        while pairIndex < pairs.count {
+            let (t, next) = pairs[pairIndex]
+            guard next > t else { return (x, t) }
+            // Time-travel: re-noise the last uncorrected x0 to the higher level (diffusion.py:388-393).
+            guard let x0 = lastX0 else { throw SamplerError("time-travel before the first step") }
+            let aNext = sampler.schedule.alphaBar(next)
+            let z = try noise.next(shape: imageShape)
+            x = try axpby(aNext.squareRoot(), x0, (1 - aNext).squareRoot(), z)
+            pairIndex += 1
+        }
+        return nil
+    }
+
+    /// Takes the step from the pending x_t with the network's ε; returns x0|t (before the correction).
+    @discardableResult
+    public mutating func advance(epsilon given: Tensor) throws -> Tensor {
+        guard pairIndex < pairs.count, pairs[pairIndex].1 <= pairs[pairIndex].0 else { throw SamplerError("advance without a pending step") }
+        let (t, next) = pairs[pairIndex]
+        let aNext = sampler.schedule.alphaBar(next), aT = sampler.schedule.alphaBar(t)
+        var epsilon = try checkedPrediction(given, for: x)
+        // x0|t = (x_t − √(1−ᾱ_t) ε) / √ᾱ_t   (Eq. 12; no clipping, as the official code, unless clipX0)
+        var x0 = try axpby(1 / aT.squareRoot(), x, -(1 - aT).squareRoot() / aT.squareRoot(), epsilon)
+        if sampler.clipX0 {
+            x0 = try clamp(x0, to: -1...1)
+            epsilon = try axpby(1 / (1 - aT).squareRoot(), x, -aT.squareRoot() / (1 - aT).squareRoot(), x0)
+        }
+        lastX0 = x0
+        switch step {
+        case .rangeNull:
+            x = try sampler.rangeNullStep(x0, epsilon, alphaBarNext: aNext, y: y, operator: a, constraint: constraint, noise: &noise)
+        case .plus(let lambda, let stochastic):
+            x = try sampler.ddnmPlusStep(x0, epsilon, alphaBarNext: aNext, y: y, operator: a, lambda: lambda, stochastic: stochastic,
+                                         constraint: constraint, noise: &noise)
+        case .svdForm(let form, let raw):
+            x = try sampler.svdFormStep(x0, epsilon, alphaBarNext: aNext, y: y, operator: a, form: form, raw: raw, noise: &noise)
+        }
+        pairIndex += 1
+        evaluations += 1
+        return x0
     }
 }

@@ -35,6 +35,9 @@ public struct DDNMOptions: Codable, Sendable, Equatable {
     public var feather: Int?
     /// USDR's hierarchical pass when tiling.
     public var hir = true
+    /// Windows of one wave through one network evaluation when tiling (speed and memory only: every window
+    /// draws its own noise, so the image is the same for any value).
+    public var windowBatch = 8
     /// Read masks the official DDNM way (white = keep).
     public var maskKeepWhite = false
     /// The official operators' quirks (blur matrices with k − 1 of k taps).
@@ -62,6 +65,7 @@ public struct DDNMOptions: Codable, Sendable, Equatable {
         o.margin = try c.decodeIfPresent(Int.self, forKey: .margin)
         o.feather = try c.decodeIfPresent(Int.self, forKey: .feather)
         o.hir = try c.decodeIfPresent(Bool.self, forKey: .hir) ?? o.hir
+        o.windowBatch = try c.decodeIfPresent(Int.self, forKey: .windowBatch) ?? o.windowBatch
         o.maskKeepWhite = try c.decodeIfPresent(Bool.self, forKey: .maskKeepWhite) ?? o.maskKeepWhite
         o.referenceExact = try c.decodeIfPresent(Bool.self, forKey: .referenceExact) ?? o.referenceExact
         o.classID = try c.decodeIfPresent(Int.self, forKey: .classID)
@@ -77,6 +81,7 @@ public struct DDNMOptions: Codable, Sendable, Equatable {
         guard travelLength >= 1, travelRepeat >= 1 else { throw RestorationError("--travel takes L,R with integers ≥ 1, e.g. 2,2") }
         guard DDNMSampler.Variant(rawValue: variant) != nil else { throw RestorationError("unknown DDNM variant \(variant) (svd, simplified, paper)") }
         guard MaskShiftRestoration.Tiling(rawValue: tiling) != nil else { throw RestorationError("unknown tiling \(tiling) (msr, naive)") }
+        guard (1...256).contains(windowBatch) else { throw RestorationError("--window-batch must be between 1 and 256") }
     }
 }
 
@@ -196,8 +201,9 @@ public struct DDNMPipeline {
         let restored: Tensor
         if tiled {
             let usdr = USDRRestoration(sampler: sampler, nativeSize: nativeSize, sizeMultiple: network.sizeMultiple, tiling: tiling,
-                                       window: options.window, overlap: options.overlap, margin: options.margin, feather: options.feather, hir: options.hir)
-            let outcome = try usdr.restore(observation: y, operator: a, imageShape: shape, predictNoise: predict, noise: &noise, label: label,
+                                       window: options.window, overlap: options.overlap, margin: options.margin, feather: options.feather, hir: options.hir,
+                                       batch: options.windowBatch)
+            let outcome = try usdr.restore(observation: y, operator: a, imageShape: shape, predictNoise: predict, noise: WindowNoise(seed: seed), label: label,
                                            stage: { context.emit(.stage(label: $0, total: $1)) },
                                            step: { context.emit(.step(done: $0, total: $1, note: $2)) },
                                            observe: context.windowObserver(imageHeight: shape[1], imageWidth: shape[2], channels: shape[3]))

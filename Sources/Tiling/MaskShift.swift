@@ -11,6 +11,8 @@ public struct WindowPlan: Equatable, Sendable {
     public let windowHeight: Int, windowWidth: Int
     public let stride: Int
     public let rects: [PixelRect]
+    /// The windows' row and column offsets (`rects` is their product, rows outer).
+    public let rows: [Int], columns: [Int]
 
     /// - Parameters: `window` the side wanted (clipped to the image), `overlap` between neighbours (nil: half
     ///   the window after rounding to the unit);
@@ -41,7 +43,58 @@ public struct WindowPlan: Equatable, Sendable {
         }
         let (wh, ww) = (min(side, height), min(side, width))
         let rows = offsets(height, wh), columns = offsets(width, ww)
+        self.rows = rows
+        self.columns = columns
         rects = rows.flatMap { y in columns.map { x in PixelRect(y: y, x: x, height: wh, width: ww) } }
+    }
+
+    /// The raster-earlier windows that window `index` overlaps, in raster order: the ones whose final results
+    /// it keeps as known values (found among its grid neighbours, so a plan of millions of windows stays cheap).
+    public func predecessors(of index: Int) -> [Int] {
+        let (i, j) = (index / columns.count, index % columns.count)
+        var near: [Int] = []  // columns whose span meets column j's
+        var k = j
+        while k > 0, columns[k - 1] + windowWidth > columns[j] { k -= 1 }
+        while k < columns.count, columns[k] < columns[j] + windowWidth { near.append(k); k += 1 }
+        var first = i
+        while first > 0, rows[first - 1] + windowHeight > rows[i] { first -= 1 }
+        return (first...i).flatMap { r in near.filter { r < i || $0 < j }.map { r * columns.count + $0 } }
+    }
+
+    /// The windows grouped in waves: a window's wave is one after the latest wave of the windows it overlaps
+    /// among the raster-earlier ones (its longest dependency path, from the real rectangles: a snapped last
+    /// column overlaps two windows to its left). Windows of one wave do not overlap each other and depend only
+    /// on earlier waves, so a wave may run in any order or as one batch, and the result is the raster-order one.
+    /// With half-window overlap this is the "knight" wavefront, wave = 2·row + column.
+    public var waves: [[Int]] {
+        var level = [Int](repeating: 0, count: rects.count)
+        var waves: [[Int]] = []
+        for index in rects.indices {
+            level[index] = (predecessors(of: index).map { level[$0] }.max() ?? -1) + 1
+            if level[index] == waves.count { waves.append([]) }
+            waves[level[index]].append(index)
+        }
+        return waves
+    }
+}
+
+/// Where the windows of a tiled restoration draw their noise: each window its own stream, keyed by the seed,
+/// the pass (0: full size; HiR levels 1, 2, …) and the window's index, so that a window's result depends
+/// neither on the order in which windows run nor on which others share its batch — the condition for
+/// batching a wave, and for spreading windows over processes or machines with the one-process result.
+public struct WindowNoise: Sendable, Equatable {
+    public let seed: UInt64
+    public init(seed: UInt64) { self.seed = seed }
+
+    /// The stream of window `window` in pass `pass`.
+    public func source(pass: Int, window: Int) -> SeededGaussian {
+        var mixer = SplitMix64(seed: seed ^ 0xA076_1D64_78BD_642F)
+        var key = mixer.next()
+        for part in [UInt64(pass), UInt64(window)] {
+            mixer = SplitMix64(seed: key ^ part &* 0xE703_7ED1_A0B4_28DB)
+            key = mixer.next()
+        }
+        return SeededGaussian(seed: key)
     }
 }
 
@@ -101,19 +154,51 @@ public struct MaskShiftRestoration {
         return (m / unit * unit, f / unit * unit)
     }
 
-    /// Restores the whole image x (`imageShape` [1, H, W, C]) from y into a canvas of that shape.
+    /// Restores the whole image x (`imageShape` [1, H, W, C]) from y into a canvas of that shape, wave by wave
+    /// (`WindowPlan.waves`), up to `batch` windows of a wave through one network evaluation; each window draws
+    /// from its own stream of `noise` (pass `pass`), so the result is the same whatever the batch.
     /// `progress(windowsDone, windowCount, evaluationsDone, evaluationsTotal)`; `observe(t, window, x0|t)` after
     /// each evaluation (previews).
     /// `global`: USDR's HiR result (the whole image restored at 1/factor of the size); every window's block
     /// means are then held to it (`BlockMeanGuide`). Window offsets and sides must be multiples of the factor.
     public func restore(observation y: Tensor, operator a: any WindowableOperator, imageShape: [Int],
-                        predictNoise: Denoiser, noise: inout some GaussianSource,
+                        predictNoise: Denoiser, noise: WindowNoise, pass: Int = 0, batch: Int = 8,
                         global: (factor: Int, result: Tensor)? = nil,
                         progress: (Int, Int, Int, Int) -> Void = { _, _, _, _ in },
                         observe: ((_ t: Int, _ window: PixelRect, _ x0: Tensor) -> Void)? = nil) throws -> Tensor {
         guard imageShape.count == 4, imageShape[0] == 1, imageShape[1] == plan.height, imageShape[2] == plan.width else {
             throw SamplerError("tiling restores one image of \(plan.width)×\(plan.height), got \(imageShape)")
         }
+        guard batch >= 1 else { throw SamplerError("the window batch must be at least 1, got \(batch)") }
+        let canvas = try Tensor(shape: imageShape, repeating: 0)
+        let perWindow = sampler.timesteps.networkEvaluations
+        let total = perWindow * plan.rects.count
+        var windowsDone = 0
+        for wave in plan.waves {
+            for start in stride(from: 0, to: wave.count, by: batch) {
+                let chunk = Array(wave[start..<min(start + batch, wave.count)])
+                let restored = try restoreWindows(chunk, observation: y, operator: a, imageShape: imageShape, predictNoise: predictNoise,
+                                                  noise: noise, pass: pass, global: global, finished: { try canvas.crop($0) },
+                                                  progress: { done in progress(windowsDone, plan.rects.count, windowsDone * perWindow + done, total) },
+                                                  observe: observe)
+                for (index, window) in zip(chunk, restored) { try canvas.paste(window, at: plan.rects[index]) }
+                windowsDone += chunk.count
+                progress(windowsDone, plan.rects.count, windowsDone * perWindow, total)
+            }
+        }
+        return canvas
+    }
+
+    /// Restores the windows `indices` (of one wave) together, each evaluation of the network taking all of them
+    /// as one batch; returns each window's result ([1, h, w, C]) in the order given. `finished(rect)` gives the
+    /// image over `rect` as the finished windows left it (their results pasted in raster order): only the
+    /// pixels of each window's predecessors (`WindowPlan.predecessors`) are read. `progress(evaluations)` counts
+    /// window-evaluations done in this call.
+    public func restoreWindows(_ indices: [Int], observation y: Tensor, operator a: any WindowableOperator, imageShape: [Int],
+                               predictNoise: Denoiser, noise: WindowNoise, pass: Int = 0,
+                               global: (factor: Int, result: Tensor)? = nil, finished: (PixelRect) throws -> Tensor,
+                               progress: (Int) -> Void = { _ in },
+                               observe: ((_ t: Int, _ window: PixelRect, _ x0: Tensor) -> Void)? = nil) throws -> [Tensor] {
         // Operators with a halo (blur, bicubic): a finished window keeps only its part `halo` pixels away from
         // its inner edges; the neighbour re-restores that ring, where samples straddle the two windows. The
         // overlap must leave the neighbour's own unobserved ring inside the kept part.
@@ -124,19 +209,17 @@ public struct MaskShiftRestoration {
         let alignment = max(1, a.windowAlignment)
         let unit = global.map { lcm(alignment, $0.factor) } ?? alignment
         let (margin, feather) = try seamBlend(unit: unit)
-        let canvas = try Tensor(shape: imageShape, repeating: 0)
-        var finished: [PixelRect] = []  // the windows done (no per-pixel map: memory stays per window)
-        let perWindow = sampler.timesteps.networkEvaluations
-        let total = perWindow * plan.rects.count
-        for (index, rect) in plan.rects.enumerated() {
+        var runs: [DDNMRun<SeededGaussian>] = []
+        for index in indices {
+            guard plan.rects.indices.contains(index) else { throw SamplerError("window \(index) is not in the plan's \(plan.rects.count)") }
+            let rect = plan.rects[index]
             let (local, observed) = try a.window(rect, imageShape: imageShape)
-            let yWindow = try y.crop(observed)
             var known: KnownRegion?
             if tiling == .msr {
                 var keep = [Float](repeating: 0, count: rect.height * rect.width)
                 var any = false
-                for window in finished {  // the overlap of each finished window (less its halo ring or margin) with this one
-                    let done = Self.kept(window, halo: max(halo, margin), height: plan.height, width: plan.width)
+                for earlier in plan.predecessors(of: index) {  // the overlap of each finished window (less its halo ring or margin) with this one
+                    let done = Self.kept(plan.rects[earlier], halo: max(halo, margin), height: plan.height, width: plan.width)
                     let top = max(done.y, rect.y), bottom = min(done.y + done.height, rect.y + rect.height)
                     let left = max(done.x, rect.x), right = min(done.x + done.width, rect.x + rect.width)
                     guard top < bottom, left < right else { continue }
@@ -145,7 +228,7 @@ public struct MaskShiftRestoration {
                 }
                 if any {
                     if feather > 0 { keep = Self.feathered(keep, height: rect.height, width: rect.width, band: feather, unit: unit) }
-                    known = KnownRegion(keep: keep, values: try canvas.crop(rect), refinements: halo > 0 ? Self.refinements : 0)
+                    known = KnownRegion(keep: keep, values: try finished(rect), refinements: halo > 0 ? Self.refinements : 0)
                 }
             }
             var guide: BlockMeanGuide?
@@ -157,16 +240,34 @@ public struct MaskShiftRestoration {
                 guide = BlockMeanGuide(factor: f, target: try global.result.crop(rect.divided(by: f)),
                                        free: (a as? any HierarchicalOperator)?.freePixels(rect))
             }
-            let restored = try sampler.sample(observation: yWindow, operator: local, imageShape: [1, rect.height, rect.width, imageShape[3]],
-                                              predictNoise: predictNoise, noise: &noise,
-                                              constraint: known == nil && guide == nil ? nil : WindowConstraint(known: known, guide: guide),
-                                              progress: { done, _ in progress(index, plan.rects.count, index * perWindow + done, total) },
-                                              observe: observe.map { observe in { t, x0 in observe(t, rect, x0) } })
-            try canvas.paste(restored, at: rect)
-            finished.append(rect)
-            progress(index + 1, plan.rects.count, (index + 1) * perWindow, total)
+            runs.append(try sampler.start(observation: try y.crop(observed), operator: local,
+                                          imageShape: [1, rect.height, rect.width, imageShape[3]],
+                                          noise: noise.source(pass: pass, window: index),
+                                          constraint: known == nil && guide == nil ? nil : WindowConstraint(known: known, guide: guide)))
         }
-        return canvas
+        var evaluations = 0
+        while true {
+            var inputs: [Tensor] = [], t: Int?
+            for i in runs.indices {
+                guard let (x, step) = try runs[i].pending() else { continue }
+                guard t == nil || t == step else { throw SamplerError("the windows of a batch are at different timesteps") }
+                inputs.append(x)
+                t = step
+            }
+            guard let t else { break }
+            guard inputs.count == runs.count else { throw SamplerError("the windows of a batch finished at different steps") }
+            let epsilon = runs.count == 1 ? try predictNoise(inputs[0], t) : try predictNoise(try Tensor.stackingBatch(inputs), t)
+            guard epsilon.shape.first == runs.count else {
+                throw SamplerError("the denoiser returned \(epsilon.shape) for a batch of \(runs.count) windows")
+            }
+            for i in runs.indices {
+                let x0 = try runs[i].advance(epsilon: runs.count == 1 ? epsilon : try epsilon.sample(i))
+                observe?(t, plan.rects[indices[i]], x0)
+            }
+            evaluations += runs.count
+            progress(evaluations)
+        }
+        return runs.map(\.x)
     }
 
     /// A hard keep mask (1 known, 0 new) softened along the known region's inner edge: a known pixel whose

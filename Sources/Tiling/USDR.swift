@@ -13,9 +13,11 @@ public struct USDRRestoration {
     /// Window side (default and maximum: the native size), overlap, seam margin and feather (nil: defaults).
     public let window: Int?, overlap: Int?, margin: Int?, feather: Int?
     public let hir: Bool
+    /// Windows of one wave per network evaluation (the result does not depend on it; memory and speed do).
+    public let batch: Int
 
     public init(sampler: DDNMSampler, nativeSize: Int, sizeMultiple: Int, tiling: MaskShiftRestoration.Tiling = .msr, window: Int? = nil,
-                overlap: Int? = nil, margin: Int? = nil, feather: Int? = nil, hir: Bool = true) {
+                overlap: Int? = nil, margin: Int? = nil, feather: Int? = nil, hir: Bool = true, batch: Int = 8) {
         self.sampler = sampler
         self.nativeSize = nativeSize
         self.sizeMultiple = sizeMultiple
@@ -25,6 +27,7 @@ public struct USDRRestoration {
         self.margin = margin
         self.feather = feather
         self.hir = hir
+        self.batch = batch
     }
 
     /// The restored image, its full-size window count, the network evaluations of the HiR levels, how HiR ran
@@ -39,10 +42,11 @@ public struct USDRRestoration {
 
     /// The HiR pyramid (coarsest level whole, finer levels by windows guided by the level above), then the
     /// full-size mask-shift windows guided by the finest level; `observe(t, window, x0|t)` follows every
-    /// evaluation of the full-size windows. Returns the image, its window count, the network
+    /// evaluation of the full-size windows. Every window (and the global pass) draws its own stream of `noise`:
+    /// pass 0 is the full size, pass k the k-th level of the pyramid. Returns the image, its window count, the network
     /// evaluations of the HiR levels, the HiR description and the seam blend.
     public func restore(observation y: Tensor, operator a: any DegradationOperator, imageShape shape: [Int], predictNoise predict: Denoiser,
-                        noise: inout some GaussianSource, label: String, stage: (String, Int) -> Void = { _, _ in },
+                        noise: WindowNoise, label: String, stage: (String, Int) -> Void = { _, _ in },
                         step: (Int, Int, String?) -> Void = { _, _, _ in },
                         observe: ((_ t: Int, _ window: PixelRect, _ x0: Tensor) -> Void)? = nil) throws -> Outcome {
         let evaluations = sampler.timesteps.networkEvaluations
@@ -62,8 +66,9 @@ public struct USDRRestoration {
                 let levelSampler = sampler.scalingNoise(by: level.noiseScale)
                 if index == 0 {
                     stage("\(label) (global pass, ÷\(top.factor))", evaluations)
+                    var source = noise.source(pass: 1, window: 0)
                     let result = try levelSampler.sample(observation: top.observation, operator: top.operator, imageShape: top.shape,
-                                                         predictNoise: predict, noise: &noise) { done, total in
+                                                         predictNoise: predict, noise: &source) { done, total in
                         step(done, total, nil)
                     }
                     levelEvaluations += evaluations
@@ -77,8 +82,8 @@ public struct USDRRestoration {
                                           overlap: overlap, alignment: alignment, sizeMultiple: sizeMultiple)
                 stage("\(label) (HiR level ÷\(level.factor), \(plan.rects.count) windows)", evaluations * plan.rects.count)
                 let result = try MaskShiftRestoration(sampler: levelSampler, plan: plan, margin: margin, feather: feather)
-                    .restore(observation: level.observation, operator: levelOperator, imageShape: level.shape, predictNoise: predict, noise: &noise,
-                             global: (ratio, above.result)) { done, count, evaluations, total in
+                    .restore(observation: level.observation, operator: levelOperator, imageShape: level.shape, predictNoise: predict, noise: noise,
+                             pass: index + 1, batch: batch, global: (ratio, above.result)) { done, count, evaluations, total in
                         step(evaluations, total, "window \(min(done + 1, count))/\(count)")
                     }
                 levelEvaluations += evaluations * plan.rects.count
@@ -96,7 +101,7 @@ public struct USDRRestoration {
         stage("\(label) (\(plan.rects.count) windows)", evaluations * plan.rects.count)
         let msr = MaskShiftRestoration(sampler: sampler, plan: plan, tiling: tiling, margin: margin, feather: feather)
         let seam = try msr.seamBlend(unit: max(1, alignment))
-        let restored = try msr.restore(observation: y, operator: local, imageShape: shape, predictNoise: predict, noise: &noise, global: global,
+        let restored = try msr.restore(observation: y, operator: local, imageShape: shape, predictNoise: predict, noise: noise, batch: batch, global: global,
                                        progress: { done, count, evaluations, total in step(evaluations, total, "window \(min(done + 1, count))/\(count)") },
                                        observe: observe)
         return Outcome(image: restored, windows: plan.rects.count, levelEvaluations: levelEvaluations, hir: description, seam: seam)

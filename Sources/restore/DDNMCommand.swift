@@ -67,6 +67,9 @@ struct DDNMCommand: ParsableCommand {
     @Flag(name: .customLong("no-hir"), help: "Tiling without USDR's hierarchical pass (the whole image restored at the native size first, guiding every window's block means).")
     var noHIR = false
 
+    @Option(help: "Windows of one wave restored together, one network evaluation for all (speed and memory only: each window draws its own seeded noise, so the image is the same for any value).")
+    var windowBatch: Int = 8
+
     @Option(help: "Also write a side-by-side PNG: degraded (A†y at the output size) | restored | original (with --simulate).")
     var sideBySide: String?
 
@@ -100,6 +103,7 @@ struct DDNMCommand: ParsableCommand {
         o.tiling = tiling.rawValue
         (o.window, o.overlap, o.margin, o.feather) = (windows.window, windows.overlap, margin, feather)
         o.hir = !noHIR
+        o.windowBatch = windowBatch
         o.maskKeepWhite = windows.maskKeepWhite
         o.referenceExact = referenceExact
         o.classID = prior.classID

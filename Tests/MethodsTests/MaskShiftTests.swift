@@ -32,6 +32,70 @@ final class MaskShiftTests: XCTestCase {
         XCTAssertThrowsError(try WindowPlan(height: 36, width: 200, window: 64, overlap: 32, alignment: 1, sizeMultiple: 8))
     }
 
+    /// Waves, from the real rectangles: every window of a wave comes after all raster-earlier windows it
+    /// overlaps (the brute-force list), in the wave right after the latest of them, and no two windows of a
+    /// wave overlap; with half-window overlap on a regular grid that is the knight wavefront 2·row + column.
+    func testWavesKeepEveryOverlapInRasterOrder() throws {
+        func overlaps(_ a: PixelRect, _ b: PixelRect) -> Bool { a.y < b.y + b.height && b.y < a.y + a.height && a.x < b.x + b.width && b.x < a.x + a.width }
+        for (h, w, window, overlap) in [(40, 56, 24, 12), (64, 200, 64, 32), (96, 96, 32, 8), (48, 104, 32, 24), (64, 64, 64, 32), (72, 136, 32, 16)] {
+            let plan = try WindowPlan(height: h, width: w, window: window, overlap: overlap, alignment: 1, sizeMultiple: 8)
+            var waveOf = [Int](repeating: -1, count: plan.rects.count)
+            for (k, wave) in plan.waves.enumerated() {
+                for i in wave { XCTAssertEqual(waveOf[i], -1, "window \(i) in two waves"); waveOf[i] = k }
+                for i in wave { for j in wave where j > i { XCTAssertFalse(overlaps(plan.rects[i], plan.rects[j]), "\(h)×\(w): wave \(k) \(i) \(j)") } }
+            }
+            XCTAssertFalse(waveOf.contains(-1))
+            for i in plan.rects.indices {
+                let brute = (0..<i).filter { overlaps(plan.rects[$0], plan.rects[i]) }
+                XCTAssertEqual(plan.predecessors(of: i), brute, "\(h)×\(w) window \(i)")
+                XCTAssertEqual(waveOf[i], (brute.map { waveOf[$0] }.max() ?? -1) + 1, "\(h)×\(w) window \(i)")
+            }
+        }
+        let grid = try WindowPlan(height: 96, width: 160, window: 32, overlap: 16, alignment: 1)
+        XCTAssertEqual(grid.columns.count, 9)
+        for (k, wave) in grid.waves.enumerated() { for i in wave { XCTAssertEqual(2 * (i / 9) + i % 9, k) } }
+        XCTAssertEqual(grid.waves.count, 2 * 4 + 8 + 1)
+    }
+
+    /// Each window draws its own noise stream, so the image does not depend on how the windows of a wave are
+    /// batched, nor on the order they run in: one at a time in raster order (hq_demo's order, through
+    /// `restoreWindows` and a canvas of our own) gives the same bits as whole waves in batches of 1, 3 or 16,
+    /// with a known overlap, a halo operator (bicubic: its refinements read the neighbours) and the HiR guide.
+    func testWindowsGiveTheSameImageInAnyBatchAndOrder() throws {
+        let sampler = try DDNMSampler(timesteps: try TimeTravelSchedule(samplingSteps: 3))
+        let cases: [(String, any WindowableOperator, Int)] = [("pool:2", try AveragePoolingOperator(factor: 2), 2),
+                                                              ("bicubic:2", try XCTUnwrap(try OperatorSpec.parse("bicubic:2", loadMask: { _ in throw OperatorError("no mask") }) as? any WindowableOperator), 2)]
+        for (name, a, alignment) in cases {
+            let clean = try TestSupport.random([1, 48, 112, 3], seed: 6)
+            let y = try a.apply(clean)
+            let plan = try WindowPlan(height: 48, width: 112, window: 32, overlap: 16, alignment: alignment, sizeMultiple: 8)
+            let global = (factor: 2, result: try TestSupport.random([1, 24, 56, 3], seed: 8))
+            let msr = MaskShiftRestoration(sampler: sampler, plan: plan)
+            var batchSizes: [Int] = []
+            let counting: Denoiser = { x, t in batchSizes.append(x.shape[0]); return try self.standIn(x, t) }
+            let reference = try msr.restore(observation: y, operator: a, imageShape: clean.shape, predictNoise: counting, noise: WindowNoise(seed: 3),
+                                            batch: 1, global: global)
+            XCTAssertEqual(Set(batchSizes), [1])
+            for batch in [3, 16] {
+                batchSizes = []
+                let batched = try msr.restore(observation: y, operator: a, imageShape: clean.shape, predictNoise: counting, noise: WindowNoise(seed: 3),
+                                              batch: batch, global: global)
+                XCTAssertEqual(batched.values, reference.values, "\(name): batches of \(batch)")
+                XCTAssertEqual(batchSizes.max(), min(batch, plan.waves.map(\.count).max()!), name)
+            }
+            let canvas = try Tensor(shape: clean.shape, repeating: 0)
+            for i in plan.rects.indices {
+                let window = try msr.restoreWindows([i], observation: y, operator: a, imageShape: clean.shape, predictNoise: standIn,
+                                                    noise: WindowNoise(seed: 3), global: global, finished: { try canvas.crop($0) })
+                try canvas.paste(window[0], at: plan.rects[i])
+            }
+            XCTAssertEqual(canvas.values, reference.values, "\(name): raster order, one window at a time")
+            let other = try msr.restore(observation: y, operator: a, imageShape: clean.shape, predictNoise: standIn, noise: WindowNoise(seed: 4),
+                                        batch: 1, global: global)
+            XCTAssertGreaterThan(TestSupport.maxDifference(other, reference), 1e-2, "\(name): another seed, other noise")
+        }
+    }
+
     /// Every window satisfies A_w x = y_w and overlaps are imposed exactly, so the whole canvas is consistent.
     func testMaskShiftIsGloballyConsistent() throws {
         let keep = try Tensor(shape: [40, 56], values: (0..<(40 * 56)).map { ($0 * 7919) % 5 == 0 ? 0 : 1 })
@@ -49,7 +113,7 @@ final class MaskShiftTests: XCTestCase {
             XCTAssertGreaterThan(plan.rects.count, 4, name)
             var noise = SeededGaussian(seed: 9)
             let x = try MaskShiftRestoration(sampler: sampler, plan: plan).restore(observation: y, operator: a, imageShape: [1, 40, 56, 3],
-                                                                                  predictNoise: standIn, noise: &noise)
+                                                                                  predictNoise: standIn, noise: WindowNoise(seed: 9))
             let residual = TestSupport.maxDifference(try a.apply(x), y)
             XCTAssertLessThan(residual, 1e-4, "\(name): ‖A x̂ − y‖∞ \(residual)")
         }
@@ -68,8 +132,8 @@ final class MaskShiftTests: XCTestCase {
         let plan = try WindowPlan(height: 32, width: 48, window: 32, overlap: 16, alignment: 2, sizeMultiple: 8)
         var noise = SeededGaussian(seed: 21)
         let full = try MaskShiftRestoration(sampler: sampler, plan: plan, margin: 0, feather: 0).restore(
-            observation: y, operator: a, imageShape: [1, 32, 48, 3], predictNoise: standIn, noise: &noise)
-        var alone = SeededGaussian(seed: 21)
+            observation: y, operator: a, imageShape: [1, 32, 48, 3], predictNoise: standIn, noise: WindowNoise(seed: 21))
+        var alone = WindowNoise(seed: 21).source(pass: 0, window: 0)
         let first = plan.rects[0]
         let (local, observed) = try a.window(first, imageShape: [1, 32, 48, 3])
         let own = try sampler.sample(observation: try y.crop(observed), operator: local, imageShape: [1, 32, 32, 3], predictNoise: standIn, noise: &alone)
@@ -78,12 +142,12 @@ final class MaskShiftTests: XCTestCase {
         // known region its overlap would differ from the first window's.
         var naiveNoise = SeededGaussian(seed: 21)
         let naive = try MaskShiftRestoration(sampler: sampler, plan: plan, tiling: .naive).restore(observation: y, operator: a, imageShape: [1, 32, 48, 3],
-                                                                                                 predictNoise: standIn, noise: &naiveNoise)
+                                                                                                 predictNoise: standIn, noise: WindowNoise(seed: 21))
         XCTAssertGreaterThan(TestSupport.maxDifference(try naive.crop(first), own), 1e-3)
         // Defaults: columns 0..<28 as the first window left them, 28..<30 blended, 30..<32 restored again.
         var blendNoise = SeededGaussian(seed: 21)
         let blended = try MaskShiftRestoration(sampler: sampler, plan: plan).restore(observation: y, operator: a, imageShape: [1, 32, 48, 3],
-                                                                                    predictNoise: standIn, noise: &blendNoise)
+                                                                                    predictNoise: standIn, noise: WindowNoise(seed: 21))
         XCTAssertEqual(try MaskShiftRestoration(sampler: sampler, plan: plan).seamBlend(unit: 2).margin, 2)
         func columns(_ x: Tensor, _ range: Range<Int>) throws -> Tensor { try x.crop(PixelRect(y: 0, x: range.lowerBound, height: 32, width: range.count)) }
         XCTAssertEqual(TestSupport.maxDifference(try columns(blended, 0..<28), try columns(own, 0..<28)), 0, accuracy: 1e-6)
@@ -134,7 +198,7 @@ final class MaskShiftTests: XCTestCase {
             XCTAssertLessThan(TestSupport.maxDifference(try coarse.operator.apply(global), coarse.observation), 1e-4, "\(name): global A_g x_g = y_g")
             let windows = try WindowPlan(height: 48, width: 96, window: 48, overlap: 24, alignment: max(2, a.windowAlignment), sizeMultiple: 8)
             let x = try MaskShiftRestoration(sampler: sampler, plan: windows).restore(observation: y, operator: a, imageShape: [1, 48, 96, 3],
-                                                                                     predictNoise: standIn, noise: &noise, global: (2, global))
+                                                                                     predictNoise: standIn, noise: WindowNoise(seed: 2), global: (2, global))
             XCTAssertLessThan(TestSupport.maxDifference(try a.apply(x), y), 1e-4, "\(name): A x̂ = y")
             let means = try averagePool(x, kernel: 2)
             if name == "mask" {  // block means follow the global result where a block has a hole
@@ -150,7 +214,7 @@ final class MaskShiftTests: XCTestCase {
             var again = SeededGaussian(seed: 2)
             _ = try sampler.sample(observation: coarse.observation, operator: coarse.operator, imageShape: coarse.shape, predictNoise: standIn, noise: &again)
             let unguided = try MaskShiftRestoration(sampler: sampler, plan: windows).restore(observation: y, operator: a, imageShape: [1, 48, 96, 3],
-                                                                                            predictNoise: standIn, noise: &again)
+                                                                                            predictNoise: standIn, noise: WindowNoise(seed: 2))
             XCTAssertGreaterThan(TestSupport.maxDifference(try averagePool(unguided, kernel: 2), global), 1e-2, name)
         }
     }
@@ -293,7 +357,7 @@ final class MaskShiftTests: XCTestCase {
             var noise = SeededGaussian(seed: 4)
             let sampler = try DDNMSampler(timesteps: try TimeTravelSchedule(samplingSteps: 4))
             let x = try MaskShiftRestoration(sampler: sampler, plan: plan).restore(observation: y, operator: a, imageShape: [1, h, w, 3],
-                                                                                  predictNoise: standIn, noise: &noise)
+                                                                                  predictNoise: standIn, noise: WindowNoise(seed: 4))
             // FFT kernels: the whole-image A is periodic, and the samples that wrap around the border are observed
             // by no window; the whole image's valid samples (its own window form) are what tiling answers for.
             let periodic = spec.hasPrefix("blur:motion")
@@ -316,7 +380,9 @@ final class MaskShiftTests: XCTestCase {
             }
             let windowsRMS = (off / Double(samples)).squareRoot()
             print("\(spec): tiled ‖A x̂ − y‖ RMS \(rms), windows' own ‖Ã_w x̂ − Ã_w Ã_w† y‖ RMS \(windowsRMS) (y RMS \(yRMS))")
-            XCTAssertLessThan(residual, (spec.hasPrefix("bicubic") ? 2e-2 : periodic ? 0.5 : 0.2) * scale, "\(spec): tiled ‖A x̂ − y‖∞")
+            // (The motion kernel's worst sample: under 0.5 of max|y| with one noise stream for all windows, 0.51 with
+            // a stream per window: where the CG stops short depends on the noise drawn.)
+            XCTAssertLessThan(residual, (spec.hasPrefix("bicubic") ? 2e-2 : periodic ? 0.6 : 0.2) * scale, "\(spec): tiled ‖A x̂ − y‖∞")
             // Measured (stand-in ε): bicubic:2 0.0019 / 0.0025 of y's RMS — exact up to the CG tolerance; the K-tap
             // blurs 0.06–0.10 and the motion kernel 0.18 / 0.20: their rows straddling a known edge have little free
             // support, and the damped CG (μ = 1e-4, 64 iterations) stops short there (one motion window alone:
@@ -327,7 +393,7 @@ final class MaskShiftTests: XCTestCase {
             // Too small an overlap for the halo is refused.
             let tight = try WindowPlan(height: h, width: w, window: window, overlap: 2 * a.windowHalo - a.windowAlignment, alignment: a.windowAlignment, sizeMultiple: 8)
             XCTAssertThrowsError(try MaskShiftRestoration(sampler: sampler, plan: tight).restore(observation: y, operator: a, imageShape: [1, h, w, 3],
-                                                                                               predictNoise: standIn, noise: &noise)) {
+                                                                                               predictNoise: standIn, noise: WindowNoise(seed: 4))) {
                 XCTAssertTrue("\($0)".contains("overlap"), "\($0)")
             }
         }
@@ -346,7 +412,7 @@ final class MaskShiftTests: XCTestCase {
         var noise = SeededGaussian(seed: 5)
         let sampler = try DDNMSampler(timesteps: try TimeTravelSchedule(samplingSteps: 4))
         let x = try MaskShiftRestoration(sampler: sampler, plan: plan).restore(observation: y, operator: a, imageShape: clean.shape,
-                                                                              predictNoise: standIn, noise: &noise)
+                                                                              predictNoise: standIn, noise: WindowNoise(seed: 5))
         XCTAssertLessThan(TestSupport.maxDifference(try a.apply(x), y), 1e-4)
         XCTAssertThrowsError(try a.window(PixelRect(y: 0, x: 16, height: 32, width: 32), imageShape: clean.shape))
     }
