@@ -24,10 +24,7 @@ public final class Tensor: @unchecked Sendable {
             guard !overflow, product <= Tensor.maximumElementCount else { throw EngineError.tooLarge(shape) }
             count = product
         }
-        var raw: UnsafeMutableRawPointer?
-        guard posix_memalign(&raw, 64, count * MemoryLayout<Float>.stride) == 0, let raw else {
-            throw EngineError.outOfMemory(shape)
-        }
+        guard let raw = BufferPool.allocate(count * MemoryLayout<Float>.stride) else { throw EngineError.outOfMemory(shape) }
         self.shape = shape
         self.count = count
         self.data = raw.bindMemory(to: Float.self, capacity: count)
@@ -56,7 +53,7 @@ public final class Tensor: @unchecked Sendable {
         values.withUnsafeBufferPointer { data.update(from: $0.baseAddress!, count: count) }
     }
 
-    deinit { if owner == nil { free(data) } }
+    deinit { if owner == nil { BufferPool.release(UnsafeMutableRawPointer(data), bytes: count * MemoryLayout<Float>.stride) } }
 
     /// 2^34 elements (64 GiB of Float32): anything larger is refused before allocation.
     public static let maximumElementCount = 1 << 34
