@@ -122,3 +122,17 @@ public enum ImageReader {
         String(String.UnicodeScalarView(bytes.map { Unicode.Scalar($0) }))
     }
 }
+
+extension ImageReader {
+    /// An image's width and height from its header, without decoding its pixels (nil: not a readable image).
+    public static func dimensions(path: String) -> (width: Int, height: Int)? {
+        do {
+            _ = try read(path: path, maxPixels: 0)
+        } catch .tooManyPixels(_, let width, let height, _) {
+            return (width, height)
+        } catch {
+            return nil
+        }
+        return nil
+    }
+}

@@ -309,3 +309,12 @@ private final class PNGRowStream {
         }
     }
 }
+
+extension ImageWriter {
+    /// Writes any bytes (a sidecar, a plan) the way images are written: a temporary file in the target's folder,
+    /// fsync'ed, then renamed into place (replacing an existing file only with `overwrite`, never an input).
+    public static func writeFile(_ bytes: [UInt8], to path: String, overwrite: Bool, protecting inputs: [String] = []) throws {
+        try checkDestination(path, overwrite: overwrite, protecting: inputs)
+        try AtomicFileWriter.write(bytes, to: path, overwrite: overwrite)
+    }
+}

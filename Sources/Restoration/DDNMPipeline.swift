@@ -35,9 +35,14 @@ public struct DDNMOptions: Codable, Sendable, Equatable {
     public var feather: Int?
     /// USDR's hierarchical pass when tiling.
     public var hir = true
-    /// Windows of one wave through one network evaluation when tiling (speed and memory only: every window
-    /// draws its own noise, so the image is the same for any value).
-    public var windowBatch = 8
+    /// Windows of one wave through one network evaluation when tiling. Every window draws its own noise, so
+    /// the image is the same bits for any value where oneDNN runs its AVX-512 kernels; its AVX2 convolutions
+    /// (AVX2-only CPUs, `DR_MAX_ISA=avx2`) round a batch of 16 differently from one sample, and sampling
+    /// amplifies that, so only 1 gives the same image everywhere. 1 by default: on the 64² prior a batch
+    /// of 8 was no faster on Zen 4, AVX-512 or AVX2 kernels alike (Benchmarks/RESULTS.md), and takes more memory.
+    public var windowBatch = 1
+    /// Run one stage of a tiled restoration spread over processes (`SpreadStage`; nil: the whole run here).
+    public var spread: SpreadStage?
     /// Read masks the official DDNM way (white = keep).
     public var maskKeepWhite = false
     /// The official operators' quirks (blur matrices with k − 1 of k taps).
@@ -66,6 +71,7 @@ public struct DDNMOptions: Codable, Sendable, Equatable {
         o.feather = try c.decodeIfPresent(Int.self, forKey: .feather)
         o.hir = try c.decodeIfPresent(Bool.self, forKey: .hir) ?? o.hir
         o.windowBatch = try c.decodeIfPresent(Int.self, forKey: .windowBatch) ?? o.windowBatch
+        o.spread = try c.decodeIfPresent(SpreadStage.self, forKey: .spread)
         o.maskKeepWhite = try c.decodeIfPresent(Bool.self, forKey: .maskKeepWhite) ?? o.maskKeepWhite
         o.referenceExact = try c.decodeIfPresent(Bool.self, forKey: .referenceExact) ?? o.referenceExact
         o.classID = try c.decodeIfPresent(Int.self, forKey: .classID)
@@ -203,10 +209,13 @@ public struct DDNMPipeline {
             let usdr = USDRRestoration(sampler: sampler, nativeSize: nativeSize, sizeMultiple: network.sizeMultiple, tiling: tiling,
                                        window: options.window, overlap: options.overlap, margin: options.margin, feather: options.feather, hir: options.hir,
                                        batch: options.windowBatch)
-            let outcome = try usdr.restore(observation: y, operator: a, imageShape: shape, predictNoise: predict, noise: WindowNoise(seed: seed), label: label,
-                                           stage: { context.emit(.stage(label: $0, total: $1)) },
-                                           step: { context.emit(.step(done: $0, total: $1, note: $2)) },
-                                           observe: context.windowObserver(imageHeight: shape[1], imageWidth: shape[2], channels: shape[3]))
+            let outcome = try options.spread.map { spread in
+                try USDRSpread.run(spread, usdr: usdr, options: options, seed: seed, observation: y, operator: a, imageShape: shape, predictNoise: predict,
+                                   label: label, context: context)
+            } ?? usdr.restore(observation: y, operator: a, imageShape: shape, predictNoise: predict, noise: WindowNoise(seed: seed), label: label,
+                              stage: { context.emit(.stage(label: $0, total: $1)) },
+                              step: { context.emit(.step(done: $0, total: $1, note: $2)) },
+                              observe: context.windowObserver(imageHeight: shape[1], imageWidth: shape[2], channels: shape[3]))
             restored = outcome.image
             report.windows = outcome.windows
             report.networkEvaluations = evaluations * outcome.windows + outcome.levelEvaluations
@@ -214,6 +223,9 @@ public struct DDNMPipeline {
             report.seamMargin = outcome.seam?.margin
             report.seamFeather = outcome.seam?.feather
         } else {
+            guard options.spread == nil else {
+                throw RestorationError("the output \(shape[2])×\(shape[1]) fits one window of the prior: there is nothing to spread (\(name))")
+            }
             guard shape[1] % network.sizeMultiple == 0, shape[2] % network.sizeMultiple == 0 else {
                 throw RestorationError("the output would be \(shape[2])×\(shape[1]); this prior needs sides that are multiples of \(network.sizeMultiple) (\(name))")
             }

@@ -29,6 +29,20 @@ public enum SHA256 {
         return state.map { String(format: "%08x", $0) }.joined()
     }
 
+    /// The lower-case hex digest of `bytes`.
+    public static func hex(of bytes: [UInt8]) -> String {
+        var state = initial
+        var message = bytes
+        let length = UInt64(bytes.count)
+        message.append(0x80)
+        while message.count % 64 != 56 { message.append(0) }
+        for shift in stride(from: 56, through: 0, by: -8) { message.append(UInt8(truncatingIfNeeded: (length * 8) >> UInt64(shift))) }
+        message.withUnsafeBytes { raw in
+            for block in stride(from: 0, to: message.count, by: 64) { compress(&state, raw.baseAddress! + block) }
+        }
+        return state.map { String(format: "%08x", $0) }.joined()
+    }
+
     private static let initial: [UInt32] = [0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19]
     private static let k: [UInt32] = [
         0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5, 0xd807aa98, 0x12835b01,

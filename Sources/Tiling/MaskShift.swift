@@ -162,7 +162,7 @@ public struct MaskShiftRestoration {
     /// `global`: USDR's HiR result (the whole image restored at 1/factor of the size); every window's block
     /// means are then held to it (`BlockMeanGuide`). Window offsets and sides must be multiples of the factor.
     public func restore(observation y: Tensor, operator a: any WindowableOperator, imageShape: [Int],
-                        predictNoise: Denoiser, noise: WindowNoise, pass: Int = 0, batch: Int = 8,
+                        predictNoise: Denoiser, noise: WindowNoise, pass: Int = 0, batch: Int = 1,
                         global: (factor: Int, result: Tensor)? = nil,
                         progress: (Int, Int, Int, Int) -> Void = { _, _, _, _ in },
                         observe: ((_ t: Int, _ window: PixelRect, _ x0: Tensor) -> Void)? = nil) throws -> Tensor {

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Engine
 import Foundation
 import Methods
 import Operators
@@ -6,7 +7,7 @@ import Restoration
 import Tiling
 
 /// `restore ddnm`: zero-shot restoration by range–null-space decomposition on an unconditional prior.
-struct DDNMCommand: ParsableCommand {
+struct DDNMCommand: JobMaking {
     static let configuration = CommandConfiguration(
         commandName: "ddnm",
         abstract: "Restore with DDNM / DDNM+ (range–null-space decomposition on a diffusion prior).",
@@ -67,8 +68,23 @@ struct DDNMCommand: ParsableCommand {
     @Flag(name: .customLong("no-hir"), help: "Tiling without USDR's hierarchical pass (the whole image restored at the native size first, guiding every window's block means).")
     var noHIR = false
 
-    @Option(help: "Windows of one wave restored together, one network evaluation for all (speed and memory only: each window draws its own seeded noise, so the image is the same for any value).")
-    var windowBatch: Int = 8
+    @Option(help: "Windows of one wave restored together, one network evaluation for all (each window draws its own seeded noise: the same image for any value on AVX-512 machines; on AVX2-only machines oneDNN may round a batch differently, so keep 1 where images must match across runs).")
+    var windowBatch: Int = 1
+
+    @Option(help: "Spread a tiled run over processes or machines: the folder of its plan and windows (with --plan, --stage or --stitch; Tools/slurm/usdr-waves.sh).")
+    var spread: String?
+
+    @Flag(help: "With --spread: write the plan (windows, waves, stages) into the folder and stop.")
+    var plan = false
+
+    @Option(help: "With --spread: run this stage of the plan (the HiR pass, or a wave of windows) and stop.")
+    var stage: Int?
+
+    @Option(help: "With --stage: this worker's part of the wave, i/N (windows k with k mod N = i).")
+    var part: String = "0/1"
+
+    @Flag(help: "With --spread: write the image from the windows' files (the one-process result).")
+    var stitch = false
 
     @Option(help: "Also write a side-by-side PNG: degraded (A†y at the output size) | restored | original (with --simulate).")
     var sideBySide: String?
@@ -87,6 +103,14 @@ struct DDNMCommand: ParsableCommand {
 
     func validate() throws {
         guard (1...64).contains(samples) else { throw ValidationError("--samples must be between 1 and 64") }
+        if spread != nil {
+            guard [plan, stage != nil, stitch].filter({ $0 }).count == 1 else { throw ValidationError("--spread takes one of --plan, --stage S, --stitch") }
+            guard samples == 1, !io.json || stitch else { throw ValidationError("--spread runs one sample of one image") }
+            let parts = part.split(separator: "/").compactMap { Int($0) }
+            guard parts.count == 2, parts[1] >= 1, (0..<parts[1]).contains(parts[0]) else { throw ValidationError("--part takes i/N with 0 ≤ i < N") }
+        } else if plan || stage != nil || stitch {
+            throw ValidationError("--plan, --stage and --stitch need --spread FOLDER")
+        }
         do { try options.validate() } catch { throw ValidationError("\(error)") }
     }
 
@@ -104,6 +128,11 @@ struct DDNMCommand: ParsableCommand {
         (o.window, o.overlap, o.margin, o.feather) = (windows.window, windows.overlap, margin, feather)
         o.hir = !noHIR
         o.windowBatch = windowBatch
+        if let spread {
+            let parts = part.split(separator: "/").compactMap { Int($0) }
+            o.spread = SpreadStage(kind: plan ? .plan : stitch ? .stitch : .stage, folder: spread, stage: stage ?? 0,
+                                   part: parts.first ?? -1, parts: parts.count == 2 ? parts[1] : 0)
+        }
         o.maskKeepWhite = windows.maskKeepWhite
         o.referenceExact = referenceExact
         o.classID = prior.classID
@@ -111,12 +140,25 @@ struct DDNMCommand: ParsableCommand {
         return o
     }
 
+    func job(input: String, sample: Int) throws -> RestorationJob {
+        RestorationJob(method: .ddnm(options), model: prior.reference(standIn: standInNetwork), input: input, simulate: observation.simulate,
+                       seed: sampling.seed ?? 1234, sample: sample, maxPixels: io.maxPixels)
+    }
+
     func run() throws {
-        let (options, model) = (self.options, prior.reference(standIn: standInNetwork))
-        try io.run({ input, sample in
-            RestorationJob(method: .ddnm(options), model: model, input: input, simulate: observation.simulate, seed: sampling.seed ?? 1234, sample: sample,
-                           maxPixels: io.maxPixels)
-        }, samples: samples, observation: observation.saveObservation, sideBySide: sideBySide)
+        if spread != nil, !stitch {
+            if let threads = io.threads { Parallel.setThreadCount(threads) }
+            let events = EventPrinter(quiet: io.quiet)
+            do {
+                _ = try RestorationRunner().run(try job(input: io.input, sample: 0), context: events.context)
+            } catch let finished as SpreadStageFinished {
+                events.finish()
+                print(finished.description)
+                return
+            }
+            throw ValidationError("this stage wrote no files")
+        }
+        try io.run(job, samples: samples, observation: observation.saveObservation, sideBySide: sideBySide)
     }
 }
 

@@ -3,7 +3,7 @@ import Foundation
 import Restoration
 
 /// `restore dreamclean`: degradation-agnostic restoration by DDIM inversion and Variance-Preserving Sampling.
-struct DreamCleanCommand: ParsableCommand {
+struct DreamCleanCommand: JobMaking {
     static let configuration = CommandConfiguration(
         commandName: "dreamclean",
         abstract: "Restore without knowing the degradation (DreamClean: DDIM inversion + Variance-Preserving Sampling).",
@@ -52,8 +52,9 @@ struct DreamCleanCommand: ParsableCommand {
         return o
     }
 
-    func run() throws {
-        let (options, model) = (self.options, prior.reference())
-        try io.run { input, _ in RestorationJob(method: .dreamclean(options), model: model, input: input, seed: sampling.seed ?? 1234, maxPixels: io.maxPixels) }
+    func job(input: String, sample: Int) throws -> RestorationJob {
+        RestorationJob(method: .dreamclean(options), model: prior.reference(), input: input, seed: sampling.seed ?? 1234, maxPixels: io.maxPixels)
     }
+
+    func run() throws { try io.run(job) }
 }

@@ -3,7 +3,7 @@ import Foundation
 import Restoration
 
 /// `restore resshift`: few-step ×4 super-resolution (and inpainting) by residual shifting.
-struct ResShiftCommand: ParsableCommand {
+struct ResShiftCommand: JobMaking {
     static let configuration = CommandConfiguration(
         commandName: "resshift",
         abstract: "×4 super-resolution in 4 (or 15) steps by shifting the residual between the low- and high-resolution image (ResShift).",
@@ -69,12 +69,15 @@ struct ResShiftCommand: ParsableCommand {
         return o
     }
 
+    func job(input: String, sample: Int) throws -> RestorationJob {
+        RestorationJob(method: .resshift(options), model: ModelReference(path: model, autoencoder: autoencoder, steps: sampling.steps), input: input,
+                       mask: mask, simulate: observation.simulate, seed: sampling.seed ?? 12345, sample: sample, maxPixels: io.maxPixels)
+    }
+
+    var protectedPaths: [String] { mask.map { [$0] } ?? [] }
+
     func run() throws {
-        let (options, model) = (self.options, ModelReference(path: model, autoencoder: autoencoder, steps: sampling.steps))
-        try io.run({ input, sample in
-            RestorationJob(method: .resshift(options), model: model, input: input, mask: mask, simulate: observation.simulate, seed: sampling.seed ?? 12345,
-                           sample: sample, maxPixels: io.maxPixels)
-        }, samples: samples, observation: observation.saveObservation, protecting: mask.map { [$0] } ?? [])
+        try io.run(job, samples: samples, observation: observation.saveObservation, protecting: protectedPaths)
     }
 }
 

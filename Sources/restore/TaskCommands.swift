@@ -13,7 +13,7 @@ enum Colorize: TaskKind { static let task = RestorationTask.colorize }
 
 /// `restore upscale|denoise|dejpeg|deblur|inpaint|colorize`: the task picks the method and model (README, Tasks);
 /// the method subcommands remain for control.
-struct TaskCommand<Kind: TaskKind>: ParsableCommand {
+struct TaskCommand<Kind: TaskKind>: JobMaking {
     static var configuration: CommandConfiguration {
         CommandConfiguration(commandName: Kind.task.rawValue, abstract: Kind.task.summary, discussion: """
             The method and model chosen are named in the report ("method", "model", "command"). -n takes a model \
@@ -63,10 +63,12 @@ struct TaskCommand<Kind: TaskKind>: ParsableCommand {
         guard (1...64).contains(samples) else { throw ValidationError("--samples must be between 1 and 64") }
     }
 
+    func job(input: String, sample: Int) throws -> RestorationJob { try request.job(input: input, seed: sampling.seed, sample: sample) }
+
+    var protectedPaths: [String] { [mask, kernel].compactMap { $0 } }
+
     func run() throws {
-        let request = self.request
-        try io.run({ input, sample in try request.job(input: input, seed: sampling.seed, sample: sample) }, samples: samples,
-                   protecting: [mask, kernel].compactMap { $0 }, scale: request.outputScale)
+        try io.run(job, samples: samples, protecting: protectedPaths, scale: request.outputScale)
     }
 }
 

@@ -39,9 +39,12 @@ final class BundledPriorTests: XCTestCase {
     }
 
     /// Batching windows must not change a window's ε: the prior's output for a sample is the same bits alone
-    /// and in batches of 2, 5 and 16 (oneDNN reduces each output in the same order whatever the batch), which
-    /// is what lets mask-shift tiling evaluate a wave as one batch and workers split a wave at will.
+    /// and in batches of 2, 5 and 16 (oneDNN's AVX-512 kernels reduce each output in the same order whatever
+    /// the batch), which is what lets mask-shift tiling evaluate a wave as one batch and workers split a wave
+    /// at will. Its AVX2 kernels do not (measured: sample 14 of a batch of 16 differs under `limitToAVX2`),
+    /// hence `--window-batch` 1 by default; on an AVX2-only machine this test is skipped.
     func testPriorGivesEverySampleTheSameBitsInAnyBatch() throws {
+        guard CPU.hasAVX512 else { throw XCTSkip("oneDNN's AVX2 convolutions round a batch differently (see above)") }
         let (network, _) = try prior()
         var g = SeededGaussian(seed: 5)
         let samples = try (0..<16).map { _ in try g.next(shape: [1, 64, 64, 3]) }
