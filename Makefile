@@ -26,7 +26,7 @@ TEST_FLAGS := -c release $(SPEED_FLAGS) -Xswiftc -enable-testing
 BIN := .build/release
 PYTHON ?= $(shell for p in "$$TORCH_PYTHON" /work/venv/bin/python venv/bin/python; do [ -x "$$p" ] && echo "$$p" && break; done)
 
-.PHONY: help deps build demo test test-web serve bench bench-usdr fuzz clean train-prior train-resshift eval eval-usdr eval-dreamclean eval-resshift mutate
+.PHONY: help deps build demo test test-web test-slurm serve bench bench-usdr fuzz clean train-prior train-resshift eval eval-usdr eval-dreamclean eval-resshift mutate
 
 FUZZ_SECONDS ?= 600
 FUZZ_FIXTURES := Tests/CheckpointsTests/Fixtures
@@ -65,6 +65,14 @@ test: deps
 	swift build --build-tests $(TEST_FLAGS)
 	RESTORE_EXPECT_SPEED_FLAGS=1 swift test --skip-build $(TEST_FLAGS)
 	$(MAKE) test-web
+	$(MAKE) test-slurm
+
+# The batch contract on a real one-node Slurm (Tests/slurm/slurm_test.sh): installs Debian's slurmctld, slurmd,
+# slurm-client and munge when missing, starts the daemons on a private configuration and stops them by their
+# process ids; runs the test build's restore binary.
+test-slurm: deps
+	swift build $(TEST_FLAGS) --product restore
+	RESTORE=$$(swift build $(TEST_FLAGS) --show-bin-path)/restore bash Tests/slurm/slurm_test.sh
 
 # The web page in a real browser (Tests/web/browser_test.py): Debian's chromium + chromium-driver, Selenium
 # from PyPI in .build/web-venv; the test starts `restore serve` on 127.0.0.1 and stops it by its process id.
