@@ -124,6 +124,13 @@ done
 [ "$redone" -eq $((9 - done_before)) ] || fail "the second array redid $redone items; $((9 - done_before)) were missing"
 ls out | grep -Ev '^c[1-9]\.png(\.json)?$|^logs$' && fail "stray files in the output folder"
 
+# Throughput: the same nine items as 2 shards of 1 CPU each (no cancel), against the one process with 2 threads.
+start=$(date +%s%N)
+read -r array3 check3 < <("$ROOT/Tools/slurm/submit.sh" manifest.txt out2 2 2 -- "${ARGS[@]}")
+for _ in $(seq 900); do [ -z "$(squeue -h -j "$array3,$check3" 2>/dev/null)" ] && break; sleep 0.2; done
+sharded=$(( ($(date +%s%N) - start) / 1000000 ))
+grep -q "9 of 9 items done, 0 missing" out2/logs/check.log || fail "2 shards: $(cat out2/logs/check.log)"
+
 # One image across workers: the USDR stages as dependent arrays (2 tasks per wave), against one process.
 U=(-i "$ROOT/Assets/photos/chelsea-64.png" --degradation gray --window 32 --steps 10 --model "$ROOT/Models/adm64-prior.safetensors")
 "$RESTORE" ddnm "${U[@]}" -o usdr-one.png -j 2 --quiet || fail "the one-process USDR run"
@@ -137,4 +144,4 @@ stages=$(echo "$ids" | wc -l)
 [ "$("$RESTORE" info --pixels-sha256 usdr-one.png)" = "$("$RESTORE" info --pixels-sha256 usdr-spread.png)" ] \
     || fail "the spread USDR image differs from the one-process image"
 [ "$(ls spread/windows | wc -l)" -eq 9 ] || fail "expected 9 window files"
-echo "slurm test: passed (one process, 2 threads: $one ms for 9 items; 3-task array, 2 at once with 1 CPU each: $first ms including the cancel; $redone items redone after the cancel, $done_before kept); USDR spread over $((stages - 1)) dependent stage arrays + stitch: identical pixels in $spread_ms ms"
+echo "slurm test: passed (one process, 2 threads: $one ms for 9 items; 3-task array, 2 at once with 1 CPU each: $first ms including the cancel; $redone items redone after the cancel, $done_before kept; 2 shards of 1 CPU: $sharded ms for the 9 items, submission to check); USDR spread over $((stages - 1)) dependent stage arrays + stitch: identical pixels in $spread_ms ms"
