@@ -103,7 +103,7 @@ struct BatchCommand: ParsableCommand {
         let (batch, _) = try makeBatch()
         if check {
             let (missing, failures) = try batch.check(shards: shard.count)
-            print("\(batch.items.count - missing.count) of \(batch.items.count) items done, \(missing.count) missing, \(failures) failure line\(failures == 1 ? "" : "s") in failures.jsonl")
+            print("\(batch.items.count - missing.count) of \(items(batch.items.count)) done, \(missing.count) missing, \(failures) failure line\(failures == 1 ? "" : "s") in failures.jsonl")
             for item in missing.prefix(20) { print("missing: \(item.input) → \(item.output)") }
             if !missing.isEmpty { throw ExitCode(1) }
             return
@@ -111,7 +111,7 @@ struct BatchCommand: ParsableCommand {
         if dryRun { return try plan(batch, shard: shard) }
         let events = EventPrinter(quiet: quiet)
         let mine = batch.items(in: shard)
-        events.note("shard \(shard): \(mine.count) of \(batch.items.count) items → \(output)")
+        events.note("shard \(shard): \(mine.count) of \(items(batch.items.count)) → \(output)")
         let environment = ProcessInfo.processInfo.environment
         var facts = ["host": ProcessInfo.processInfo.hostName, "pid": "\(getpid())"]
         for key in ["SLURM_JOB_ID", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID", "SLURM_RESTART_COUNT"] { facts[key.lowercased()] = environment[key] }
@@ -144,11 +144,11 @@ struct BatchCommand: ParsableCommand {
             }
         }
         let cost = secondsPerMegapixel.isEmpty ? nil : secondsPerMegapixel.reduce(0, +) / Double(secondsPerMegapixel.count)
-        print("\(batch.items.count) items, \(done.count) done; \(shard.count) shard\(shard.count == 1 ? "" : "s") → \(output)")
+        print("\(items(batch.items.count)), \(done.count) done; \(shard.count) shard\(shard.count == 1 ? "" : "s") → \(output)")
         for index in 0..<shard.count {
             let items = batch.items(in: try Shard(index: index, count: shard.count))
             let pending = items.filter { !done.contains($0.position) }
-            var line = "shard \(index)/\(shard.count): \(items.count) items, \(pending.count) to do"
+            var line = "shard \(index)/\(shard.count): \(self.items(items.count)), \(pending.count) to do"
             if let cost {
                 let megapixels = pending.reduce(0.0) { $0 + (Self.inputMegapixels($1.input) ?? 0) }
                 line += String(format: ", about %@ (%.3f input MP at %.0f s per input MP, measured on %d done items)",
@@ -162,4 +162,7 @@ struct BatchCommand: ParsableCommand {
     static func inputMegapixels(_ path: String) -> Double? {
         ImageReader.dimensions(path: path).map { Double($0.width * $0.height) / 1e6 }
     }
+
+    /// "1 item", "3 items".
+    private func items(_ count: Int) -> String { "\(count) item\(count == 1 ? "" : "s")" }
 }

@@ -71,7 +71,7 @@ final class BatchCLITests: RestoreTestCase {
         let plan = try restore(["batch", "--manifest", list, "-o", path("sharded"), "--shard", "0/3", "--dry-run"] + method)
         XCTAssertEqual(plan.status, 0, plan.stderr)
         XCTAssertTrue(plan.stdout.contains("5 items, 1 done"), plan.stdout)  // steps 3 ≠ the steps 4 just run, except p0-again's own steps 2
-        XCTAssertTrue(plan.stdout.contains("shard 2/3: 1 items, 1 to do"), plan.stdout)
+        XCTAssertTrue(plan.stdout.contains("shard 2/3: 1 item, 1 to do"), plan.stdout)
         let measured = try restore(["batch", "--manifest", list, "-o", path("whole"), "--shard", "0/2", "--dry-run"] + method)
         XCTAssertTrue(measured.stdout.contains("5 items, 5 done"), measured.stdout)
         XCTAssertTrue(measured.stdout.contains("measured on 5 done items"), measured.stdout)
