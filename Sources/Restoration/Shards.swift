@@ -151,7 +151,11 @@ public struct ShardedBatch: Sendable {
             job.input = entry.input
             job.sample = 0
             if let seed = entry.seed { job.seed = seed }
-            if !entry.options.isEmpty { job.method = try Self.merging(entry.options, into: job.method) }
+            if !entry.options.isEmpty {
+                do { job.method = try Self.merging(entry.options, into: job.method) } catch {
+                    throw RestorationError("item \(position + 1) (\(entry.input)): \(error)")
+                }
+            }
             let name = entry.output ?? (((entry.input as NSString).lastPathComponent as NSString).deletingPathExtension + "." + ext)
             let output = name.hasPrefix("/") ? name : (outputFolder as NSString).appendingPathComponent(name)
             let key = URL(fileURLWithPath: output).standardizedFileURL.path
@@ -180,9 +184,19 @@ public struct ShardedBatch: Sendable {
             inner[key] = try JSONSerialization.jsonObject(with: Data(text.utf8), options: .fragmentsAllowed)
         }
         let data = try JSONSerialization.data(withJSONObject: [name: ["_0": inner]])
-        do { return try JSONDecoder().decode(RestorationJob.Method.self, from: data) } catch {
+        let merged: RestorationJob.Method
+        do { merged = try JSONDecoder().decode(RestorationJob.Method.self, from: data) } catch {
             throw RestorationError("the line's options do not fit \(method.name): \(options.keys.sorted().joined(separator: ", ")) (\(error))")
         }
+        // Decoding ignores keys the options do not have: a key that does not come back when the merged options
+        // are encoded again is a typo (`step=20`) or another method's option, refused rather than ignored.
+        let again = try JSONSerialization.jsonObject(with: try JSONEncoder().encode(merged)) as? [String: Any]
+        let known = (again?[name] as? [String: Any])?["_0"] as? [String: Any] ?? [:]
+        let unknown = options.keys.filter { known[$0] == nil }.sorted()
+        guard unknown.isEmpty else {
+            throw RestorationError("\(method.name) has no option \(unknown.joined(separator: ", ")) (its options include \(known.keys.sorted().joined(separator: ", ")))")
+        }
+        return merged
     }
 
     /// The hash that says whether a sidecar's output answers this job: SHA-256 of the job (keys sorted, without

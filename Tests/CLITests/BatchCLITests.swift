@@ -105,6 +105,7 @@ final class BatchCLITests: RestoreTestCase {
             (["batch", "--manifest", try manifest(["a.png\tseed=-1"]), "-o", path("o")] + method, "list2.txt:1: seed must be"),
             (["batch", "--manifest", try manifest(["a.png output=../a.png"]), "-o", path("o")] + method, "would replace an input"),
             (["batch", "--manifest", try manifest(["a.png steps=\"x\""]), "-o", path("o")] + method, "options do not fit ddnm"),
+            (["batch", "--manifest", try manifest(["a.png step=20"]), "-o", path("o")] + method, "ddnm has no option step ("),
             (["batch", "--manifest", try manifest(["a.png"]), "-o", path("o"), "--", "models"], "after -- comes a restoring subcommand"),
             (["batch", "--manifest", try manifest(["a.png"]), "-o", path("o"), "--shard", "2/2"] + method, "0 ≤ i < N"),
             (["batch", "--manifest", path("missing.txt"), "-o", path("o")] + method, "cannot read the manifest"),
