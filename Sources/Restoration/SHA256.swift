@@ -20,20 +20,19 @@ public enum SHA256 {
             }
             pending.removeFirst(whole)
         }
-        pending.append(0x80)
-        while pending.count % 64 != 56 { pending.append(0) }
-        for shift in stride(from: 56, through: 0, by: -8) { pending.append(UInt8(truncatingIfNeeded: (length * 8) >> UInt64(shift))) }
-        pending.withUnsafeBytes { raw in
-            for block in stride(from: 0, to: pending.count, by: 64) { compress(&state, raw.baseAddress! + block) }
-        }
-        return state.map { String(format: "%08x", $0) }.joined()
+        return finish(&state, rest: pending, length: length)
     }
 
     /// The lower-case hex digest of `bytes`.
     public static func hex(of bytes: [UInt8]) -> String {
         var state = initial
-        var message = bytes
-        let length = UInt64(bytes.count)
+        return finish(&state, rest: bytes, length: UInt64(bytes.count))
+    }
+
+    /// Pads the bytes not yet compressed (`rest`, of a message of `length` bytes), compresses them and
+    /// returns the hex digest.
+    private static func finish(_ state: inout [UInt32], rest: [UInt8], length: UInt64) -> String {
+        var message = rest
         message.append(0x80)
         while message.count % 64 != 56 { message.append(0) }
         for shift in stride(from: 56, through: 0, by: -8) { message.append(UInt8(truncatingIfNeeded: (length * 8) >> UInt64(shift))) }

@@ -66,6 +66,7 @@ final class ReportFiguresTests: XCTestCase {
             let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
             process.waitUntilExit()
             XCTAssertEqual(try SHA256.hex(ofFile: file.path), String(output.prefix(64)), "\(size) bytes")
+            XCTAssertEqual(SHA256.hex(of: bytes), String(output.prefix(64)), "\(size) bytes in memory")
         }
         let abc = folder.appendingPathComponent("abc")
         try Data("abc".utf8).write(to: abc)
