@@ -38,7 +38,7 @@ SCRATCH = WORK / "src"
 LOGS = WORK / "logs"
 SUMMARY = WORK / "last.json"
 
-MODULES = ["Engine", "Checkpoints", "ImageIO", "Networks", "Operators", "Methods", "Tiling", "Report", "Service"]
+MODULES = ["Engine", "Checkpoints", "ImageIO", "Networks", "Operators", "Methods", "Tiling", "Report", "Service", "Batch"]
 KILLED, SURVIVED = "killed", "survived"
 STALE, UNCOMPILABLE, BASELINE_FAILS, NO_TESTS, ERROR = "stale", "uncompilable", "baseline-fails", "no-tests", "error"
 
