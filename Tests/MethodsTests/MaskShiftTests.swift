@@ -354,7 +354,6 @@ final class MaskShiftTests: XCTestCase {
                                   spec.hasPrefix("bicubic") ? 1e-4 : 3e-2, "\(spec) \(rect)")
             }
             let plan = try WindowPlan(height: h, width: w, window: window, overlap: overlap, alignment: a.windowAlignment, sizeMultiple: 8)
-            var noise = SeededGaussian(seed: 4)
             let sampler = try DDNMSampler(timesteps: try TimeTravelSchedule(samplingSteps: 4))
             let x = try MaskShiftRestoration(sampler: sampler, plan: plan).restore(observation: y, operator: a, imageShape: [1, h, w, 3],
                                                                                   predictNoise: standIn, noise: WindowNoise(seed: 4))
@@ -409,7 +408,6 @@ final class MaskShiftTests: XCTestCase {
         XCTAssertEqual(plan.rects.map(\.x), [0, 32])
         let (local, observed) = try a.window(plan.rects[1], imageShape: clean.shape)
         XCTAssertEqual(TestSupport.maxDifference(try local.apply(try clean.crop(plan.rects[1])), try y.crop(observed)), 0, accuracy: 1e-5)
-        var noise = SeededGaussian(seed: 5)
         let sampler = try DDNMSampler(timesteps: try TimeTravelSchedule(samplingSteps: 4))
         let x = try MaskShiftRestoration(sampler: sampler, plan: plan).restore(observation: y, operator: a, imageShape: clean.shape,
                                                                               predictNoise: standIn, noise: WindowNoise(seed: 5))
