@@ -221,7 +221,13 @@ public struct ShardedBatch: Sendable {
         public var output: String
         public var pixelsSHA256: String
         public var run: [String: String]
-        enum CodingKeys: String, CodingKey { case optionsHash = "options_hash", output, pixelsSHA256 = "pixels_sha256", run }
+        public var report: Report?
+        /// The report's fields the contract reads: the run's seconds (the dry run's measured cost).
+        public struct Report: Codable, Sendable, Equatable {
+            public var elapsedSeconds: Double?
+            enum CodingKeys: String, CodingKey { case elapsedSeconds = "elapsed_s" }
+        }
+        enum CodingKeys: String, CodingKey { case optionsHash = "options_hash", output, pixelsSHA256 = "pixels_sha256", run, report }
     }
 
     /// The item's sidecar if it marks the item done for `job` (same options hash, output present), else nil.
@@ -312,13 +318,8 @@ extension RestorationRunner {
                 }
             }
         }
-        let failureFile = (batch.outputFolder as NSString).appendingPathComponent(shard.failureFile)
-        if failures.isEmpty {
-            try? FileManager.default.removeItem(atPath: failureFile)
-        } else {
-            let lines = try failures.map { String(data: try JSONSerialization.data(withJSONObject: $0, options: [.sortedKeys, .withoutEscapingSlashes]), encoding: .utf8)! }
-            try ImageWriter.writeFile(Array((lines.joined(separator: "\n") + "\n").utf8), to: failureFile, overwrite: true, protecting: inputs)
-        }
+        let lines = try failures.map { String(data: try JSONSerialization.data(withJSONObject: $0, options: [.sortedKeys, .withoutEscapingSlashes]), encoding: .utf8)! }
+        try batch.writeFailureList(lines, to: shard.failureFile)
         return summary
     }
 }
@@ -328,21 +329,22 @@ extension ShardedBatch {
     /// and the shards' failure lists merged into failures.jsonl (written atomically; removed when empty).
     public func check(shards: Int) throws -> (missing: [Item], failures: Int) {
         let missing = items.filter { doneSidecar($0) == nil }
-        var lines: [String] = []
-        for index in 0..<max(shards, 1) {
-            let shard = try Shard(index: index, count: max(shards, 1))
-            let path = (outputFolder as NSString).appendingPathComponent(shard.failureFile)
-            guard shards > 1, let text = try? String(contentsOfFile: path, encoding: .utf8) else { continue }
-            lines += text.split(separator: "\n").map(String.init)
-        }
-        let merged = (outputFolder as NSString).appendingPathComponent("failures.jsonl")
-        if shards > 1 {
-            if lines.isEmpty { try? FileManager.default.removeItem(atPath: merged) } else {
-                try ImageWriter.writeFile(Array((lines.joined(separator: "\n") + "\n").utf8), to: merged, overwrite: true, protecting: items.map(\.input))
-            }
-        } else if let text = try? String(contentsOfFile: merged, encoding: .utf8) {
-            lines = text.split(separator: "\n").map(String.init)
-        }
+        guard shards > 1 else { return (missing, failureList(Shard.whole.failureFile).count) }
+        let lines = try (0..<shards).flatMap { failureList(try Shard(index: $0, count: shards).failureFile) }
+        try writeFailureList(lines, to: Shard.whole.failureFile)
         return (missing, lines.count)
+    }
+
+    /// The lines of a failure list in the output folder (none when it is missing).
+    func failureList(_ name: String) -> [String] {
+        let path = (outputFolder as NSString).appendingPathComponent(name)
+        return ((try? String(contentsOfFile: path, encoding: .utf8)) ?? "").split(separator: "\n").map(String.init)
+    }
+
+    /// Writes a failure list into the output folder atomically, or removes it when there are no lines.
+    func writeFailureList(_ lines: [String], to name: String) throws {
+        let path = (outputFolder as NSString).appendingPathComponent(name)
+        if lines.isEmpty { try? FileManager.default.removeItem(atPath: path); return }
+        try ImageWriter.writeFile(Array((lines.joined(separator: "\n") + "\n").utf8), to: path, overwrite: true, protecting: items.map(\.input))
     }
 }

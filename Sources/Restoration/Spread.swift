@@ -137,7 +137,7 @@ enum USDRSpread {
             }
             let mine = wave.enumerated().filter { $0.offset % stage.parts == stage.part }.map(\.element)
                 .filter { !FileManager.default.fileExists(atPath: windowPath(stage.folder, $0)) }
-            let local = try windowable(a)
+            let local = try usdr.windowable(a, shape, label)
             context.emit(.stage(label: "\(label) (\(spread.stages[stage.stage]), \(mine.count) of its \(wave.count) windows)", total: evaluations * mine.count))
             var done = 0
             for start in stride(from: 0, to: mine.count, by: max(1, options.windowBatch)) {
@@ -158,11 +158,10 @@ enum USDRSpread {
             for (index, rect) in plan.rects.enumerated() {
                 try canvas.paste(try readTensor(windowPath(stage.folder, index), "x", shape: [1, rect.height, rect.width, shape[3]]), at: rect)
             }
-            let local = try windowable(a)
-            let alignment = spread.hirFactor.map { lcm(local.windowAlignment, $0) } ?? local.windowAlignment
+            let local = try usdr.windowable(a, shape, label)
             let levelEvaluations = levels.isEmpty ? 0 : Int(try Checkpoint(path: hierarchyPath(stage.folder)).metadata["evaluations"] ?? "") ?? 0
             return USDRRestoration.Outcome(image: canvas, windows: plan.rects.count, levelEvaluations: levelEvaluations,
-                                           hir: spread.hir == "none" ? (usdr.hir ? "not applicable" : "off") : spread.hir, seam: try msr.seamBlend(unit: max(1, alignment)))
+                                           hir: spread.hir == "none" ? (usdr.hir ? "not applicable" : "off") : spread.hir, seam: try msr.seamBlend(unit: MaskShiftRestoration.blockUnit(local, globalFactor: spread.hirFactor)))
         }
     }
 
@@ -181,10 +180,5 @@ enum USDRSpread {
             try out.paste(part, at: PixelRect(y: top - rect.y, x: left - rect.x, height: bottom - top, width: right - left))
         }
         return out
-    }
-
-    static func windowable(_ a: any DegradationOperator) throws -> any WindowableOperator {
-        guard let local = a as? any WindowableOperator else { throw RestorationError("\(a.spec) cannot be tiled") }
-        return local
     }
 }

@@ -141,6 +141,13 @@ public struct MaskShiftRestoration {
          plan.height > plan.windowHeight ? plan.windowHeight - plan.stride : nil].compactMap { $0 }.min()
     }
 
+    /// The block that window offsets and sides and the seam blend keep whole: the operator's alignment and, when
+    /// HiR guides the windows, its factor (so that block constraints stay exact).
+    public static func blockUnit(_ a: any WindowableOperator, globalFactor: Int?) -> Int {
+        let alignment = max(1, a.windowAlignment)
+        return globalFactor.map { lcm(alignment, $0) } ?? alignment
+    }
+
     /// The margin and feather in effect, rounded down to whole `unit` blocks (the operator's alignment and the
     /// HiR factor, so that block constraints stay exact).
     public func seamBlend(unit: Int) throws -> (margin: Int, feather: Int) {
@@ -206,8 +213,7 @@ public struct MaskShiftRestoration {
         if halo > 0, let overlap, overlap < 2 * halo {
             throw SamplerError("\(a.spec) reaches \(halo) px across window edges: the overlap must be at least \(2 * halo) px, got \(overlap) (use --overlap, or a larger window)")
         }
-        let alignment = max(1, a.windowAlignment)
-        let unit = global.map { lcm(alignment, $0.factor) } ?? alignment
+        let unit = Self.blockUnit(a, globalFactor: global?.factor)
         let (margin, feather) = try seamBlend(unit: unit)
         var runs: [DDNMRun<SeededGaussian>] = []
         for index in indices {

@@ -53,7 +53,7 @@ public struct USDRRestoration {
     }
 
     /// The operator as a windowable one, or the one-line reason why the image cannot be tiled.
-    func windowable(_ a: any DegradationOperator, _ shape: [Int], _ label: String) throws -> any WindowableOperator {
+    public func windowable(_ a: any DegradationOperator, _ shape: [Int], _ label: String) throws -> any WindowableOperator {
         guard let local = a as? any WindowableOperator, local.windowAlignment > 0 else {
             throw SamplerError("the output would be \(shape[2])×\(shape[1]), larger than the prior's native \(nativeSize)²; tiling needs a local operator (pool, bicubic, gray, mask, noise, blurs, cs-block, and compositions of the halo-free ones), not \(a.spec) (global: cs-wht) — crop or downscale the input (\(label))")
         }
@@ -116,9 +116,8 @@ public struct USDRRestoration {
     public func fullSize(operator a: any DegradationOperator, imageShape shape: [Int], globalFactor: Int?, label: String = "") throws -> MaskShiftRestoration {
         let local = try windowable(a, shape, label)
         let side = min(window ?? nativeSize, nativeSize)
-        let alignment = globalFactor.map { lcm(local.windowAlignment, $0) } ?? local.windowAlignment
         let plan = try WindowPlan(height: shape[1], width: shape[2], window: side, overlap: tiling == .naive ? 0 : overlap,
-                                  alignment: alignment, sizeMultiple: sizeMultiple)
+                                  alignment: MaskShiftRestoration.blockUnit(local, globalFactor: globalFactor), sizeMultiple: sizeMultiple)
         return MaskShiftRestoration(sampler: sampler, plan: plan, tiling: tiling, margin: margin, feather: feather)
     }
 
@@ -135,8 +134,7 @@ public struct USDRRestoration {
                                            stage: stage, step: step)
         let msr = try fullSize(operator: a, imageShape: shape, globalFactor: hierarchy.global?.factor, label: label)
         stage("\(label) (\(msr.plan.rects.count) windows)", evaluations * msr.plan.rects.count)
-        let alignment = hierarchy.global.map { lcm(local.windowAlignment, $0.factor) } ?? local.windowAlignment
-        let seam = try msr.seamBlend(unit: max(1, alignment))
+        let seam = try msr.seamBlend(unit: MaskShiftRestoration.blockUnit(local, globalFactor: hierarchy.global?.factor))
         let restored = try msr.restore(observation: y, operator: local, imageShape: shape, predictNoise: predict, noise: noise, batch: batch,
                                        global: hierarchy.global,
                                        progress: { done, count, evaluations, total in step(evaluations, total, "window \(min(done + 1, count))/\(count)") },

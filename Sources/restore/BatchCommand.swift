@@ -135,11 +135,9 @@ struct BatchCommand: ParsableCommand {
         var secondsPerMegapixel: [Double] = []
         var done = Set<Int>()
         for item in batch.items {
-            guard batch.doneSidecar(item) != nil else { continue }
+            guard let sidecar = batch.doneSidecar(item) else { continue }
             done.insert(item.position)
-            if let data = FileManager.default.contents(atPath: item.sidecar),
-               let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any], let report = object["report"] as? [String: Any],
-               let seconds = report["elapsed_s"] as? Double, let megapixels = Self.inputMegapixels(item.input), megapixels > 0 {
+            if let seconds = sidecar.report?.elapsedSeconds, let megapixels = Self.inputMegapixels(item.input), megapixels > 0 {
                 secondsPerMegapixel.append(seconds / megapixels)
             }
         }

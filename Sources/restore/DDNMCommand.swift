@@ -106,8 +106,7 @@ struct DDNMCommand: JobMaking {
         if spread != nil {
             guard [plan, stage != nil, stitch].filter({ $0 }).count == 1 else { throw ValidationError("--spread takes one of --plan, --stage S, --stitch") }
             guard samples == 1, !io.json || stitch else { throw ValidationError("--spread runs one sample of one image") }
-            let parts = part.split(separator: "/").compactMap { Int($0) }
-            guard parts.count == 2, parts[1] >= 1, (0..<parts[1]).contains(parts[0]) else { throw ValidationError("--part takes i/N with 0 ≤ i < N") }
+            guard (try? Shard(parsing: part)) != nil else { throw ValidationError("--part takes i/N with 0 ≤ i < N") }
         } else if plan || stage != nil || stitch {
             throw ValidationError("--plan, --stage and --stitch need --spread FOLDER")
         }
@@ -129,9 +128,9 @@ struct DDNMCommand: JobMaking {
         o.hir = !noHIR
         o.windowBatch = windowBatch
         if let spread {
-            let parts = part.split(separator: "/").compactMap { Int($0) }
+            let part = try? Shard(parsing: part)  // validated above; -1/0 is refused by the stage
             o.spread = SpreadStage(kind: plan ? .plan : stitch ? .stitch : .stage, folder: spread, stage: stage ?? 0,
-                                   part: parts.first ?? -1, parts: parts.count == 2 ? parts[1] : 0)
+                                   part: part?.index ?? -1, parts: part?.count ?? 0)
         }
         o.maskKeepWhite = windows.maskKeepWhite
         o.referenceExact = referenceExact
