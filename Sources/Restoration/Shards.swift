@@ -136,15 +136,19 @@ public struct ShardedBatch: Sendable {
     public let items: [Item]
     public let outputFolder: String
     public let settings: OutputSettings
+    /// The inputs and the files the job reads besides them (masks, kernels): no output or list replaces them.
+    public let protectedPaths: [String]
 
     /// Every item's job is `makeJob(input)` with the entry's seed and options laid over it; outputs are named by
     /// the entry or after the input (`name.png`, or the `settings.format` extension). Refused before any work:
-    /// two items with one output, an output that is an input, options that do not decode.
-    public init(entries: [ManifestEntry], outputFolder: String, settings: OutputSettings = OutputSettings(),
+    /// two items with one output, an output that is an input or one of the files in `protecting`, options that
+    /// do not decode.
+    public init(entries: [ManifestEntry], outputFolder: String, settings: OutputSettings = OutputSettings(), protecting: [String] = [],
                 makeJob: (String) throws -> RestorationJob) throws {
         try settings.validate()
         var items: [Item] = [], seen: [String: String] = [:]
-        let inputs = Set(entries.map { URL(fileURLWithPath: $0.input).standardizedFileURL.path })
+        let protectedPaths = entries.map(\.input) + protecting
+        let inputs = Set(protectedPaths.map { URL(fileURLWithPath: $0).standardizedFileURL.path })
         let ext = settings.format.map { $0.lowercased() == "jpeg" ? "jpg" : $0.lowercased() } ?? "png"
         for (position, entry) in entries.enumerated() {
             var job = try makeJob(entry.input)
@@ -162,7 +166,7 @@ public struct ShardedBatch: Sendable {
             if let other = seen[key] {
                 throw RestorationError("two manifest lines write \(output) (\(other) and \(entry.input)); give one of them output=NAME")
             }
-            if inputs.contains(key) { throw RestorationError("the output \(output) would replace an input") }
+            if inputs.contains(key) { throw RestorationError("the output \(output) would replace an input or a file the job reads") }
             _ = try settings.fileFormat(for: output)
             seen[key] = entry.input
             items.append(Item(position: position, job: job, output: output))
@@ -170,6 +174,7 @@ public struct ShardedBatch: Sendable {
         self.items = items
         self.outputFolder = outputFolder
         self.settings = settings
+        self.protectedPaths = protectedPaths
     }
 
     public func items(in shard: Shard) -> [Item] { items.filter { shard.contains($0.position) } }
@@ -272,7 +277,7 @@ extension RestorationRunner {
                     context: RestorationContext = RestorationContext(), event: (ShardEvent) -> Void = { _ in }) throws -> BatchSummary {
         var summary = BatchSummary()
         var failures: [[String: Any]] = []
-        let inputs = batch.items.map(\.input)
+        let inputs = batch.protectedPaths
         try FileManager.default.createDirectory(atPath: batch.outputFolder, withIntermediateDirectories: true)
         for item in batch.items(in: shard) {
             if skipExisting, batch.doneSidecar(item) != nil {
@@ -345,6 +350,6 @@ extension ShardedBatch {
     func writeFailureList(_ lines: [String], to name: String) throws {
         let path = (outputFolder as NSString).appendingPathComponent(name)
         if lines.isEmpty { try? FileManager.default.removeItem(atPath: path); return }
-        try ImageWriter.writeFile(Array((lines.joined(separator: "\n") + "\n").utf8), to: path, overwrite: true, protecting: items.map(\.input))
+        try ImageWriter.writeFile(Array((lines.joined(separator: "\n") + "\n").utf8), to: path, overwrite: true, protecting: protectedPaths)
     }
 }

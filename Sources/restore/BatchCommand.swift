@@ -81,7 +81,7 @@ struct BatchCommand: ParsableCommand {
     }
 
     /// The batch with every item's job from the subcommand's flags.
-    func makeBatch() throws -> (ShardedBatch, protected: [String]) {
+    func makeBatch() throws -> ShardedBatch {
         let entries = try manifest.map(Manifest.read) ?? Manifest.folder(input!)
         let notRestoring = RestorationError("after -- comes a restoring subcommand (upscale, denoise, dejpeg, deblur, inpaint, colorize, ddnm, dreamclean, resshift), not \(command[0])")
         let parsed: ParsableCommand
@@ -93,14 +93,15 @@ struct BatchCommand: ParsableCommand {
         }
         guard let maker = parsed as? any JobMaking else { throw notRestoring }
         let settings = OutputSettings(format: format, bits: bits, quality: quality, overwrite: true)
-        let batch = try ShardedBatch(entries: entries, outputFolder: output, settings: settings) { try maker.job(input: $0, sample: 0) }
-        return (batch, maker.protectedPaths)
+        return try ShardedBatch(entries: entries, outputFolder: output, settings: settings, protecting: maker.protectedPaths) {
+            try maker.job(input: $0, sample: 0)
+        }
     }
 
     func run() throws {
         if let threads { Parallel.setThreadCount(threads) }
         let shard = try Shard(parsing: shard)
-        let (batch, _) = try makeBatch()
+        let batch = try makeBatch()
         if check {
             let (missing, failures) = try batch.check(shards: shard.count)
             print("\(batch.items.count - missing.count) of \(items(batch.items.count)) done, \(missing.count) missing, \(failures) failure line\(failures == 1 ? "" : "s") in failures.jsonl")

@@ -104,6 +104,8 @@ final class BatchCLITests: RestoreTestCase {
             (["batch", "--manifest", try manifest(["a.png", "a.png"]), "-o", path("o")] + method, "two manifest lines write"),
             (["batch", "--manifest", try manifest(["a.png\tseed=-1"]), "-o", path("o")] + method, "list2.txt:1: seed must be"),
             (["batch", "--manifest", try manifest(["a.png output=../a.png"]), "-o", path("o")] + method, "would replace an input"),
+            (["batch", "--manifest", try manifest(["a.png output=../m.png"]), "-o", path("o"), "--", "inpaint", "--mask", try photo("m.png", seed: 2)],
+             "would replace an input or a file the job reads"),
             (["batch", "--manifest", try manifest(["a.png steps=\"x\""]), "-o", path("o")] + method, "options do not fit ddnm"),
             (["batch", "--manifest", try manifest(["a.png step=20"]), "-o", path("o")] + method, "ddnm has no option step ("),
             (["batch", "--manifest", try manifest(["a.png"]), "-o", path("o"), "--", "models"], "after -- comes a restoring subcommand"),
