@@ -123,7 +123,9 @@ struct BatchCommand: ParsableCommand {
             case .done(let item, let result, _): events.summary(result, input: item.input, output: item.output)
             case .skipped(let item): events.note("skipped \(item.input): done (\(item.sidecar))")
             case .retrying(let item, let error, let attempt): events.note("retrying \(item.input) after attempt \(attempt): \(error)")
-            case .failed(let item, let error): FileHandle.standardError.write(Data("restore: error: \(item.input): \(error)\n".utf8))
+            case .failed(let item, let error):
+                let message = "\(error)"  // most errors name the file already
+                FileHandle.standardError.write(Data("restore: error: \(message.contains(item.input) ? "" : "\(item.input): ")\(message)\n".utf8))
             }
         }
         events.note("shard \(shard): \(summary.line)")
