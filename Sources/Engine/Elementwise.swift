@@ -66,6 +66,33 @@ public func leakyReLUInPlace(_ x: Tensor, slope: Float) {
     parallelMap(x.data, x.data, count: x.count) { v in v.replacing(with: v * slope, where: v .< 0) }
 }
 
+/// The gated GELU of Restormer's and DiffIR's feed-forward: for x = [x1 | x2] split in two halves over the last
+/// dimension, gelu(x1) · x2 (exact GELU) — `x1, x2 = x.chunk(2, dim=1); F.gelu(x1) * x2` on NCHW.
+public func gatedGELU(_ x: Tensor) throws -> Tensor {
+    let width = x.shape.last!
+    guard width % 2 == 0 else { throw EngineError.invalidArgument(op: "gatedGELU", reason: "\(width) channels do not split in two halves") }
+    let half = width / 2, rows = x.count / width
+    var shape = x.shape
+    shape[shape.count - 1] = half
+    let result = try Tensor(uninitializedShape: shape)
+    let source = x.data, output = result.data
+    Parallel.forRanges(rows, grain: max(1, elementwiseGrain / width)) { begin, end in
+        for r in begin..<end {
+            let a = source + r &* width, g = output + r &* half
+            var k = 0
+            while k &+ 8 <= half {
+                (gelu(FloatVector(loading: a + k)) * FloatVector(loading: a + (half &+ k))).store(to: g + k)
+                k = k &+ 8
+            }
+            if k < half {
+                let n = half &- k
+                (gelu(FloatVector(loading: a + k, count: n)) * FloatVector(loading: a + (half &+ k), count: n)).store(to: g + k, count: n)
+            }
+        }
+    }
+    return result
+}
+
 /// ReLU, max(x, 0).
 public func relu(_ x: Tensor) throws -> Tensor { try mapped(x) { $0.clamped(below: .zero) } }
 

@@ -197,14 +197,15 @@ func applyChannelAffine(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Flo
 public enum LayerNormVariant: Sendable {
     /// (x − mean) / √(var + ε) · w + b: `nn.LayerNorm`, Restormer's WithBias, RDDM's channel LayerNorm (gain only).
     case centered
-    /// x / √(var + ε) · w: Restormer / DiffIR "BiasFree" (the mean is not subtracted from x).
+    /// x / √(var + ε) · w (+ b): Restormer / DiffIR "BiasFree" (the mean is not subtracted from x). The official
+    /// layer has no bias; an offset is accepted so that DiffIR's IPR modulation `x·k1 + k2` folds into the norm.
     case biasFree
 }
 
 /// Layer normalisation over the last dimension (on NHWC, that is over channels per pixel).
 /// - Parameters:
 ///   - weight: the gain w, [C] (nil means 1).
-///   - bias: [C] or nil (must be nil for `.biasFree`).
+///   - bias: [C] or nil.
 ///   - epsilon: 1e-5 for PyTorch's default, Restormer and RDDM; 1e-6 where a model says so.
 public func layerNorm(_ x: Tensor, weight: Tensor?, bias: Tensor? = nil, epsilon: Float,
                       variant: LayerNormVariant = .centered) throws -> Tensor {
@@ -212,9 +213,6 @@ public func layerNorm(_ x: Tensor, weight: Tensor?, bias: Tensor? = nil, epsilon
     let c = x.shape.last!
     try requireCount(weight, c, "[\(c)]", op)
     try requireCount(bias, c, "[\(c)]", op)
-    if variant == .biasFree, bias != nil {
-        throw EngineError.invalidArgument(op: op, reason: "the bias-free variant takes no bias")
-    }
     let result = try Tensor(uninitializedShape: x.shape)
     // Gain and offset with the defaults filled in, so the row loop has no branches.
     let gain = UnsafeMutablePointer<Float>.allocate(capacity: c), offset = UnsafeMutablePointer<Float>.allocate(capacity: c)

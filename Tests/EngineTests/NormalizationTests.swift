@@ -106,9 +106,13 @@ final class NormalizationTests: XCTestCase {
                     try f["layer_norm2"], relativeTolerance: 1e-5, "C = 37")
     }
 
-    func testLayerNormRejectsBiasForBiasFreeVariant() throws {
-        let x = try Tensor(shape: [2, 4], repeating: 1), v = try Tensor(shape: [4], repeating: 1)
-        XCTAssertThrowsError(try layerNorm(x, weight: v, bias: v, epsilon: 1e-5, variant: .biasFree))
+    /// The bias-free variant subtracts no mean from x; an offset (DiffIR's folded IPR modulation) is added after the gain.
+    func testBiasFreeLayerNormAddsOffsetWithoutCentring() throws {
+        let x = try Tensor(shape: [1, 4], values: [1, 2, 3, 6]), w = try Tensor(shape: [4], values: [1, 2, 1, 0.5])
+        let b = try Tensor(shape: [4], values: [0.5, -1, 0, 2])
+        let rstd = 1 / (Float(3.5) + 1e-5).squareRoot()  // mean 3, centred biased variance (4 + 1 + 0 + 9) / 4
+        let y = try layerNorm(x, weight: w, bias: b, epsilon: 1e-5, variant: .biasFree).values
+        for (i, value) in y.enumerated() { XCTAssertEqual(value, x.values[i] * rstd * w.values[i] + b.values[i], accuracy: 1e-6) }
         XCTAssertThrowsError(try layerNorm(x, weight: try Tensor(shape: [3]), epsilon: 1e-5))
     }
 }
