@@ -97,7 +97,7 @@ let package = Package(
         .testTarget(name: "CheckpointsTests", dependencies: ["Checkpoints"], resources: [.copy("Fixtures")]),
         .testTarget(name: "MethodsTests", dependencies: ["Methods", "Tiling", "Operators", "Networks", "Checkpoints", "Engine"], resources: [.copy("Fixtures")]),
         .testTarget(name: "NetworksTests", dependencies: ["Networks", "Checkpoints", "Engine", "Methods"], resources: [.copy("Fixtures")]),
-        .testTarget(name: "RestorationTests", dependencies: ["Restoration", "Operators", "Engine", "ImageIO", "Checkpoints"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "RestorationTests", dependencies: ["Restoration", "Operators", "Engine", "ImageIO", "Checkpoints", "Methods"], resources: [.copy("Fixtures")]),
         // Runs the built `restore` binary as a user would: exit codes, one-line errors, no partial output.
         // The service in process on a loopback port, through URLSession: every route, limit and bad input.
         .testTarget(name: "ServiceTests", dependencies: ["Service", "Restoration", "ImageIO", "Engine"]),

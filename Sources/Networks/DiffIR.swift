@@ -207,6 +207,8 @@ public final class DiffIRConditionEncoder {
     let resBlocks: [(Conv2D, Conv2D)]
     let tail: [Conv2D]
     let mlp0: Linear, mlp2: Linear
+    /// The pixel-unshuffle in front (1, 2 or 4): tiles and their interiors must be multiples of it.
+    public var unshuffleFactor: Int { unshuffle }
     /// How far (in unshuffled pixels) a feature sees: one pixel per 3×3 convolution.
     public let receptiveRadius: Int
 

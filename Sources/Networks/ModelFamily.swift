@@ -3,7 +3,7 @@ import Checkpoints
 /// A best guess at which network a state dict belongs to, from its key names and a few shapes.
 /// Used by `restore inspect` and to pick a preset; networks still verify every key when they bind.
 public struct ModelFamily: Sendable, Equatable, CustomStringConvertible {
-    /// Short name, e.g. `adm-unet`, `ddpm-unet`, `swin-unet`, `vq-autoencoder`, `ldm`.
+    /// Short name, e.g. `adm-unet`, `ddpm-unet`, `swin-unet`, `vq-autoencoder`, `ldm`, `diffir`.
     public let name: String
     /// Facts read from the weights (e.g. `learn_sigma`, class-conditional, base width).
     public let details: [String]
@@ -21,6 +21,14 @@ public struct ModelFamily: Sendable, Equatable, CustomStringConvertible {
             if anyKey({ $0.hasPrefix("model_ema.") }) { details.append("with EMA copy (model_ema., dots stripped)") }
             if anyKey({ $0.hasPrefix("first_stage_model.quantize.") }) { details.append("VQ first stage") } else { details.append("KL first stage") }
             return ModelFamily(name: "ldm", details: details)
+        }
+        if DiffIRLoader.recognises(state) {
+            var details: [String] = []
+            if let configuration = try? DiffIRLoader.detect(state) {
+                details.append(configuration.presetName ?? "\(configuration.task.rawValue), dim \(configuration.dim)")
+            }
+            if anyKey({ $0.hasPrefix("diffusion.model.") }) { details.append("with the official diffusion.* aliases") }
+            return ModelFamily(name: "diffir", details: details)
         }
         if has("input_blocks.0.0.weight"), has("out.2.weight"), has("time_embed.0.weight") {
             var details: [String] = []

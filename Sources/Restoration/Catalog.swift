@@ -27,6 +27,7 @@ public struct ModelDescription {
     public var servedTasks: String {
         switch familyName {
         case ModelCatalog.ownResShiftFamily, "swin-unet": "upscale -s 4"
+        case ModelCatalog.ownDiffIRFamily, "diffir": "diffir (×4 SR; official ×2, ×1 and deblurring files too)"
         case "adm", "adm-unet", "ddpm-unet": "denoise, dejpeg, deblur, inpaint, colorize, upscale -s 2|3"
         default: "none of the tasks (\(usage))"
         }
@@ -37,6 +38,7 @@ public struct ModelDescription {
         switch ownFamily ?? family?.name {
         case ModelCatalog.ownResShiftFamily?, "swin-unet"?: "a ResShift network: use `restore upscale -s 4 -n FILE` or `restore resshift --model FILE`"
         case "adm"?, "adm-unet"?, "ddpm-unet"?: "a diffusion prior: use `restore ddnm`/`dreamclean --model FILE` or a task with -n FILE (denoise, dejpeg, deblur, inpaint, colorize, upscale -s 2|3)"
+        case ModelCatalog.ownDiffIRFamily?, "diffir"?: "a DiffIR network: use `restore diffir --model FILE`"
         case "vq-autoencoder"?: "an autoencoder: give it to `restore resshift --autoencoder FILE` with an official ResShift network"
         case "kl-autoencoder"?, "ldm"?: "a latent-diffusion model or its autoencoder, which this version does not run yet"
         default: "not a model this version recognises (`restore inspect FILE` shows what it holds)"
@@ -121,6 +123,8 @@ public enum ModelCatalog {
     /// The family our ResShift exports declare (Tools/train/train_resshift.py): configuration, diffusion and first
     /// stage in the metadata.
     public static let ownResShiftFamily = "resshift-swin"
+    /// The family our DiffIR exports declare (Tools/train/train_diffir.py): the configuration in the metadata.
+    public static let ownDiffIRFamily = "diffir-own"
 
     /// Reads `path` (nothing in it is executed) and describes it; `selection` picks the weights (default: the
     /// usual wrappers, see `StateDictSelection`).

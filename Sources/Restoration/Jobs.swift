@@ -5,7 +5,7 @@ import Operators
 
 /// Which model files a job runs on: nil paths mean the bundled models.
 public struct ModelReference: Codable, Sendable, Hashable {
-    /// A diffusion prior (ddnm, dreamclean) or a ResShift network.
+    /// A diffusion prior (ddnm, dreamclean), a ResShift or a DiffIR network.
     public var path: String?
     /// Force the prior's architecture: a preset name or a JSON file (guided-diffusion or DDPM arguments).
     public var preset: String?
@@ -35,12 +35,14 @@ public struct RestorationJob: Codable, Sendable, Equatable {
         case ddnm(DDNMOptions)
         case dreamclean(DreamCleanOptions)
         case resshift(ResShiftOptions)
+        case diffir(DiffIROptions)
 
         public var name: String {
             switch self {
             case .ddnm: "ddnm"
             case .dreamclean: "dreamclean"
             case .resshift: "resshift"
+            case .diffir: "diffir"
             }
         }
     }
@@ -122,8 +124,21 @@ public final class ModelStore: @unchecked Sendable {
     private let lock = NSLock()
     private var priors: [ModelReference: LoadedPrior] = [:]
     private var resshift: [String: LoadedResShift] = [:]
+    private var diffir: [String: LoadedDiffIR] = [:]
 
     public init() {}
+
+    /// The DiffIR network of `reference`, loading it on first use.
+    public func diffir(_ reference: ModelReference, loaded: (LoadedDiffIR) -> Void = { _ in }) throws -> LoadedDiffIR {
+        lock.lock()
+        defer { lock.unlock() }
+        let key = reference.path ?? ""
+        if let model = diffir[key] { return model }
+        let model = try LoadedDiffIR.load(path: reference.path)
+        diffir[key] = model
+        loaded(model)
+        return model
+    }
 
     /// The prior of `reference`, loading it on first use; `loaded` is told when a file was actually read.
     public func prior(_ reference: ModelReference, loaded: (LoadedPrior) -> Void = { _ in }) throws -> LoadedPrior {
@@ -158,6 +173,7 @@ public final class RestorationRunner {
     private var ddnm: [Data: DDNMPipeline] = [:]
     private var dreamclean: [Data: DreamCleanPipeline] = [:]
     private var resshift: [Data: ResShiftPipeline] = [:]
+    private var diffir: [Data: DiffIRPipeline] = [:]
     private var inputSize: String?
     private var inputGray = false
 
@@ -170,6 +186,7 @@ public final class RestorationRunner {
         case .ddnm(let options): _ = try ddnmPipeline(options, job: job, context: context)
         case .dreamclean(let options): _ = try dreamcleanPipeline(options, job: job, context: context)
         case .resshift(let options): _ = try resshiftPipeline(options, job: job, context: context)
+        case .diffir(let options): _ = try diffirPipeline(options, job: job, context: context)
         }
     }
 
@@ -230,6 +247,10 @@ public final class RestorationRunner {
             let mask = try job.mask.map { try ImageReader.read(path: $0, maxPixels: job.maxPixels) }
             return try pipeline.restore(job.simulate ? .simulate(clean: image) : .image(image, mask: mask), name: job.input, maskName: job.mask ?? "mask",
                                         seed: seed, panels: panels, context: context)
+        case .diffir(let options):
+            let pipeline = try diffirPipeline(options, job: job, context: context)
+            let image = try read(job.input, job)
+            return try pipeline.restore(job.simulate ? .simulate(clean: image) : .image(image), name: job.input, seed: seed, panels: panels, context: context)
         }
     }
 
@@ -283,6 +304,16 @@ public final class RestorationRunner {
         let model = try store.resshift(job.model, task: options.task) { context.emit(.log($0.summary())) }
         let pipeline = try ResShiftPipeline(model: model, options: options)
         resshift[key] = pipeline
+        return pipeline
+    }
+
+    private func diffirPipeline(_ options: DiffIROptions, job: RestorationJob, context: RestorationContext) throws -> DiffIRPipeline {
+        let key = try key(options, job)
+        if let pipeline = diffir[key] { return pipeline }
+        try options.validate()  // before the model is loaded
+        let model = try store.diffir(job.model) { context.emit(.log($0.summary())) }
+        let pipeline = try DiffIRPipeline(model: model, options: options)
+        diffir[key] = pipeline
         return pipeline
     }
 }

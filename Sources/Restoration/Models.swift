@@ -10,6 +10,8 @@ public enum BundledModels {
     public static let defaultPrior = "adm64-prior.safetensors"
     /// The project's own ×4 ResShift model, the default of `resshift` (Models/resshift-x4-own.md).
     public static let defaultResShift = "resshift-x4-own.safetensors"
+    /// The project's own ×4 DiffIR model, the default of `diffir` (Models/diffir-x4-own.md).
+    public static let defaultDiffIR = "diffir-x4-own.safetensors"
 
     /// The folders searched: $DIFFUSIONRESTORE_MODELS alone when set; otherwise, in order, `Models/` next to the
     /// executable's build folder (a source checkout: .build/<config>/restore → Models/), `../share/diffusionrestore/Models`

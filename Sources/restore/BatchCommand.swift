@@ -83,7 +83,7 @@ struct BatchCommand: ParsableCommand {
     /// The batch with every item's job from the subcommand's flags.
     func makeBatch() throws -> ShardedBatch {
         let entries = try manifest.map(Manifest.read) ?? Manifest.folder(input!)
-        let notRestoring = RestorationError("after -- comes a restoring subcommand (upscale, denoise, dejpeg, deblur, inpaint, colorize, ddnm, dreamclean, resshift), not \(command[0])")
+        let notRestoring = RestorationError("after -- comes a restoring subcommand (upscale, denoise, dejpeg, deblur, inpaint, colorize, ddnm, dreamclean, resshift, diffir), not \(command[0])")
         let parsed: ParsableCommand
         do {
             parsed = try Restore.parseAsRoot(command + ["-i", entries[0].input, "-o", output])
