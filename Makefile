@@ -8,6 +8,7 @@
 #   make fuzz    libFuzzer + AddressSanitizer on the checkpoint readers (FUZZ_SECONDS, default 600)
 #   make train-prior  train (or resume) our own diffusion prior from ../shared/data/train (PyTorch venv)
 #   make train-resshift  train (or resume) our own ResShift ×4 model (PyTorch venv); eval-resshift: its quality
+#   make train-diffir  train (or resume) our own DiffIR ×4 model, both stages (PyTorch venv); eval-diffir: its quality
 #   make eval    DDNM quality on the bundled prior vs bicubic / Telea (Benchmarks/QUALITY.md); eval-usdr: HiR ablation
 #   make bench-usdr  peak memory of USDR tiling at 256², 4096², 8192² outputs (stand-in ε-network)
 #   make mutate  mutation testing: each fault of Tools/mutate/mutations.json must fail its tests (MUTATE_ARGS)
@@ -26,7 +27,7 @@ TEST_FLAGS := -c release $(SPEED_FLAGS) -Xswiftc -enable-testing
 BIN := .build/release
 PYTHON ?= $(shell for p in "$$TORCH_PYTHON" /work/venv/bin/python venv/bin/python; do [ -x "$$p" ] && echo "$$p" && break; done)
 
-.PHONY: help deps build demo test test-web test-slurm serve bench bench-usdr fuzz clean train-prior train-resshift eval eval-usdr eval-dreamclean eval-resshift mutate
+.PHONY: help deps build demo test test-web test-slurm serve bench bench-usdr fuzz clean train-prior train-resshift train-diffir eval eval-usdr eval-dreamclean eval-resshift eval-diffir mutate
 
 FUZZ_SECONDS ?= 600
 FUZZ_FIXTURES := Tests/CheckpointsTests/Fixtures
@@ -155,6 +156,20 @@ train-resshift:
 	fi; \
 	"$$py" Tools/train/train_resshift.py $(TRAIN_ARGS)
 
+# make train-diffir: train our own DiffIR ×4 model (stage 1: CPEN_S1 + DIRformer; stage 2: CPEN_S2 + the IPR
+# diffusion, then jointly) from ../shared/data/train (Tools/train/train_diffir.py); under nice, TRAIN_THREADS
+# threads (default: all cores); resumes from .cache/train-diffir/last.pt; `touch .cache/train-diffir/PAUSE` pauses
+# it at the next step (remove the file to go on); exports Models/diffir-x4-own.{safetensors,md} and the curve.
+TRAIN_THREADS ?= $(shell nproc)
+train-diffir:
+	@py="$(PYTHON)"; \
+	if [ -z "$$py" ] || ! "$$py" -c 'import torch, numpy, PIL, safetensors' >/dev/null 2>&1; then \
+	  echo "train-diffir needs a Python with torch, numpy, pillow and safetensors (matplotlib for the plot):" >&2; \
+	  echo "  python3 -m venv venv && venv/bin/pip install torch numpy pillow safetensors matplotlib" >&2; \
+	  exit 1; \
+	fi; \
+	nice -n 10 "$$py" Tools/train/train_diffir.py --threads $(TRAIN_THREADS) $(TRAIN_ARGS)
+
 # The evaluations run the release binary from a Python with numpy, OpenCV and scikit-image (baselines, metrics).
 define eval_python
 @py="$(PYTHON)"; \
@@ -187,3 +202,9 @@ eval-dreamclean: build
 # (Tools/eval/eval_resshift.py); writes its section of Benchmarks/QUALITY.md and Benchmarks/quality-resshift.csv.
 eval-resshift: build
 	$(call eval_python,Tools/eval/eval_resshift.py)
+
+# make eval-diffir: our DiffIR ×4 model vs bicubic, our ResShift and DDNM ×4 (12 crops of 128², Y-PSNR / PSNR / SSIM),
+# and DIRformer's tiles against the whole image on the four photos at native size (Tools/eval/eval_diffir.py);
+# writes its section of Benchmarks/QUALITY.md and Benchmarks/quality-diffir.csv. Needs /usr/bin/time.
+eval-diffir: build
+	$(call eval_python,Tools/eval/eval_diffir.py)

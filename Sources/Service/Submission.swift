@@ -10,7 +10,7 @@ struct Submission {
     let label: String
     let files: [String]
 
-    static let methods = ["ddnm", "dreamclean", "resshift"]
+    static let methods = ["ddnm", "dreamclean", "resshift", "diffir"]
 
     init(form: MultipartForm, store: JobStore) throws {
         let configuration = store.configuration
@@ -97,6 +97,11 @@ struct Submission {
                     var o = try decoder.decode(DreamCleanOptions.self, from: data)
                     o.maxPixels = configuration.maxPixels
                     job = RestorationJob(method: .dreamclean(o), model: model, input: imagePath, seed: seed ?? 1234, maxPixels: configuration.maxPixels)
+                case "diffir":
+                    var o = try decoder.decode(DiffIROptions.self, from: data)
+                    o.maxPixels = configuration.maxPixels
+                    try o.validate()
+                    job = RestorationJob(method: .diffir(o), model: model, input: imagePath, seed: seed ?? 1234, maxPixels: configuration.maxPixels)
                 default:
                     var o = try decoder.decode(ResShiftOptions.self, from: data)
                     o.maxPixels = configuration.maxPixels

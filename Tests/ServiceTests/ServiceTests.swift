@@ -103,6 +103,7 @@ final class ServiceTests: XCTestCase {
         let models = try XCTUnwrap(request("GET", "/models").json["models"] as? [[String: String]])
         XCTAssertTrue(models.contains { $0["name"] == "adm64-prior" && $0["sha256"]?.count == 64 }, "\(models)")
         XCTAssertTrue(models.contains { $0["family"] == "resshift-swin" })
+        XCTAssertTrue(models.contains { $0["family"] == "diffir-own" }, "\(models)")
     }
 
     func testAJobRunsWithEventsAndItsResultCarriesTheReport() throws {
@@ -139,7 +140,8 @@ final class ServiceTests: XCTestCase {
         for i in 40..<80 { mask[i] = 1 }
         let maskPNG = Data(try ImageWriter.encode(Image(width: 16, height: 16, channels: 1, pixels: mask), format: .png(bits: 8)))
         for spec in [#"{"method":"dreamclean","seed":3,"options":{"steps":2,"inversionSteps":2,"degradation":"mask:mask"}}"#,
-                     #"{"method":"ddnm","seed":3,"options":{"degradation":"mask:mask","steps":2}}"#] {
+                     #"{"method":"ddnm","seed":3,"options":{"degradation":"mask:mask","steps":2}}"#,
+                     #"{"method":"diffir","seed":3,"options":{"tile":0}}"#] {
             let reply = submit([("image", "a.png", try png(16, 16)), ("mask", "m.png", maskPNG), job(spec)])
             XCTAssertEqual(reply.status, 201, "\(spec): \(reply.error)")
             let status = wait(try XCTUnwrap(reply.json["id"] as? String))
@@ -172,6 +174,8 @@ final class ServiceTests: XCTestCase {
                               (#"{"method":"ddnm","options":{"degradation":"mask:/etc/passwd"}}"#, "mask:mask"),
                               (#"{"task":"upscale","model":"../../etc/x"}"#, "not given as paths"),
                               (#"{"task":"upscale","scale":5}"#, "2, 3 or 4"), ("not json", "JSON"),
+                              (#"{"method":"diffir","options":{"tile":20}}"#, "--tile must be 0"),
+                              (#"{"method":"diffir","options":{"tile":"big"}}"#, "tile"),
                               (#"{"task":"upscale","seed":"x"}"#, "seed"),
                               (#"{"task":"upscale","model":"Package.swift"}"#, "no model file or installed model named")] {
             let r = submit([("image", "a.png", image), job(spec)])

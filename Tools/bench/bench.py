@@ -151,7 +151,32 @@ def resshift(op, channels_last):
         z = z.contiguous(memory_format=torch.channels_last)
     return lambda: m.decode(z)
 
+DIFFIR = {
+    # inference_diffir.py's DiffIRS2 (the RealSR x4 test YAML) and our bundled configuration (Tools/train/train_diffir.py).
+    "diffir_x4_64": (64, dict(n_encoder_res=9, dim=64, scale=4, num_blocks=[13, 1, 1, 1], num_refinement_blocks=13,
+                              heads=[1, 2, 4, 8], ffn_expansion_factor=2.2, LayerNorm_type="BiasFree")),
+    "diffir_own_256": (256, dict(n_encoder_res=2, dim=24, scale=4, num_blocks=[2, 2, 2, 2], num_refinement_blocks=2,
+                                 heads=[1, 2, 4, 8], ffn_expansion_factor=2.0, LayerNorm_type="BiasFree")),
+}
+
+def diffir(op, channels_last):
+    # The official DiffIRS2, imported from a DiffIR checkout outside the repository (--diffir DIR); the whole eval
+    # forward model(lq): CPEN, the 4-step IPR chain, DIRformer.
+    import os, contextlib
+    sys.path.insert(0, os.path.join(os.environ["BENCH_REPO"], "Tools", "reference"))
+    with contextlib.redirect_stdout(sys.stderr):
+        from make_diffir_fixtures import load_official
+        size, kw = DIFFIR[op]
+        m = load_official(os.environ["DIFFIR_DIR"], "DiffIR-RealSR").DiffIRS2(**kw).eval()
+    x = torch.rand(1, 3, size, size)
+    if channels_last:
+        m = m.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
+    return lambda: m(x)
+
 def variants(op):
+    if op.startswith("diffir_"):
+        return {"nchw": diffir(op, False), "channels_last": diffir(op, True)}
     if op.startswith(("resshift_", "vq_f4_")):
         return {"nchw": resshift(op, False), "channels_last": resshift(op, True)}
     if op in UNETS:
@@ -236,6 +261,7 @@ def main():
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--ops", help="comma-separated subset")
     ap.add_argument("--resshift", help="a ResShift checkout (official code) for the resshift_* / vq_f4_* rows; without it they are skipped")
+    ap.add_argument("--diffir", help="a DiffIR checkout (official code) for the diffir_* rows; without it they are skipped")
     ap.add_argument("--markdown", help="write the table to this file")
     ap.add_argument("--big-pairs", type=int, default=5, help="pairs for the full ADM-256 network (1 run per side each)")
     ap.add_argument("--pause", type=float, default=0.05, help="seconds between sides (lets spinning threads sleep)")
@@ -252,6 +278,14 @@ def main():
         if skipped:
             print(f"skipping {', '.join(skipped)}: pass --resshift DIR (a ResShift checkout) to time them", file=sys.stderr)
         ops = [op for op in ops if op not in skipped]
+    os.environ["BENCH_REPO"] = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+    if args.diffir:
+        os.environ["DIFFIR_DIR"] = os.path.abspath(args.diffir)
+    else:
+        skipped = [op for op in ops if op.startswith("diffir_")]
+        if skipped:
+            print(f"skipping {', '.join(skipped)}: pass --diffir DIR (a DiffIR checkout) to time them", file=sys.stderr)
+        ops = [op for op in ops if op not in skipped]
     python = find_torch_python(args.python)
     torch_side = Torch(python) if python else None
     if torch_side is None:
@@ -266,7 +300,7 @@ def main():
     rows = []
     for op in ops:
         ours, theirs, ratios, best_variant = [], [], [], {}
-        big = op.startswith(("unet_adm256", "resshift_", "vq_f4_"))
+        big = op.startswith(("unet_adm256", "resshift_", "vq_f4_", "diffir_"))
         pairs, reps = (min(args.pairs, args.big_pairs), 1) if big else (args.pairs, args.reps)
         rss = {}
         for pair in range(pairs):

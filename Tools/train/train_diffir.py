@@ -476,7 +476,17 @@ def main(argv=None):
         ckpt = torch.load(last, map_location="cpu", weights_only=False)
         if ckpt["config"] != kw:
             sys.exit(f"{last} holds another network ({ckpt['config']}); use the same flags, another --out-dir, or --fresh")
-        for k in ("stage1_steps", "encoder_steps", "clean_prob", "hr_crop", "csv_every"):
+        for k in ("stage1_steps", "encoder_steps"):
+            # The stage schedule may move while the run has not reached the boundary yet (a shorter or longer stage 1).
+            if ckpt["args"][k] != getattr(args, k):
+                boundary = min(ckpt["args"]["stage1_steps"], args.stage1_steps)
+                if ckpt["step"] > boundary:
+                    print(f"note: --{k.replace('_', '-')} {getattr(args, k)}: the run is past step {boundary}; keeping the checkpoint's "
+                          f"{ckpt['args'][k]}", file=sys.stderr)
+                    setattr(args, k, ckpt["args"][k])
+                else:
+                    print(f"note: --{k.replace('_', '-')} {getattr(args, k)} replaces the checkpoint's {ckpt['args'][k]}", file=sys.stderr)
+        for k in ("clean_prob", "hr_crop", "csv_every"):
             if ckpt["args"][k] != getattr(args, k):
                 print(f"note: --{k.replace('_', '-')} {getattr(args, k)} differs from the checkpoint's {ckpt['args'][k]}; "
                       "using the checkpoint's", file=sys.stderr)

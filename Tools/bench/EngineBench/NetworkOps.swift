@@ -1,6 +1,7 @@
 import Engine
 import Foundation
 import Networks
+import Methods
 
 /// Whole-network rows: guided-diffusion's UNet at 64² (ch 64, mult 1,2,2,4, attention at 16 and 8 px) and
 /// the full ADM-256 unconditional configuration at 256², random weights, batch 1, t = 500. The PyTorch
@@ -50,4 +51,30 @@ func resshiftOps() throws -> [BenchOp] {
             _ = try vq!.decode(z!)
         }, kernel: { "VQ-f4 decoder (nearest code + LDM decoder)" }),
     ]
+}
+
+/// DiffIR rows: the official RealSR ×4 DiffIRS2 (dim 64, blocks [13, 1, 1, 1], refinement 13, 25.0 M parameters) on a
+/// 64² input — CPEN, the 4 MLP steps of the IPR diffusion and DIRformer, one whole restore as `model(lq)` — and
+/// our own bundled configuration on a 256² input. Random weights; the PyTorch side builds the official DiffIRS2
+/// (bench.py --diffir DIR).
+func diffirOps() throws -> [BenchOp] {
+    func op(_ name: String, _ configuration: DiffIRConfiguration, size: Int) -> BenchOp {
+        var network: DiffIRNetwork?
+        var x: Tensor?
+        return BenchOp(name: name, gflop: 0, run: {
+            if network == nil {
+                network = try DiffIRNetwork(configuration, parameters: .random(seed: 1))
+                x = try randomTensor([1, size, size, 3], seed: 5)
+            }
+            let n = network!
+            let c = try n.condition(x!)
+            var ipr = try randomTensor([1, 256], seed: 6)
+            let diffusion = try IPRDiffusion()
+            ipr = try diffusion.sample(from: ipr) { v, t in try n.denoiser(v, t: t, condition: c) }
+            _ = try n.generator(x!, modulations: try n.generator.modulations(ipr))
+        }, kernel: { "DiffIRS2 (CPEN + 4-step MLP + DIRformer)" })
+    }
+    let own = DiffIRConfiguration(task: .sr4, dim: 24, numBlocks: [2, 2, 2, 2], refinementBlocks: 2, ffnExpansion: 2.0, layerNorm: "BiasFree",
+                                  encoderResBlocks: 2)
+    return [op("diffir_x4_64", .realSRx4, size: 64), op("diffir_own_256", own, size: 256)]
 }

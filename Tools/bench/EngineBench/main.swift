@@ -57,6 +57,7 @@ func makeOps() throws -> [BenchOp] {
     ops += try extraOps()
     ops += try networkOps()
     ops += try resshiftOps()
+    ops += try diffirOps()
     return ops
 }
 
