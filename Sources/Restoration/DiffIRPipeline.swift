@@ -58,13 +58,14 @@ public final class LoadedDiffIR: @unchecked Sendable {
 /// tiles blended with feathered weights instead (its attention is global over positions, so tiles are close to,
 /// not equal to, the whole-image result: see Benchmarks/QUALITY.md), with the IPR always from the whole image.
 public struct DiffIROptions: Codable, Sendable, Equatable {
-    /// Tile side in input pixels (a multiple of the model's size multiple); 0 = the whole image at once.
+    /// The largest tile side in input pixels (a multiple of the model's size multiple); tiles are spread evenly, all of
+    /// one size, overlapping by at least `overlap` (`EvenTiles`); 0 = the whole image at once.
     public var tile = DiffIROptions.defaultTile
     /// Overlap between neighbouring tiles, input pixels.
     public var overlap = DiffIROptions.defaultOverlap
     public var maxPixels: Int = ImageReader.defaultMaxPixels
 
-    public static let defaultTile = 256
+    public static let defaultTile = 128
     public static let defaultOverlap = 32
 
     public init() {}
@@ -172,9 +173,10 @@ public struct DiffIRPipeline {
             : try pad(x01, left: 0, right: padW, top: 0, bottom: padH, mode: padH < inH && padW < inW ? .reflect : .replicate)
         let (ph, pw) = (padded.shape[1], padded.shape[2])
 
-        let tiled = options.tile != 0 && (ph > options.tile || pw > options.tile)
-        let chopper = try ResShiftChopper(chopSize: tiled ? options.tile : max(ph, pw), stride: tiled ? options.tile - options.overlap : max(ph, pw), blend: .feathered)
-        let tileCount = tiled ? chopper.starts(ph).count * chopper.starts(pw).count : 1
+        let tiles = try EvenTiles(maxTile: options.tile == 0 ? max(ph, pw) : options.tile, overlap: options.tile == 0 ? 0 : options.overlap,
+                                  multiple: multiple)
+        let tileCount = tiles.count(height: ph, width: pw)
+        let tiled = tileCount > 1
         let label = (name as NSString).lastPathComponent
         let total = 1 + c.timesteps + tileCount
         context.emit(.stage(label: label, total: total))
@@ -194,7 +196,7 @@ public struct DiffIRPipeline {
         })
         let generator = model.network.generator
         let modulations = try generator.modulations(ipr)
-        var restored = try chopper.run(padded, scale: factor, outputChannels: 3) { patch, index, count in
+        var restored = try tiles.run(padded, scale: factor, outputChannels: 3) { patch, index, count in
             try context.checkCancellation()
             let out = try generator(patch, modulations: modulations)
             context.emit(.step(done: 1 + c.timesteps + index + 1, total: total, note: count > 1 ? "tile \(index + 1)/\(count)" : nil))
@@ -212,7 +214,7 @@ public struct DiffIRPipeline {
         report.modelSHA256 = model.sha256
         report.modelKind = model.kind
         report.scale = factor
-        report.tiling = tiled ? "tiles \(options.tile)² input px, overlap \(options.overlap), feathered; IPR from the whole image" : "whole image"
+        report.tiling = tiled ? "\(tileCount) tiles of \(tiles.layout(pw).size)×\(tiles.layout(ph).size) input px (at most \(options.tile)), overlap ≥ \(options.overlap), feathered; IPR from the whole image" : "whole image"
         report.patches = tileCount
         report.padded = padH != 0 || padW != 0 ? "\(inW)×\(inH) → \(pw)×\(ph) (reflect)" : nil
         report.input = label

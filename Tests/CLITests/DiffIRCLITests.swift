@@ -57,7 +57,7 @@ final class DiffIRCLITests: RestoreTestCase {
         XCTAssertEqual([lr.width, lr.height], [24, 16])
         let tiled = try restore(["diffir", "-i", try photo("big.png", 72, 40), "-o", path("tiled.png"), "--tile", "32", "--overlap", "8", "--json", "--quiet"])
         XCTAssertEqual(tiled.status, 0, tiled.stderr)
-        XCTAssertEqual(try report(tiled)["patches"] as? Int, 3 * 2)  // starts 0, 24, 40 across; 0, 8 down
+        XCTAssertEqual(try report(tiled)["patches"] as? Int, 3 * 2)  // 32-px tiles at 0, 20, 40 across; 24-px tiles at 0, 16 down
         XCTAssertEqual(try ImageReader.read(path: path("tiled.png")).width, 288)
         // Gray in, gray out.
         let gray = try restore(["diffir", "-i", try photo("gray.png", 16, 16, channels: 1), "-o", path("gray-out.png"), "--quiet"])
