@@ -203,8 +203,8 @@ public struct DiffIRPipeline {
             return out
         }
         if padH != 0 || padW != 0 { restored = try restored.crop(PixelRect(y: 0, x: 0, height: outH, width: outW)) }
-        // Back to [-1, 1], clamped (basicsr's tensor2img clamps to [0, 1]).
-        restored = try clamp(try scale(restored, by: 2, adding: -1), to: -1...1)
+        // Back to [-1, 1], clamped (basicsr's tensor2img clamps to [0, 1]); in place: no second output-sized buffer.
+        for i in 0..<restored.count { restored.data[i] = min(1, max(-1, restored.data[i] * 2 - 1)) }
 
         let elapsed = Date().timeIntervalSince(start)
         var report = RestorationReport(method: "diffir", seed: seed)
