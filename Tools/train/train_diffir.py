@@ -392,7 +392,8 @@ def model_card(ckpt, nparams, files):
         f"{kw['n_denoise_res']} denoise layer(s); IPR diffusion T 4, β 0.1 → 0.99 (linear in √β).",
         f"- Recipe: stage 1 (CPEN_S1 on LR + unshuffled HR, DIRformer) for {a['stage1_steps']} steps, L1; stage 2 "
         f"{a['encoder_steps']} steps CPEN_S2 + MLP alone (L1 to the stage-1 IPR), then jointly with DIRformer (L1(SR, HR) + "
-        f"L1 on the IPR). Adam lr {a['lr']} (betas 0.9, 0.99), batch {a['batch']}, HR crops {a['hr_crop']}², EMA {a['ema_decay']}, "
+        f"L1 on the IPR). Adam (betas 0.9, 0.99), lr cosine {a['lr']} → {a.get('lr_min', a['lr'])} in stage 1, {a['lr']} for the encoder phase, "
+        f"{a['lr'] / 2} → {a.get('lr_min', a['lr'])} jointly, batch {a['batch']}, HR crops {a['hr_crop']}², EMA {a['ema_decay']}, "
         f"{a['clean_prob']:.0%} clean bicubic:4 / pool:4 pairs, the rest our Real-ESRGAN-style pipeline; no perceptual/GAN loss (fidelity).",
         f"- Data: ../shared/data/train minus Tools/train/holdout.txt ({ckpt.get('train_photos', '?')} photos). "
         "**Licence note: research-only photographs.**",
@@ -429,7 +430,10 @@ def parse_args(argv=None):
     g.add_argument("--denoise-res", type=int, default=1)
     g = p.add_argument_group("optimisation")
     g.add_argument("--batch", type=int, default=8)
-    g.add_argument("--lr", type=float, default=2e-4)
+    g.add_argument("--lr", type=float, default=2e-4, help="peak learning rate (the official 2e-4)")
+    g.add_argument("--lr-min", type=float, default=2e-5, help="cosine decay floor: stage 1 decays from --lr to it, the joint "
+                   "phase of stage 2 from --lr / 2 to it (the official MultiStepLR halves at 500 k / 700 k of 1 M steps: "
+                   "for runs this short a decay per stage buys more); the stage-2 encoder phase runs at --lr")
     g.add_argument("--ema-decay", type=float, default=0.999)
     g.add_argument("--grad-clip", type=float, default=1.0)
     g.add_argument("--seed", type=int, default=0)
@@ -527,6 +531,15 @@ def main(argv=None):
     def stage_of(s):
         return 1 if s < args.stage1_steps else 2
 
+    def lr_at(s):
+        def cosine(peak, begin, end):
+            f = min(1.0, max(0.0, (s - begin) / max(1, end - begin)))
+            return args.lr_min + 0.5 * (peak - args.lr_min) * (1 + math.cos(math.pi * f))
+        if s < args.stage1_steps:
+            return cosine(args.lr, 0, args.stage1_steps)
+        joint = args.stage1_steps + args.encoder_steps
+        return args.lr if s < joint else cosine(args.lr / 2, joint, args.steps)
+
     def run_val():
         if validator is not None:
             t0 = time.time()
@@ -542,6 +555,8 @@ def main(argv=None):
         while pause_flag.exists() and stop["signal"] is None:
             time.sleep(2)
         stage = stage_of(step)
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step)
         encoder_only = stage == 2 and step < args.stage1_steps + args.encoder_steps
         hr_u8, lr_u8 = source.batch(np_rng, args.batch)
         hr, lq = to01(hr_u8, device), to01(lr_u8, device)
@@ -585,7 +600,7 @@ def main(argv=None):
                 eta = min(eta, deadline - now)
             recent = losses[-args.csv_every:]
             print(f"step {step}/{args.steps} stage {stage}{' (encoder)' if encoder_only else ''}  loss {losses[-1]:.5f}  "
-                  f"mean{len(recent)} {sum(recent) / len(recent):.5f}  {rate:.3f} step/s  ETA {fmt_time(eta)}", flush=True)
+                  f"mean{len(recent)} {sum(recent) / len(recent):.5f}  lr {lr_at(step - 1):.2e}  {rate:.3f} step/s  ETA {fmt_time(eta)}", flush=True)
         if step % args.val_every == 0 or step == args.stage1_steps:
             run_val()
         if time.time() - last_save > args.save_minutes * 60:
