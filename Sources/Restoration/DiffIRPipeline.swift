@@ -58,6 +58,8 @@ public final class LoadedDiffIR: @unchecked Sendable {
 /// tiles blended with feathered weights instead (its attention is global over positions, so tiles are close to,
 /// not equal to, the whole-image result: see Benchmarks/QUALITY.md), with the IPR always from the whole image.
 public struct DiffIROptions: Codable, Sendable, Equatable {
+    /// What the model must do (sr4, sr2, sr1, deblur); nil: whatever it does (the task is read from the weights).
+    public var task: DiffIRTask?
     /// The largest tile side in input pixels (a multiple of the model's size multiple); tiles are spread evenly, all of
     /// one size, overlapping by at least `overlap` (`EvenTiles`); 0 = the whole image at once.
     public var tile = DiffIROptions.defaultTile
@@ -73,6 +75,7 @@ public struct DiffIROptions: Codable, Sendable, Equatable {
     public init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         var o = DiffIROptions()
+        o.task = try c.decodeIfPresent(DiffIRTask.self, forKey: .task)
         o.tile = try c.decodeIfPresent(Int.self, forKey: .tile) ?? o.tile
         o.overlap = try c.decodeIfPresent(Int.self, forKey: .overlap) ?? o.overlap
         o.maxPixels = try c.decodeIfPresent(Int.self, forKey: .maxPixels) ?? o.maxPixels
@@ -106,6 +109,9 @@ public struct DiffIRPipeline {
 
     public init(model: LoadedDiffIR, options: DiffIROptions) throws {
         try options.validate()
+        if let task = options.task, task != model.configuration.task {
+            throw RestorationError("--task \(task.rawValue): \(model.name) does \(model.configuration.task.rawValue) (the task is read from the weights)")
+        }
         let multiple = model.configuration.sizeMultiple
         if options.tile != 0, options.tile % multiple != 0 {
             throw RestorationError("--tile \(options.tile) must be a multiple of \(multiple) for this model (\(model.configuration.task.rawValue))")

@@ -60,8 +60,17 @@ public struct TaskRequest: Codable, Sendable, Equatable {
     /// The job for one input: the method and model the task picks (or the model given), with their options.
     public func job(input: String, seed: UInt64?, sample: Int) throws -> RestorationJob {
         let path = try model.map(InstalledModels.resolve)
-        let isResShift = try path.map { try InstalledModels.isResShift($0) } ?? (task == .upscale && scale == 4)
-        if isResShift {
+        let kind = try path.map { try InstalledModels.method(of: $0) } ?? (task == .upscale && scale == 4 ? "resshift" : nil)
+        if kind == "diffir" {
+            guard task == .upscale, scale == 4 else { throw RestorationError("\(model ?? "this model") is a DiffIR model: it serves upscale -s 4 only (restore diffir runs the official ×2, ×1 and deblurring files)") }
+            guard average == 1 else { throw RestorationError("--average is for ResShift (upscale -s 4); draw separate outputs with --samples") }
+            var options = DiffIROptions()
+            options.maxPixels = maxPixels
+            if let tile { options.tile = tile }
+            return RestorationJob(method: .diffir(options), task: task.rawValue, model: ModelReference(path: path), input: input,
+                                  seed: seed ?? 1234, sample: sample, maxPixels: maxPixels)
+        }
+        if kind == "resshift" {
             guard task == .upscale, scale == 4 else { throw RestorationError("\(model ?? "this model") is a ResShift ×4 model: it serves upscale -s 4 only") }
             var options = ResShiftOptions()
             (options.average, options.maxPixels) = (average, maxPixels)
@@ -133,16 +142,22 @@ public enum InstalledModels {
     }
 
     private static let lock = NSLock()
-    nonisolated(unsafe) private static var families: [String: Bool] = [:]
+    nonisolated(unsafe) private static var families: [String: String?] = [:]
 
-    /// Whether `path` holds one of our ResShift exports, read once per file (size and date) for a whole folder run.
-    static func isResShift(_ path: String) throws -> Bool {
+    /// The method a task runs a named model with: "resshift" for our ResShift exports, "diffir" for DiffIR networks
+    /// (ours or official), nil for diffusion priors; read once per file (size and date) for a whole folder run.
+    static func method(of path: String) throws -> String? {
         let attributes = try? FileManager.default.attributesOfItem(atPath: path)
         let key = "\(path)|\(attributes?[.size] ?? 0)|\((attributes?[.modificationDate] as? Date)?.timeIntervalSince1970 ?? 0)"
         lock.lock()
         if let known = families[key] { lock.unlock(); return known }
         lock.unlock()
-        let answer = try ModelCatalog.describe(path: path).ownFamily == ModelCatalog.ownResShiftFamily
+        let description = try ModelCatalog.describe(path: path)
+        let answer: String? = switch description.ownFamily ?? description.family?.name {
+        case ModelCatalog.ownResShiftFamily?: "resshift"
+        case ModelCatalog.ownDiffIRFamily?, "diffir"?: "diffir"
+        default: nil
+        }
         lock.lock()
         families[key] = answer
         lock.unlock()

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Networks
 import Restoration
 
 /// `restore diffir`: one-pass restoration guided by a compact prior diffused in 4 steps (DiffIR).
@@ -19,6 +20,9 @@ struct DiffIRCommand: JobMaking {
     )
 
     @OptionGroup var io: ImageIOOptions
+
+    @Option(help: "What the model must do: sr4, sr2, sr1 (×4, ×2, ×1 real-world SR) or deblur (GoPro motion deblurring); a model of another task is refused. Default: the model's own task, read from its weights.")
+    var task: DiffIRTask?
 
     @Option(help: "A DiffIR stage-2 network: an official .pth or our own .safetensors (default: the bundled Models/diffir-x4-own.safetensors).")
     var model: String?
@@ -49,7 +53,7 @@ struct DiffIRCommand: JobMaking {
 
     var options: DiffIROptions {
         var o = DiffIROptions()
-        (o.tile, o.overlap, o.maxPixels) = (tile, overlap, io.maxPixels)
+        (o.task, o.tile, o.overlap, o.maxPixels) = (task, tile, overlap, io.maxPixels)
         return o
     }
 
@@ -62,3 +66,5 @@ struct DiffIRCommand: JobMaking {
         try io.run(job, samples: samples, observation: saveObservation)
     }
 }
+
+extension DiffIRTask: ExpressibleByArgument {}

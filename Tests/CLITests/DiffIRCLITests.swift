@@ -69,7 +69,7 @@ final class DiffIRCLITests: RestoreTestCase {
     /// An official BasicSR file (params_ema, diffusion.* aliases and buffers): ×2 read from the weights.
     func testAnOfficialLayoutFileRunsItsTask() throws {
         let model = Self.fixtures.appendingPathComponent("sr2_withbias.pth").path
-        let r = try restore(["diffir", "-i", try photo("in.png", 20, 18), "-o", path("x2.png"), "--model", model, "--json", "--quiet"])
+        let r = try restore(["diffir", "-i", try photo("in.png", 20, 18), "-o", path("x2.png"), "--model", model, "--task", "sr2", "--json", "--quiet"])
         XCTAssertEqual(r.status, 0, r.stderr)
         let rep = try report(r)
         XCTAssertEqual(rep["scale"] as? Int, 2)
@@ -77,6 +77,21 @@ final class DiffIRCLITests: RestoreTestCase {
         XCTAssertEqual(rep["padded"] as? String, "20×18 → 32×32 (reflect)")
         let out = try ImageReader.read(path: path("x2.png"))
         XCTAssertEqual([out.width, out.height], [40, 36])
+    }
+
+    /// The tasks pick DiffIR when the named model is one: `upscale -s 4 -n diffir-x4-own`; other tasks refuse it.
+    func testUpscaleRunsANamedDiffIRModel() throws {
+        let lr = try photo("lr.png", 12, 12)
+        let r = try restore(["upscale", "-n", "diffir-x4-own", "-i", lr, "-o", path("up.png"), "--json", "--quiet"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let rep = try report(r)
+        XCTAssertEqual(rep["method"] as? String, "diffir")
+        XCTAssertEqual(rep["command"] as? String, "upscale")
+        for arguments in [["denoise"], ["upscale", "-s", "2"]] {
+            let wrong = try restore(arguments + ["-n", "diffir-x4-own", "-i", lr, "-o", path("x.png")])
+            XCTAssertEqual(wrong.status, 1, wrong.stderr)
+            XCTAssertTrue(wrong.stderr.contains("DiffIR model") && wrong.stderr.contains("upscale -s 4"), wrong.stderr)
+        }
     }
 
     func testBatchRunsDiffIR() throws {
@@ -104,6 +119,8 @@ final class DiffIRCLITests: RestoreTestCase {
             (["--model", path("missing.pth")], 1, "missing.pth"),
             (["--model", Self.fixtures.appendingPathComponent("sr4_biasfree.io.safetensors").path], 1, "not a DiffIR"),
             (["--model", Self.fixtures.appendingPathComponent("deblur_withbias.pth").path, "--simulate"], 1, "--simulate"),
+            (["--task", "deblur"], 1, "does sr4"),
+            (["--task", "sr3"], 2, "--task"),
         ] {
             let r = try restore(["diffir", "-i", lr, "-o", out] + arguments)
             XCTAssertEqual(r.status, Int32(status), "\(arguments): \(r.stderr)")
