@@ -175,8 +175,9 @@ public struct DiffIRPipeline {
         let x01 = try scale01(lq)
         let multiple = c.sizeMultiple
         let padH = (multiple - inH % multiple) % multiple, padW = (multiple - inW % multiple) % multiple
+        let reflects = padH < inH && padW < inW
         let padded = padH == 0 && padW == 0 ? x01
-            : try pad(x01, left: 0, right: padW, top: 0, bottom: padH, mode: padH < inH && padW < inW ? .reflect : .replicate)
+            : try pad(x01, left: 0, right: padW, top: 0, bottom: padH, mode: reflects ? .reflect : .replicate)
         let (ph, pw) = (padded.shape[1], padded.shape[2])
 
         let tiles = try EvenTiles(maxTile: options.tile == 0 ? max(ph, pw) : options.tile, overlap: options.tile == 0 ? 0 : options.overlap,
@@ -222,7 +223,7 @@ public struct DiffIRPipeline {
         report.scale = factor
         report.tiling = tiled ? "\(tileCount) tiles of \(tiles.layout(pw).size)×\(tiles.layout(ph).size) input px (at most \(options.tile)), overlap ≥ \(options.overlap), feathered; IPR from the whole image" : "whole image"
         report.patches = tileCount
-        report.padded = padH != 0 || padW != 0 ? "\(inW)×\(inH) → \(pw)×\(ph) (reflect)" : nil
+        report.padded = padH != 0 || padW != 0 ? "\(inW)×\(inH) → \(pw)×\(ph) (\(reflects ? "reflect" : "replicate"))" : nil
         report.input = label
         report.elapsedSeconds = elapsed
         if let clean {

@@ -92,6 +92,7 @@ final class DiffIRPipelineTests: XCTestCase {
         XCTAssertEqual(odd.report.padded, "21×13 → 24×16 (reflect)")
         let tiny = try pipeline.restore(.image(photo(3, 2)), name: "tiny", seed: 1)
         XCTAssertEqual(tiny.image.shape, [1, 8, 12, 3])
+        XCTAssertEqual(tiny.report.padded, "3×2 → 8×8 (replicate)")
         let gray = try pipeline.restore(.image(photo(16, 16, channels: 1)), name: "gray", seed: 1)
         XCTAssertEqual(gray.image.shape, [1, 64, 64, 3])
     }
