@@ -132,7 +132,10 @@ mutate: deps
 # make train-prior: train the unconditional ADM ε-prior from ../shared/data/train (Tools/train/README.md),
 # seeds fixed; resumes from .cache/train-prior/last.pt; exports Models/adm64-prior.{safetensors,json} and the
 # loss curve. Pass flags through TRAIN_ARGS, e.g. make train-prior TRAIN_ARGS="--minutes 60".
+# Every trainer runs under nice -n 10 with TRAIN_THREADS threads (default: all cores), resumes from its last
+# checkpoint, and pauses at its next step while .cache/train-<name>/PAUSE exists (touch it before benchmarks).
 TRAIN_ARGS ?=
+TRAIN_THREADS ?= $(shell nproc)
 train-prior:
 	@py="$(PYTHON)"; \
 	if [ -z "$$py" ] || ! "$$py" -c 'import torch, numpy, PIL, safetensors, guided_diffusion.unet' >/dev/null 2>&1; then \
@@ -141,7 +144,7 @@ train-prior:
 	  echo "  (or point TORCH_PYTHON at such a Python; looked at: \$$TORCH_PYTHON, /work/venv/bin/python, venv/bin/python)" >&2; \
 	  exit 1; \
 	fi; \
-	"$$py" Tools/train/train_prior.py $(TRAIN_ARGS)
+	nice -n 10 "$$py" Tools/train/train_prior.py --threads $(TRAIN_THREADS) $(TRAIN_ARGS)
 
 # make train-resshift: train our own ResShift ×4 model (pixel space through pixel-unshuffle ×4, 4 steps) from
 # ../shared/data/train with our Real-ESRGAN-style degradations (Tools/train/train_resshift.py); resumes from
@@ -154,13 +157,12 @@ train-resshift:
 	  echo "  python3 -m venv venv && venv/bin/pip install torch numpy pillow matplotlib" >&2; \
 	  exit 1; \
 	fi; \
-	"$$py" Tools/train/train_resshift.py $(TRAIN_ARGS)
+	nice -n 10 "$$py" Tools/train/train_resshift.py --threads $(TRAIN_THREADS) $(TRAIN_ARGS)
 
 # make train-diffir: train our own DiffIR ×4 model (stage 1: CPEN_S1 + DIRformer; stage 2: CPEN_S2 + the IPR
 # diffusion, then jointly) from ../shared/data/train (Tools/train/train_diffir.py); under nice, TRAIN_THREADS
 # threads (default: all cores); resumes from .cache/train-diffir/last.pt; `touch .cache/train-diffir/PAUSE` pauses
 # it at the next step (remove the file to go on); exports Models/diffir-x4-own.{safetensors,md} and the curve.
-TRAIN_THREADS ?= $(shell nproc)
 train-diffir:
 	@py="$(PYTHON)"; \
 	if [ -z "$$py" ] || ! "$$py" -c 'import torch, numpy, PIL, safetensors' >/dev/null 2>&1; then \

@@ -27,7 +27,7 @@ public struct ModelDescription {
     public var servedTasks: String {
         switch familyName {
         case ModelCatalog.ownResShiftFamily, "swin-unet": "upscale -s 4"
-        case ModelCatalog.ownDiffIRFamily, "diffir": "diffir (×4 SR; official ×2, ×1 and deblurring files too)"
+        case ModelCatalog.ownDiffIRFamily, "diffir": "upscale -s 4 -n NAME, diffir (official ×2, ×1 and deblurring files: diffir --model)"
         case "adm", "adm-unet", "ddpm-unet": "denoise, dejpeg, deblur, inpaint, colorize, upscale -s 2|3"
         default: "none of the tasks (\(usage))"
         }

@@ -57,7 +57,7 @@ except ImportError:  # pragma: no cover
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from train_prior import (REPO, ema_update, fmt_time, list_photos, load_holdout, open_photos, pick_device,  # noqa: E402
                          resume_from, rng_state, save_checkpoint, seeded_rngs, segment_record, sha256_lines,
-                         stop_on_signals, cut_crop)
+                         stop_on_signals, cut_crop, wait_while_paused)
 from train_resshift import (SF, VAL_BICUBIC, VAL_REAL, VAL_SEED, PairSource, degrade, psnr_u8, psnr_y,  # noqa: E402
                             write_curve)
 
@@ -520,7 +520,6 @@ def main(argv=None):
     stop = stop_on_signals()
     start_step, t_start = step, time.time()
     seg = segment_record(step, args.batch, device)
-    pause_flag = out_dir / "PAUSE"
 
     def state():
         return {"step": step, "config": kw, "args": vars(args), "model": net.state_dict(), "ema": ema.state_dict(),
@@ -552,8 +551,7 @@ def main(argv=None):
     out_dir.mkdir(parents=True, exist_ok=True)
     net.train()
     while step < args.steps and time.time() < deadline and stop["signal"] is None:
-        while pause_flag.exists() and stop["signal"] is None:
-            time.sleep(2)
+        deadline += wait_while_paused(out_dir, stop)
         stage = stage_of(step)
         for group in opt.param_groups:
             group["lr"] = lr_at(step)

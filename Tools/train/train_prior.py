@@ -586,6 +586,21 @@ def stop_on_signals() -> dict:
     return stop
 
 
+def wait_while_paused(out_dir: Path, stop: dict) -> float:
+    """Sleeps while `out_dir`/PAUSE exists (touch it to pause a run at its next step, e.g. while benchmarks or the
+    test suite run; remove it to go on) and returns the seconds paused, which the caller adds to its deadline.
+    SIGSTOP / SIGCONT pause the process too, without the checkpoint-friendly step boundary."""
+    flag, began, told = out_dir / "PAUSE", time.time(), False
+    while flag.exists() and stop["signal"] is None:
+        if not told:
+            print(f"paused: {flag} exists (remove it to go on)", flush=True)
+            told = True
+        time.sleep(2)
+    if told:
+        print(f"resumed after {fmt_time(time.time() - began)} paused", flush=True)
+    return time.time() - began if told else 0.0
+
+
 def segment_record(step: int, batch: int, device) -> dict:
     """What a training run (one uninterrupted segment) records about itself in the checkpoint's history."""
     return {"start_step": step, "device": torch.cuda.get_device_name(device) if device.type == "cuda"
@@ -725,6 +740,7 @@ def main(argv=None):
     rate, t_mark, s_mark = None, time.time(), step
     out_dir.mkdir(parents=True, exist_ok=True)
     while step < args.steps and time.time() < deadline and stop["signal"] is None:
+        deadline += wait_while_paused(out_dir, stop)
         lr = args.lr * min(1.0, (step + 1) / args.warmup) if args.warmup else args.lr
         for group in opt.param_groups:
             group["lr"] = lr

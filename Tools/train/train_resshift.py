@@ -131,7 +131,7 @@ except ImportError:  # pragma: no cover
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from train_prior import (REPO, cut_crop, ema_update, fmt_time, list_photos, load_holdout,  # noqa: E402
                          open_photos, pick_device, resume_from, rng_state, save_checkpoint, seeded_rngs,
-                         segment_record, sha256_lines, stop_on_signals)
+                         segment_record, sha256_lines, stop_on_signals, wait_while_paused)
 
 VAL_SEED = 4242          # fixed validation crops, degradations and sampler noise
 SF = 4                   # the scale factor (fixed: pixel_unshuffle(·, 4) is the first stage)
@@ -1194,6 +1194,7 @@ def main(argv=None):
     rate, t_mark, s_mark = None, time.time(), step
     out_dir.mkdir(parents=True, exist_ok=True)
     while step < args.steps and time.time() < deadline and stop["signal"] is None:
+        deadline += wait_while_paused(out_dir, stop)
         lr_now = args.lr * min(1.0, (step + 1) / args.warmup) if args.warmup else args.lr
         for group in opt.param_groups:
             group["lr"] = lr_now
