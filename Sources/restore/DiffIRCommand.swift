@@ -11,8 +11,8 @@ struct DiffIRCommand: JobMaking {
         discussion: """
             Default: the project's own ×4 model (Models/diffir-x4-own.safetensors). Official checkpoints load as they \
             are (BasicSR .pth, params_ema preferred; the task — ×4, ×2, ×1, deblur — is read from the weights): \
-            DiffIRS2-GANx4.pth, DiffIRS2-GANx2.pth, DiffIRS2-GANx1.pth (RealSR), the SRGAN ×4 file, the GoPro \
-            deblurring model. The output is random only through the 256-d prior's starting noise (--seed). \
+            DiffIRS2-GAN.pth (×4), DiffIRS2-GANx2.pth, DiffIRS2-GANx1.pth (RealSR; the V2 files too), the SRGAN ×4 \
+            file, the GoPro deblurring model (net_g_latest.pth). The output is random only through the 256-d prior's starting noise (--seed). \
             The official script restores the whole image at once; here DIRformer runs in tiles of --tile input \
             pixels (--overlap, feathered blending) so memory stays bounded, and the prior always comes from the \
             whole image (--tile 0: the whole image at once, as the official code).

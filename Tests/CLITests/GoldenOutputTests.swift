@@ -67,6 +67,8 @@ final class GoldenOutputTests: RestoreTestCase {
             Run(name: "resshift-chopped", arguments: ["resshift", "-i", try photo("lr24.png", 24, 24), "--chop-size", "16", "--chop-stride", "8",
                                                      "--blend", "feathered"]),
             Run(name: "resshift-simulate", arguments: ["resshift", "--simulate", "-i", try photo("clean64.png", 64, 48), "--average", "2"]),
+            Run(name: "diffir-whole", arguments: ["diffir", "-i", try photo("lr20.png", 20, 12), "--tile", "0"]),
+            Run(name: "diffir-tiled-simulate", arguments: ["diffir", "--simulate", "-i", try photo("clean96.png", 96, 80), "--tile", "16", "--overlap", "8"]),
         ].map { Run(name: $0.name, arguments: $0.arguments + ["-o", path("\($0.name).png")] + common) }
     }
 

@@ -55,7 +55,7 @@ except ImportError:  # pragma: no cover
     sys.exit("PyTorch is missing: python3 -m venv venv && venv/bin/pip install torch numpy pillow safetensors matplotlib")
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from train_prior import (REPO, ema_update, fmt_time, list_photos, load_holdout, open_photos, pick_device,  # noqa: E402
+from train_prior import (REPO, fmt_time, list_photos, load_holdout, open_photos, pick_device,  # noqa: E402
                          resume_from, rng_state, save_checkpoint, seeded_rngs, segment_record, sha256_lines,
                          stop_on_signals, cut_crop, wait_while_paused)
 from train_resshift import (SF, VAL_BICUBIC, VAL_REAL, VAL_SEED, PairSource, degrade, psnr_u8, psnr_y,  # noqa: E402
@@ -293,6 +293,16 @@ def swift_config(kw: dict) -> dict:
             "heads": kw["heads"], "ffnExpansion": kw["ffn_expansion_factor"], "layerNorm": kw["LayerNorm_type"],
             "encoderResBlocks": kw["n_encoder_res"], "denoiseResBlocks": kw["n_denoise_res"], "timesteps": kw["timesteps"],
             "linearStart": kw["linear_start"], "linearEnd": kw["linear_end"]}
+
+
+def ema_update(ema, model, decay, late=None):
+    """EMA of every parameter at `decay`, except those whose names start with one of late[0], at late[1]."""
+    prefixes, late_decay = late if late else ((), decay)
+    with torch.no_grad():
+        for (name, e), m in zip(ema.named_parameters(), model.parameters()):
+            e.lerp_(m.detach(), 1.0 - (late_decay if name.startswith(prefixes) else decay))
+        for eb, mb in zip(ema.buffers(), model.buffers()):
+            eb.copy_(mb)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -583,7 +593,12 @@ def main(argv=None):
         opt.step()
         if step + 1 == args.stage1_steps:
             print("stage 1 done: stage 2 starts (CPEN_S2 + MLP learn the stage-1 IPR)", flush=True)
-        ema_update(ema, net, min(args.ema_decay, (1 + step) / (10 + step)))
+        # The EMA warm-up min(decay, (1 + s)/(10 + s)) counts from the step a module starts learning: from 0 for
+        # DIRformer and CPEN_S1, from the start of stage 2 for CPEN_S2 and the MLP (else their EMA would still hold
+        # a tenth of their random initialisation 2 300 steps into stage 2).
+        ema_update(ema, net, min(args.ema_decay, (1 + step) / (10 + step)),
+                   late=(("condition.", "denoise."), min(args.ema_decay, (1 + step - args.stage1_steps) / (10 + step - args.stage1_steps)))
+                   if stage == 2 else None)
         step += 1
         losses.append(float(loss.detach()))
         if not math.isfinite(losses[-1]):
