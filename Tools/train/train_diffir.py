@@ -374,8 +374,11 @@ def export(ckpt, args):
             "official_kwargs": json.dumps(kw, separators=(",", ":"))}
     save_file(tensors, f"{stem}.safetensors", metadata=meta)
     files = [f"{stem}.safetensors"]
+    s1 = ckpt["args"]["stage1_steps"]
     files += write_curve(stem, ckpt["losses"], ckpt["val"], ckpt["args"]["csv_every"],
-                         f"{args.name}: DIRformer dim {kw['dim']}, step {ckpt['step']}")
+                         f"{args.name}: DIRformer dim {kw['dim']}, step {ckpt['step']} (stage 2 from step {s1})",
+                         loss_name="train_l1", loss_label="train loss: L1(SR) (stage 1), L1(IPR) then + L1(SR) (stage 2)",
+                         loss_axis="L1 ([0, 1] scale)", val_axis="validation PSNR (dB, EMA; stage 2: IPR from the LR only)")
     nparams = sum(t.numel() for t in tensors.values())
     Path(f"{stem}.md").write_text(model_card(ckpt, nparams, files))
     files.append(f"{stem}.md")

@@ -736,7 +736,8 @@ def val_line(v: dict) -> str:
 # export
 
 
-def write_curve(stem: str, losses, val, every, title) -> list[str]:
+def write_curve(stem: str, losses, val, every, title, loss_name="train_x0_mse", loss_label="train x0-MSE",
+                loss_axis="x0-MSE ([-1, 1] scale)", val_axis="validation PSNR (dB, EMA, 4 steps)") -> list[str]:
     steps = sorted(set(range(every, len(losses) + 1, every)) | set(val) | ({len(losses)} if losses else set()))
     names = sorted({n for v in val.values() for n in v})
     rows = []
@@ -749,7 +750,7 @@ def write_curve(stem: str, losses, val, every, title) -> list[str]:
         rows.append(row)
     with open(f"{stem}-curve.csv", "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["step", f"train_x0_mse_mean{every}"] +
+        w.writerow(["step", f"{loss_name}_mean{every}"] +
                    [f"val_{n}_{k}" for n in names for k in ("psnr_rgb", "psnr_y", "bicubic_upsampling_psnr_rgb")])
         w.writerows(rows)
     files = [f"{stem}-curve.csv"]
@@ -763,10 +764,10 @@ def write_curve(stem: str, losses, val, every, title) -> list[str]:
     fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
     tr = [(r[0], float(r[1])) for r in rows if r[1]]
     if tr:
-        ax.plot(*zip(*tr), lw=1, color="C0", label=f"train x0-MSE (mean of {every} steps)")
+        ax.plot(*zip(*tr), lw=1, color="C0", label=f"{loss_label} (mean of {every} steps)")
     ax.set_yscale("log")
     ax.set_xlabel("step")
-    ax.set_ylabel("x0-MSE ([-1, 1] scale)")
+    ax.set_ylabel(loss_axis)
     ax.grid(True, which="both", alpha=0.3)
     ax2 = ax.twinx()
     for k, n in enumerate(names):
@@ -775,7 +776,7 @@ def write_curve(stem: str, losses, val, every, title) -> list[str]:
             ax2.plot(*zip(*pts), "o-", ms=3, lw=1.2, color=f"C{k + 1}", label=f"val PSNR-RGB, '{n}' LR")
             ax2.axhline(val[pts[-1][0]][n]["bicubic_rgb"], ls=":", lw=1,
                         color=f"C{k + 1}", label=f"bicubic upsampling, '{n}' LR")
-    ax2.set_ylabel("validation PSNR (dB, EMA, 4 steps)")
+    ax2.set_ylabel(val_axis)
     h1, l1 = ax.get_legend_handles_labels()
     h2, l2 = ax2.get_legend_handles_labels()
     ax.legend(h1 + h2, l1 + l2, fontsize=7, loc="upper right")
