@@ -56,11 +56,11 @@ DEMO := Assets/photos/chelsea-256
 demo: build
 	@mkdir -p demo-out
 	$(BIN)/restore upscale -i $(DEMO).png -o demo-out/chelsea-x4.png --overwrite
-	$(BIN)/restore diffir -i $(DEMO).png -o demo-out/chelsea-x4-diffir.png --overwrite
+	$(BIN)/restore resshift -i $(DEMO).png -o demo-out/chelsea-x4-resshift.png --overwrite
 	$(BIN)/restore dejpeg -i $(DEMO)-q10.jpg -o demo-out/chelsea-dejpeg.png --steps 6 --overwrite
 	$(BIN)/restore denoise -i $(DEMO)-noisy.png -o demo-out/chelsea-denoised.png --steps 10 --overwrite
 	$(BIN)/restore inpaint -i $(DEMO)-holes.png --mask $(DEMO)-holes-mask.png -o demo-out/chelsea-inpainted.png --steps 10 --overwrite
-	@echo "== demo-out/: chelsea-x4.png (ResShift) and chelsea-x4-diffir.png (DiffIR), ×4 of $(DEMO).png, chelsea-dejpeg.png (from $(DEMO)-q10.jpg),"
+	@echo "== demo-out/: chelsea-x4.png (DiffIR) and chelsea-x4-resshift.png (ResShift), ×4 of $(DEMO).png, chelsea-dejpeg.png (from $(DEMO)-q10.jpg),"
 	@echo "== chelsea-denoised.png (from $(DEMO)-noisy.png), chelsea-inpainted.png (from $(DEMO)-holes.png). Photo: CC0 (Assets/photos/README.md)."
 
 test: deps

@@ -67,7 +67,9 @@ public struct DiffIROptions: Codable, Sendable, Equatable {
     public var overlap = DiffIROptions.defaultOverlap
     public var maxPixels: Int = ImageReader.defaultMaxPixels
 
-    public static let defaultTile = 128
+    /// 144: a 256² input runs as 2×2 tiles (1.3× the whole image's work, 2.7 s for ×4 on 2 cores) while every
+    /// tile of a large image stays as small as a 128² input's whole-image pass (Benchmarks/QUALITY.md, RESULTS.md).
+    public static let defaultTile = 144
     public static let defaultOverlap = 32
 
     public init() {}
@@ -106,6 +108,9 @@ public enum DiffIRInput {
 public struct DiffIRPipeline {
     public let model: LoadedDiffIR
     public let options: DiffIROptions
+    /// The largest DIRformer tile in input pixels (0: whole image): the option, with the default rounded up to the
+    /// model's size multiple (144 → 160 for the ×1 model).
+    public let tile: Int
 
     public init(model: LoadedDiffIR, options: DiffIROptions) throws {
         try options.validate()
@@ -113,7 +118,8 @@ public struct DiffIRPipeline {
             throw RestorationError("--task \(task.rawValue): \(model.name) does \(model.configuration.task.rawValue) (the task is read from the weights)")
         }
         let multiple = model.configuration.sizeMultiple
-        if options.tile != 0, options.tile % multiple != 0 {
+        tile = options.tile == DiffIROptions.defaultTile ? (options.tile + multiple - 1) / multiple * multiple : options.tile
+        if tile != 0, tile % multiple != 0 {
             throw RestorationError("--tile \(options.tile) must be a multiple of \(multiple) for this model (\(model.configuration.task.rawValue))")
         }
         self.model = model
@@ -180,7 +186,7 @@ public struct DiffIRPipeline {
             : try pad(x01, left: 0, right: padW, top: 0, bottom: padH, mode: reflects ? .reflect : .replicate)
         let (ph, pw) = (padded.shape[1], padded.shape[2])
 
-        let tiles = try EvenTiles(maxTile: options.tile == 0 ? max(ph, pw) : options.tile, overlap: options.tile == 0 ? 0 : options.overlap,
+        let tiles = try EvenTiles(maxTile: tile == 0 ? max(ph, pw) : tile, overlap: tile == 0 ? 0 : options.overlap,
                                   multiple: multiple)
         let tileCount = tiles.count(height: ph, width: pw)
         let tiled = tileCount > 1
@@ -188,7 +194,7 @@ public struct DiffIRPipeline {
         let total = 1 + c.timesteps + tileCount
         context.emit(.stage(label: label, total: total))
         try context.checkCancellation()
-        let condition = try self.condition(padded, tile: options.tile == 0 ? max(ph, pw) : options.tile)
+        let condition = try self.condition(padded, tile: tile == 0 ? max(ph, pw) : tile)
         context.emit(.step(done: 1, total: total, note: "condition"))
         var noise = SeededGaussian(seed: seed)
         let ipr0 = try noise.next(shape: [1, 256])
@@ -221,7 +227,7 @@ public struct DiffIRPipeline {
         report.modelSHA256 = model.sha256
         report.modelKind = model.kind
         report.scale = factor
-        report.tiling = tiled ? "\(tileCount) tiles of \(tiles.layout(pw).size)×\(tiles.layout(ph).size) input px (at most \(options.tile)), overlap ≥ \(options.overlap), feathered; IPR from the whole image" : "whole image"
+        report.tiling = tiled ? "\(tileCount) tiles of \(tiles.layout(pw).size)×\(tiles.layout(ph).size) input px (at most \(tile)), overlap ≥ \(options.overlap), feathered; IPR from the whole image" : "whole image"
         report.patches = tileCount
         report.padded = padH != 0 || padW != 0 ? "\(inW)×\(inH) → \(pw)×\(ph) (\(reflects ? "reflect" : "replicate"))" : nil
         report.input = label

@@ -11,7 +11,7 @@ public enum RestorationTask: String, Codable, Sendable, CaseIterable {
     /// One line for `--help` and `restore models`: what the task does and how.
     public var summary: String {
         switch self {
-        case .upscale: "Make an image 2, 3 or 4 times bigger: ×4 with ResShift (4 steps; the bundled resshift-x4-own), ×2/×3 with DDNM (bicubic operator) on the bundled prior."
+        case .upscale: "Make an image 2, 3 or 4 times bigger: ×4 with DiffIR (one pass; the bundled diffir-x4-own), or with ResShift when --average N > 1 (the mean of N samples; -n resshift-x4-own for one sample), ×2/×3 with DDNM (bicubic operator) on the bundled prior."
         case .denoise: "Remove Gaussian-like noise: DDNM+ (A = I) on the bundled prior, with σ from --sigma or estimated from the image (median absolute Haar detail / 0.6745)."
         case .dejpeg: "Remove JPEG blocks and ringing: DreamClean (blind DDIM inversion + Variance-Preserving Sampling) on the bundled prior."
         case .deblur: "Sharpen a blurred image: with --kernel FILE, DDNM with that kernel (FFT blur operator); without, DreamClean blind."
@@ -60,10 +60,13 @@ public struct TaskRequest: Codable, Sendable, Equatable {
     /// The job for one input: the method and model the task picks (or the model given), with their options.
     public func job(input: String, seed: UInt64?, sample: Int) throws -> RestorationJob {
         let path = try model.map(InstalledModels.resolve)
-        let kind = try path.map { try InstalledModels.method(of: $0) } ?? (task == .upscale && scale == 4 ? "resshift" : nil)
+        // ×4 by default: DiffIR (our model is +0.9 dB Y-PSNR over bicubic on clean and +0.6 on realistic inputs, ResShift −0.5 / −0.2,
+        // Benchmarks/QUALITY.md), or ResShift when samples are averaged (--average N: only a sampler has samples to average).
+        let kind = try path.map { try InstalledModels.method(of: $0) } ?? (task == .upscale && scale == 4 ? (average > 1 ? "resshift" : "diffir") : nil)
         if kind == "diffir" {
             guard task == .upscale, scale == 4 else { throw RestorationError("\(model ?? "this model") is a DiffIR model: it serves upscale -s 4 only (restore diffir runs the official ×2, ×1 and deblurring files)") }
             guard average == 1 else { throw RestorationError("--average is for ResShift (upscale -s 4); draw separate outputs with --samples") }
+            if steps != nil { throw RestorationError("upscale -s 4 runs DiffIR, whose prior always takes its model's 4 steps: drop --steps (ResShift: -n resshift-x4-own)") }
             var options = DiffIROptions()
             options.maxPixels = maxPixels
             if let tile { options.tile = tile }

@@ -116,7 +116,7 @@ progress { width: 100%; height: 1.2em; } #preview:not([src]) { display: none; } 
   const state = { file: null, width: 0, height: 0, job: null, source: null, painting: false, painted: false };
   // Per task: the methods the page offers, the task's own choice first ("auto"), with what each does.
   const methods = {
-    "upscale:4": [["auto", "ResShift ×4 (4 steps) on the bundled model"], ["diffir", "DiffIR ×4: one transformer pass guided by a prior diffused in 4 steps (bundled model)"], ["ddnm", "DDNM with a bicubic ×4 operator on the bundled prior"]],
+    "upscale:4": [["auto", "DiffIR ×4: one transformer pass guided by a prior diffused in 4 steps (bundled model); with samples averaged: ResShift's mean of N samples"], ["ddnm", "DDNM with a bicubic ×4 operator on the bundled prior"]],
     "upscale:2": [["auto", "DDNM with a bicubic ×2 operator on the bundled prior"]],
     "upscale:3": [["auto", "DDNM with a bicubic ×3 operator on the bundled prior"]],
     denoise: [["auto", "DDNM+ with σ estimated from the photo"], ["dreamclean", "DreamClean, blind"]],
@@ -135,7 +135,6 @@ progress { width: 100%; height: 1.2em; } #preview:not([src]) { display: none; } 
       if (t === "upscale:4" && Number($("average").value) > 1) job.average = Number($("average").value);
       return job;
     }
-    if (method === "diffir") return { method: "diffir", seed: seed, options: {} };
     if (method === "ddnm") return { method: "ddnm", seed: seed, options: Object.assign({ degradation: "bicubic:4" }, steps ? { steps: steps } : {}) };
     const options = steps ? { steps: steps, inversionSteps: steps } : {};
     if (t === "inpaint") options.degradation = "mask:mask";
@@ -162,7 +161,7 @@ progress { width: 100%; height: 1.2em; } #preview:not([src]) { display: none; } 
   function updateTask() {
     const t = taskValue();
     const select = $("method"); select.textContent = "";
-    methods[t].forEach((m, i) => { const o = document.createElement("option"); o.value = m[0]; o.textContent = i === 0 ? "Task default" : { ddnm: "DDNM", diffir: "DiffIR", dreamclean: "DreamClean" }[m[0]]; select.appendChild(o); });
+    methods[t].forEach((m, i) => { const o = document.createElement("option"); o.value = m[0]; o.textContent = i === 0 ? "Task default" : { ddnm: "DDNM", dreamclean: "DreamClean" }[m[0]]; select.appendChild(o); });
     updateMethod();
     $("mask-tools").hidden = t !== "inpaint";
     $("mask-canvas").classList.toggle("off", t !== "inpaint");

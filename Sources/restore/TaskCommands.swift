@@ -39,7 +39,7 @@ struct TaskCommand<Kind: TaskKind>: JobMaking {
     @Option(name: [.customShort("n"), .long], help: "A model file, or the name of an installed one (restore models); default: the task's bundled model.")
     var model: String?
 
-    @Option(name: [.customShort("t"), .long], help: "Tile size for large images, in pixels (windows; ResShift: input-pixel patches). Default: the model's.")
+    @Option(name: [.customShort("t"), .long], help: "Tile size for large images, in pixels (windows; ResShift: input-pixel patches; DiffIR: the largest tile in input pixels, a multiple of 8). Default: the model's.")
     var tile: Int?
 
     @Option(help: ArgumentHelp("Average this many samples into one output (posterior mean: higher PSNR, less texture; ResShift).",

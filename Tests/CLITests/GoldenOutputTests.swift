@@ -68,7 +68,7 @@ final class GoldenOutputTests: RestoreTestCase {
                                                      "--blend", "feathered"]),
             Run(name: "resshift-simulate", arguments: ["resshift", "--simulate", "-i", try photo("clean64.png", 64, 48), "--average", "2"]),
             Run(name: "diffir-whole", arguments: ["diffir", "-i", try photo("lr20.png", 20, 12), "--tile", "0"]),
-            Run(name: "diffir-tiled-simulate", arguments: ["diffir", "--simulate", "-i", try photo("clean96.png", 96, 80), "--tile", "16", "--overlap", "8"]),
+            Run(name: "diffir-tiled-simulate", arguments: ["diffir", "--simulate", "-i", try photo("clean192.png", 192, 160), "--tile", "32", "--overlap", "8"]),
         ].map { Run(name: $0.name, arguments: $0.arguments + ["-o", path("\($0.name).png")] + common) }
     }
 

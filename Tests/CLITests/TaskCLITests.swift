@@ -54,7 +54,7 @@ final class TaskCLITests: RestoreTestCase {
             let input = try photo("in\(w)x\(h).png", w, h, noise: 0.05)
             let m = try mask("m\(w)x\(h).png", w, h)
             let tasks: [([String], Int)] = [
-                (["upscale"], 4), (["upscale", "-n", "diffir-x4-own"], 4), (["upscale", "-s", "2", "-n", tiny], 2), (["upscale", "-s", "3", "-n", tiny], 3),
+                (["upscale"], 4), (["upscale", "-n", "resshift-x4-own"], 4), (["upscale", "-s", "2", "-n", tiny], 2), (["upscale", "-s", "3", "-n", tiny], 3),
                 (["denoise", "--sigma", "0.05", "-n", tiny], 1), (["dejpeg", "-n", tiny], 1), (["deblur", "-n", tiny], 1),
                 (["inpaint", "--mask", m, "-n", tiny], 1), (["colorize", "-n", tiny], 1),
             ]

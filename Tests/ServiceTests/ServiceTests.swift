@@ -117,7 +117,7 @@ final class ServiceTests: XCTestCase {
         let status = wait(id)
         XCTAssertEqual(status["state"] as? String, "done", "\(status)")
         let report = try XCTUnwrap((status["report"] as? String).flatMap { try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] })
-        XCTAssertEqual(report["method"] as? String, "resshift")
+        XCTAssertEqual(report["method"] as? String, "diffir")
         XCTAssertEqual(report["seed"] as? Int, 5)
         XCTAssertEqual(report["input"] as? String, "cat.png", "the client's name is a label only")
         XCTAssertEqual(report["output"] as? String, "/jobs/\(id)/result")

@@ -69,7 +69,7 @@ try:
     wait.until(lambda d: d.find_element(By.ID, "result-panel").is_displayed())
     driver.save_screenshot(str(shots / "1-upscale-result.png"))
     report = driver.find_element(By.ID, "report").text
-    check("resshift" in report and "256×256" in report, "the report is shown in words: " + report[:120])
+    check("diffir" in report and "256×256" in report, "the report is shown in words: " + report[:120])
     clip = driver.find_element(By.ID, "after-clip")
     before = clip.size["width"]
     slider = driver.find_element(By.ID, "slider")

@@ -176,7 +176,7 @@ def main():
     p.add_argument("--no-realesrgan", action="store_true")
     p.add_argument("--grid", default=str(REPO / "Benchmarks" / "quality-diffir-grid.png"),
                    help="picture grid: per row LR (nearest), bicubic, ResShift, Real-ESRGAN, DiffIR, HR")
-    p.add_argument("--grid-crops", type=int, default=3)
+    p.add_argument("--grid-crops", type=int, default=2)
     p.add_argument("--tiles", type=int, nargs="+", default=[64, 128, 192, 256])
     p.add_argument("--overlap", type=int, default=32)
     p.add_argument("--tile-photos", type=int, default=4)
