@@ -166,12 +166,8 @@ public struct DiffIRPipeline {
         let factor = c.task.scale
         if case .simulate = input {
             guard factor > 1 else { throw RestorationError("--simulate is for the super-resolution tasks (×2, ×4); this model does \(c.task.rawValue)") }
-            guard rgb.width % factor == 0, rgb.height % factor == 0 else {
-                throw RestorationError("--simulate needs a clean image whose sides are multiples of \(factor), got \(rgb.width)×\(rgb.height) (\(name))")
-            }
             clean = lq
-            lq = try clamp(try OperatorSpec.parse("bicubic:\(factor)", loadMask: { _ in throw RestorationError("no mask here") }).apply(lq), to: -1...1)
-            for i in 0..<lq.count { lq.data[i] = ((lq.data[i] + 1) * 127.5).rounded() / 127.5 - 1 }
+            lq = try SimulatedSuperResolution.shrink(lq, factor: factor, name: name)
             if panels.contains(.observation) { observation = lq }
         }
         let (inH, inW) = (lq.shape[1], lq.shape[2])
@@ -232,14 +228,7 @@ public struct DiffIRPipeline {
         report.padded = padH != 0 || padW != 0 ? "\(inW)×\(inH) → \(pw)×\(ph) (\(reflects ? "reflect" : "replicate"))" : nil
         report.input = label
         report.elapsedSeconds = elapsed
-        if let clean {
-            report.psnr = Quality.psnr(restored, clean)
-            report.ssim = Quality.ssim(restored, clean)
-            let bicubic = try clamp(try resizeBicubic(lq, height: outH, width: outW), to: -1...1)
-            report.bicubicPSNR = Quality.psnr(bicubic, clean)
-            report.bicubicSSIM = Quality.ssim(bicubic, clean)
-            report.simulated = "bicubic:\(factor)"
-        }
+        if let clean { try SimulatedSuperResolution.measure(restored, input: lq, clean: clean, factor: factor, into: &report) }
         var result = RestorationResult(image: restored, alpha: alpha.map { $0.resized(width: outW, height: outH) }, sourceBitDepth: image.sourceBitDepth,
                                        report: report, observation: observation)
         result.observationLabel = "observation (bicubic:\(factor) of the input)"

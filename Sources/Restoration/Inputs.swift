@@ -122,3 +122,29 @@ public enum Observations {
         return try a.apply(try a.pseudoInverse(y))
     }
 }
+
+/// The papers' SR protocol for `--simulate` (ResShift, DiffIR): a clean image shrunk by the project's `bicubic:s`
+/// (reflect borders, Keys a = −0.5), clamped and rounded to 8 bits as a saved image would be; the restored image
+/// measured against the clean one and against bicubic upsampling of the same input.
+enum SimulatedSuperResolution {
+    /// y = A x for a clean [1, H, W, C] image on [-1, 1] whose sides are multiples of `factor`.
+    static func shrink(_ clean: Tensor, factor: Int, name: String) throws -> Tensor {
+        let (_, h, w, _) = try clean.nhwc("simulate")
+        guard w % factor == 0, h % factor == 0 else {
+            throw RestorationError("--simulate needs a clean image whose sides are multiples of \(factor), got \(w)×\(h) (\(name))")
+        }
+        let y = try clamp(try OperatorSpec.parse("bicubic:\(factor)", loadMask: { _ in throw RestorationError("no mask here") }).apply(clean), to: -1...1)
+        for i in 0..<y.count { y.data[i] = ((y.data[i] + 1) * 127.5).rounded() / 127.5 - 1 }
+        return y
+    }
+
+    /// PSNR/SSIM of `restored` and of bicubic upsampling of `input` against `clean`, into `report`.
+    static func measure(_ restored: Tensor, input: Tensor, clean: Tensor, factor: Int, into report: inout RestorationReport) throws {
+        report.psnr = Quality.psnr(restored, clean)
+        report.ssim = Quality.ssim(restored, clean)
+        let bicubic = try clamp(try resizeBicubic(input, height: restored.shape[1], width: restored.shape[2]), to: -1...1)
+        report.bicubicPSNR = Quality.psnr(bicubic, clean)
+        report.bicubicSSIM = Quality.ssim(bicubic, clean)
+        report.simulated = "bicubic:\(factor)"
+    }
+}

@@ -195,13 +195,8 @@ public struct ResShiftPipeline {
         var clean: Tensor?
         var observation: Tensor?
         if case .simulate = input {
-            guard rgb.width % 4 == 0, rgb.height % 4 == 0 else {
-                throw RestorationError("--simulate needs a clean image whose sides are multiples of 4, got \(rgb.width)×\(rgb.height) (\(name))")
-            }
             clean = lq
-            // y = A x with the project's bicubic:4 (reflect borders, Keys a = −0.5), rounded to 8 bits as a saved image would be.
-            lq = try clamp(try OperatorSpec.parse("bicubic:4", loadMask: { _ in throw RestorationError("no mask here") }).apply(lq), to: -1...1)
-            for i in 0..<lq.count { lq.data[i] = ((lq.data[i] + 1) * 127.5).rounded() / 127.5 - 1 }
+            lq = try SimulatedSuperResolution.shrink(lq, factor: 4, name: name)
             if panels.contains(.observation) { observation = lq }
         }
         let inW = lq.shape[2], inH = lq.shape[1]
@@ -274,14 +269,7 @@ public struct ResShiftPipeline {
         report.input = label
         report.elapsedSeconds = elapsed
         report.secondsPerStep = elapsed / Double(max(steps * patchCount * samples, 1))
-        if let clean {
-            report.psnr = Quality.psnr(restored, clean)
-            report.ssim = Quality.ssim(restored, clean)
-            let bicubic = try clamp(try resizeBicubic(lq, height: outH, width: outW), to: -1...1)
-            report.bicubicPSNR = Quality.psnr(bicubic, clean)
-            report.bicubicSSIM = Quality.ssim(bicubic, clean)
-            report.simulated = "bicubic:4"
-        }
+        if let clean { try SimulatedSuperResolution.measure(restored, input: lq, clean: clean, factor: 4, into: &report) }
         var result = RestorationResult(image: restored, alpha: alpha.map { $0.resized(width: outW, height: outH) }, sourceBitDepth: image.sourceBitDepth,
                                        report: report, observation: observation)
         result.observationLabel = "observation (bicubic:4 of the input)"
