@@ -57,7 +57,7 @@ except ImportError:  # pragma: no cover
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from train_prior import (REPO, fmt_time, list_photos, load_holdout, open_photos, pick_device,  # noqa: E402
                          resume_from, rng_state, save_checkpoint, seeded_rngs, segment_record, sha256_lines,
-                         stop_on_signals, cut_crop, wait_while_paused)
+                         stop_on_signals, cut_crop, wait_while_paused, StepRate)
 from train_resshift import (SF, VAL_BICUBIC, VAL_REAL, VAL_SEED, PairSource, degrade, psnr_u8, psnr_y,  # noqa: E402
                             write_curve)
 
@@ -560,7 +560,7 @@ def main(argv=None):
             print(f"  val @ {step} (EMA, stage {stage_of(step - 1)}): {val_line(val[step])}  [{time.time() - t0:.0f} s]", flush=True)
 
     deadline = t_start + args.minutes * 60 if args.minutes else float("inf")
-    last_save, t_mark, s_mark, rate = time.time(), time.time(), step, None
+    last_save, speed = time.time(), StepRate(step)
     out_dir.mkdir(parents=True, exist_ok=True)
     net.train()
     while step < args.steps and time.time() < deadline and stop["signal"] is None:
@@ -607,13 +607,7 @@ def main(argv=None):
         if not math.isfinite(losses[-1]):
             sys.exit(f"non-finite loss at step {step}: not saving")
         if step % args.log_every == 0:
-            now = time.time()
-            r = (step - s_mark) / max(now - t_mark, 1e-9)
-            rate = r if rate is None else 0.7 * rate + 0.3 * r
-            t_mark, s_mark = now, step
-            eta = (args.steps - step) / rate
-            if args.minutes:
-                eta = min(eta, deadline - now)
+            rate, eta = speed.update(step, args.steps, deadline)
             recent = losses[-args.csv_every:]
             print(f"step {step}/{args.steps} stage {stage}{' (encoder)' if encoder_only else ''}  loss {losses[-1]:.5f}  "
                   f"mean{len(recent)} {sum(recent) / len(recent):.5f}  lr {lr_at(step - 1):.2e}  {rate:.3f} step/s  ETA {fmt_time(eta)}", flush=True)

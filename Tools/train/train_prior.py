@@ -586,6 +586,21 @@ def stop_on_signals() -> dict:
     return stop
 
 
+class StepRate:
+    """Steps per second, smoothed (0.7 old + 0.3 new) between log lines, and the time left to `target` steps or
+    to the deadline, whichever comes first: what every trainer's log line prints."""
+
+    def __init__(self, step: int):
+        self.rate, self.mark, self.step = None, time.time(), step
+
+    def update(self, step: int, target: int, deadline: float) -> tuple[float, float]:
+        now = time.time()
+        r = (step - self.step) / max(now - self.mark, 1e-9)
+        self.rate = r if self.rate is None else 0.7 * self.rate + 0.3 * r
+        self.mark, self.step = now, step
+        return self.rate, min((target - step) / max(self.rate, 1e-9), deadline - now)
+
+
 def wait_while_paused(out_dir: Path, stop: dict) -> float:
     """Sleeps while `out_dir`/PAUSE exists (touch it to pause a run at its next step, e.g. while benchmarks or the
     test suite run; remove it to go on) and returns the seconds paused, which the caller adds to its deadline.
@@ -737,7 +752,7 @@ def main(argv=None):
     deadline = t_start + args.minutes * 60 if args.minutes else float("inf")
     last_save = time.time()
     pending: list = []
-    rate, t_mark, s_mark = None, time.time(), step
+    speed = StepRate(step)
     out_dir.mkdir(parents=True, exist_ok=True)
     while step < args.steps and time.time() < deadline and stop["signal"] is None:
         deadline += wait_while_paused(out_dir, stop)
@@ -765,13 +780,7 @@ def main(argv=None):
             if not all(math.isfinite(v) for v in vals):
                 sys.exit(f"non-finite loss at step {step}: not saving (resume from the last checkpoint)")
             losses.extend(vals)
-            now = time.time()
-            r = (step - s_mark) / max(now - t_mark, 1e-9)
-            rate = r if rate is None else 0.7 * rate + 0.3 * r
-            t_mark, s_mark = now, step
-            eta = (args.steps - step) / rate
-            if args.minutes:
-                eta = min(eta, deadline - now)
+            rate, eta = speed.update(step, args.steps, deadline)
             recent = losses[-args.csv_every:]
             print(f"step {step}/{args.steps}  loss {vals[-1]:.5f}  mean{len(recent)} {sum(recent) / len(recent):.5f}"
                   f"  {rate:.3f} step/s  lr {lr:.2e}  ETA {fmt_time(eta)}", flush=True)

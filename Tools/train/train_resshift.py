@@ -131,7 +131,7 @@ except ImportError:  # pragma: no cover
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from train_prior import (REPO, cut_crop, ema_update, fmt_time, list_photos, load_holdout,  # noqa: E402
                          open_photos, pick_device, resume_from, rng_state, save_checkpoint, seeded_rngs,
-                         segment_record, sha256_lines, stop_on_signals, wait_while_paused)
+                         segment_record, sha256_lines, stop_on_signals, wait_while_paused, StepRate)
 
 VAL_SEED = 4242          # fixed validation crops, degradations and sampler noise
 SF = 4                   # the scale factor (fixed: pixel_unshuffle(·, 4) is the first stage)
@@ -1192,7 +1192,7 @@ def main(argv=None):
     deadline = t_start + args.minutes * 60 if args.minutes else float("inf")
     last_save = time.time()
     pending: list = []
-    rate, t_mark, s_mark = None, time.time(), step
+    speed = StepRate(step)
     out_dir.mkdir(parents=True, exist_ok=True)
     while step < args.steps and time.time() < deadline and stop["signal"] is None:
         deadline += wait_while_paused(out_dir, stop)
@@ -1218,13 +1218,7 @@ def main(argv=None):
             flush_pending()
             if not all(math.isfinite(v) for v in vals):
                 sys.exit(f"non-finite loss at step {step}: not saving (resume from the last checkpoint)")
-            now = time.time()
-            r = (step - s_mark) / max(now - t_mark, 1e-9)
-            rate = r if rate is None else 0.7 * rate + 0.3 * r
-            t_mark, s_mark = now, step
-            eta = (args.steps - step) / rate
-            if args.minutes:
-                eta = min(eta, deadline - now)
+            rate, eta = speed.update(step, args.steps, deadline)
             recent = losses[-args.csv_every:]
             print(f"step {step}/{args.steps}  loss {vals[-1]:.5f}  mean{len(recent)} {sum(recent) / len(recent):.5f}"
                   f"  {rate:.3f} step/s  lr {lr_now:.2e}  ETA {fmt_time(eta)}", flush=True)
