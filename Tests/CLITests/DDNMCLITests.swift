@@ -21,11 +21,7 @@ final class DDNMCLITests: RestoreTestCase {
     }
 
     private func photo(_ name: String, _ width: Int, _ height: Int, channels: Int = 3) throws -> String {
-        var pixels: [Float] = []
-        for y in 0..<height { for x in 0..<width { for c in 0..<channels { pixels.append(Float((x * 16 + y * 8 + c * 60) % 256) / 255) } } }
-        let p = path(name)
-        try ImageWriter.write(Image(width: width, height: height, channels: channels, pixels: pixels), to: p)
-        return p
+        try photo(name, width, height, channels: channels, pattern: .ramp)
     }
 
     func testSuperResolutionWritesTheUpscaledSizeAndAReport() throws {

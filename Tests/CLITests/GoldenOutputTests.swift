@@ -27,10 +27,7 @@ final class GoldenOutputTests: RestoreTestCase {
     private struct Run { let name: String; let arguments: [String] }
 
     private func photo(_ name: String, _ width: Int, _ height: Int, channels: Int = 3) throws -> String {
-        var pixels: [Float] = []
-        for y in 0..<height { for x in 0..<width { for c in 0..<channels { pixels.append(Float((x * 16 + y * 8 + c * 60) % 256) / 255) } } }
-        try ImageWriter.write(Image(width: width, height: height, channels: channels, pixels: pixels), to: path(name))
-        return path(name)
+        try photo(name, width, height, channels: channels, pattern: .ramp)
     }
 
     /// The tiny random ADM prior of the DDNM goldens (next to this bundle) and its configuration.

@@ -8,15 +8,7 @@ import XCTest
 /// `restore resshift` as a user runs it, on the bundled model (Models/resshift-x4-own.safetensors).
 final class ResShiftCLITests: RestoreTestCase {
     private func photo(_ name: String, _ width: Int, _ height: Int, channels: Int = 3) throws -> String {
-        var pixels: [Float] = []
-        for y in 0..<height { for x in 0..<width { for c in 0..<channels { pixels.append(0.5 + 0.4 * sin(Float(x * 3 + y * 2 + c * 5) / 7)) } } }
-        let p = path(name)
-        try ImageWriter.write(Image(width: width, height: height, channels: channels, pixels: pixels), to: p)
-        return p
-    }
-
-    private func report(_ r: Result) throws -> [String: Any] {
-        try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any], r.stdout)
+        try photo(name, width, height, channels: channels, pattern: .wave)
     }
 
     func testDefaultModelUpscalesByFourDeterministicallyWithAReport() throws {

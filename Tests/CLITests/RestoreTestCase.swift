@@ -1,4 +1,5 @@
 import Foundation
+import ImageIO
 import XCTest
 
 /// The base of the command-line suites: a fresh temporary folder per test, and the built `restore` binary
@@ -36,4 +37,26 @@ class RestoreTestCase: XCTestCase {
     }
 
     func path(_ name: String) -> String { folder.appendingPathComponent(name).path }
+
+    /// The synthetic photos the suites write (the goldens depend on their exact pixels): a ramp (x·16 + y·8 + c·60
+    /// mod 256) or a smooth wave (0.5 + 0.4 sin((3x + 2y + 5c) / 7)).
+    enum Pattern { case ramp, wave }
+
+    /// Writes a `width`×`height` PNG of `pattern` into the test folder and returns its path.
+    func photo(_ name: String, _ width: Int, _ height: Int, channels: Int = 3, pattern: Pattern) throws -> String {
+        var pixels: [Float] = []
+        for y in 0..<height { for x in 0..<width { for c in 0..<channels {
+            switch pattern {
+            case .ramp: pixels.append(Float((x * 16 + y * 8 + c * 60) % 256) / 255)
+            case .wave: pixels.append(0.5 + 0.4 * sin(Float(x * 3 + y * 2 + c * 5) / 7))
+            }
+        } } }
+        try ImageWriter.write(Image(width: width, height: height, channels: channels, pixels: pixels), to: path(name))
+        return path(name)
+    }
+
+    /// The first `--json` report line of a run.
+    func report(_ r: Result) throws -> [String: Any] {
+        try XCTUnwrap(try JSONSerialization.jsonObject(with: Data((r.stdout.split(separator: "\n").first ?? "").utf8)) as? [String: Any], r.stdout + r.stderr)
+    }
 }

@@ -44,10 +44,6 @@ final class TaskCLITests: RestoreTestCase {
         return path(name)
     }
 
-    private func report(_ r: Result) throws -> [String: Any] {
-        try XCTUnwrap(try JSONSerialization.jsonObject(with: Data((r.stdout.split(separator: "\n").first ?? "").utf8)) as? [String: Any], r.stdout + r.stderr)
-    }
-
     func testEveryTaskTakesEverySize() throws {
         let tiny = try tinyPrior()
         for (w, h) in [(1, 1), (2, 2), (7, 7), (60, 60), (61, 61), (100, 76), (276, 276)] {
