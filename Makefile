@@ -137,41 +137,37 @@ mutate: deps
 # checkpoint, and pauses at its next step while .cache/train-<name>/PAUSE exists (touch it before benchmarks).
 TRAIN_ARGS ?=
 TRAIN_THREADS ?= $(shell nproc)
-train-prior:
-	@py="$(PYTHON)"; \
-	if [ -z "$$py" ] || ! "$$py" -c 'import torch, numpy, PIL, safetensors, guided_diffusion.unet' >/dev/null 2>&1; then \
-	  echo "train-prior needs a Python with torch, numpy, pillow, safetensors and guided-diffusion-sdk (matplotlib for the plot):" >&2; \
-	  echo "  python3 -m venv venv && venv/bin/pip install torch numpy pillow safetensors guided-diffusion-sdk matplotlib" >&2; \
+# A trainer under nice with TRAIN_THREADS threads, from a Python that has the modules $(1) (space-separated);
+# $(2) is what to pip-install otherwise, $(3) the script in Tools/train.
+comma := ,
+space := $(subst ,, )
+define train_python
+@py="$(PYTHON)"; \
+	if [ -z "$$py" ] || ! "$$py" -c 'import $(subst $(space),$(comma),$(strip $(1)))' >/dev/null 2>&1; then \
+	  echo "$@ needs a Python with $(2) (matplotlib for the plot):" >&2; \
+	  echo "  python3 -m venv venv && venv/bin/pip install $(2) matplotlib" >&2; \
 	  echo "  (or point TORCH_PYTHON at such a Python; looked at: \$$TORCH_PYTHON, /work/venv/bin/python, venv/bin/python)" >&2; \
 	  exit 1; \
 	fi; \
-	nice -n 10 "$$py" Tools/train/train_prior.py --threads $(TRAIN_THREADS) $(TRAIN_ARGS)
+	nice -n 10 "$$py" Tools/train/$(3) --threads $(TRAIN_THREADS) $(TRAIN_ARGS)
+endef
+
+train-prior:
+	$(call train_python,torch numpy PIL safetensors guided_diffusion.unet,torch numpy pillow safetensors guided-diffusion-sdk,train_prior.py)
 
 # make train-resshift: train our own ResShift ×4 model (pixel space through pixel-unshuffle ×4, 4 steps) from
 # ../shared/data/train with our Real-ESRGAN-style degradations (Tools/train/train_resshift.py); resumes from
 # .cache/train-resshift/last.pt; exports Models/resshift-x4-own.{safetensors,md} and the curve at the end of
 # each uninterrupted chunk. TRAIN_ARGS as for train-prior, e.g. TRAIN_ARGS="--minutes 60".
 train-resshift:
-	@py="$(PYTHON)"; \
-	if [ -z "$$py" ] || ! "$$py" -c 'import torch, numpy, PIL' >/dev/null 2>&1; then \
-	  echo "train-resshift needs a Python with torch, numpy and pillow (matplotlib for the plot):" >&2; \
-	  echo "  python3 -m venv venv && venv/bin/pip install torch numpy pillow matplotlib" >&2; \
-	  exit 1; \
-	fi; \
-	nice -n 10 "$$py" Tools/train/train_resshift.py --threads $(TRAIN_THREADS) $(TRAIN_ARGS)
+	$(call train_python,torch numpy PIL,torch numpy pillow,train_resshift.py)
 
 # make train-diffir: train our own DiffIR ×4 model (stage 1: CPEN_S1 + DIRformer; stage 2: CPEN_S2 + the IPR
 # diffusion, then jointly) from ../shared/data/train (Tools/train/train_diffir.py); under nice, TRAIN_THREADS
 # threads (default: all cores); resumes from .cache/train-diffir/last.pt; `touch .cache/train-diffir/PAUSE` pauses
 # it at the next step (remove the file to go on); exports Models/diffir-x4-own.{safetensors,md} and the curve.
 train-diffir:
-	@py="$(PYTHON)"; \
-	if [ -z "$$py" ] || ! "$$py" -c 'import torch, numpy, PIL, safetensors' >/dev/null 2>&1; then \
-	  echo "train-diffir needs a Python with torch, numpy, pillow and safetensors (matplotlib for the plot):" >&2; \
-	  echo "  python3 -m venv venv && venv/bin/pip install torch numpy pillow safetensors matplotlib" >&2; \
-	  exit 1; \
-	fi; \
-	nice -n 10 "$$py" Tools/train/train_diffir.py --threads $(TRAIN_THREADS) $(TRAIN_ARGS)
+	$(call train_python,torch numpy PIL safetensors,torch numpy pillow safetensors,train_diffir.py)
 
 # The evaluations run the release binary from a Python with numpy, OpenCV and scikit-image (baselines, metrics).
 define eval_python
