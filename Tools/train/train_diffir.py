@@ -391,8 +391,10 @@ def model_card(ckpt, nparams, files):
     last = val[max(val)] if val else {}
     vtxt = "\n".join(f"  - {n}: PSNR-RGB {r['rgb']:.2f} dB (bicubic {r['bicubic_rgb']:.2f}), PSNR-Y {r['y']:.2f} dB "
                      f"(bicubic {r['bicubic_y']:.2f})" for n, r in last.items()) or "  - (no validation yet)"
-    sess = "\n".join(f"  - {h['started']}: steps {h['start_step']}→{h['end_step']}, {fmt_time(h['seconds'])}, {h['device']}"
-                     for h in hist)
+    sess = "\n".join(f"  - {h['started']}: steps {h['start_step']}→{h['end_step']}, {fmt_time(h['seconds'])}, {h['device']}, "
+                     f"{h.get('clean_prob', a['clean_prob']):.0%} clean pairs" for h in hist)
+    mixes = sorted({h.get("clean_prob", a["clean_prob"]) for h in hist} or {a["clean_prob"]}, reverse=True)
+    mix = " then ".join(f"{m:.0%}" for m in mixes)
     hours = sum(h["seconds"] for h in hist) / 3600
     return "\n".join([
         f"# {a['name']} (`Models/{a['name']}.safetensors`) — written by Tools/train/train_diffir.py",
@@ -407,7 +409,7 @@ def model_card(ckpt, nparams, files):
         f"{a['encoder_steps']} steps CPEN_S2 + MLP alone (L1 to the stage-1 IPR), then jointly with DIRformer (L1(SR, HR) + "
         f"L1 on the IPR). Adam (betas 0.9, 0.99), lr cosine {a['lr']} → {a.get('lr_min', a['lr'])} in stage 1, {a['lr']} for the encoder phase, "
         f"{a['lr'] / 2} → {a.get('lr_min', a['lr'])} jointly, batch {a['batch']}, HR crops {a['hr_crop']}², EMA {a['ema_decay']}, "
-        f"{a['clean_prob']:.0%} clean bicubic:4 / pool:4 pairs, the rest our Real-ESRGAN-style pipeline; no perceptual/GAN loss (fidelity).",
+        f"{mix} clean bicubic:4 / pool:4 pairs (per session below), the rest our Real-ESRGAN-style pipeline; no perceptual/GAN loss (fidelity).",
         f"- Data: ../shared/data/train minus Tools/train/holdout.txt ({ckpt.get('train_photos', '?')} photos). "
         "**Licence note: research-only photographs.**",
         f"- Steps: {ckpt['step']}, {hours:.2f} h in all; sessions:",
@@ -503,7 +505,14 @@ def main(argv=None):
                     setattr(args, k, ckpt["args"][k])
                 else:
                     print(f"note: --{k.replace('_', '-')} {getattr(args, k)} replaces the checkpoint's {ckpt['args'][k]}", file=sys.stderr)
-        for k in ("clean_prob", "hr_crop", "csv_every"):
+        for h in ckpt.get("history", []):
+            h.setdefault("clean_prob", ckpt["args"]["clean_prob"])   # segments from before the mix was recorded
+        if ckpt["args"]["clean_prob"] != args.clean_prob:
+            # The data mix may change between segments (a curriculum: more realistic pairs late); each segment records
+            # its own share in the history and the card lists it.
+            print(f"note: --clean-prob {args.clean_prob} replaces the checkpoint's {ckpt['args']['clean_prob']} from step "
+                  f"{ckpt['step']}", file=sys.stderr)
+        for k in ("hr_crop", "csv_every"):
             if ckpt["args"][k] != getattr(args, k):
                 print(f"note: --{k.replace('_', '-')} {getattr(args, k)} differs from the checkpoint's {ckpt['args'][k]}; "
                       "using the checkpoint's", file=sys.stderr)
@@ -532,7 +541,7 @@ def main(argv=None):
 
     stop = stop_on_signals()
     start_step, t_start = step, time.time()
-    seg = segment_record(step, args.batch, device)
+    seg = dict(segment_record(step, args.batch, device), clean_prob=args.clean_prob)
 
     def state():
         return {"step": step, "config": kw, "args": vars(args), "model": net.state_dict(), "ema": ema.state_dict(),
