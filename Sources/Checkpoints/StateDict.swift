@@ -200,10 +200,13 @@ public enum KeyMapping: Sendable, Equatable {
     /// LDM's EMA copy: `prefix` + the declared name with its dots removed
     /// (`model_ema.diffusion_modelinput_blocks00weight` for `diffusion_model.input_blocks.0.0.weight`).
     case dotsStripped(prefix: String)
+    /// `prefix` + the declared name (RDDM's `ResidualDiffusion` holds its network under `model.`).
+    case prefixed(String)
 
     func storedName(_ declared: String) -> String {
         switch self {
         case .identical: return declared
+        case .prefixed(let prefix): return prefix + declared
         case .dotsStripped(let prefix): return prefix + declared.replacingOccurrences(of: ".", with: "")
         }
     }
