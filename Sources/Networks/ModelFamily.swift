@@ -30,6 +30,16 @@ public struct ModelFamily: Sendable, Equatable, CustomStringConvertible {
             if anyKey({ $0.hasPrefix("diffusion.model.") }) { details.append("with the official diffusion.* aliases") }
             return ModelFamily(name: "diffir", details: details)
         }
+        if let prefix = RDDMLoader.networkPrefix(state) {
+            var details: [String] = []
+            if let c = try? RDDMLoader.detect(state) {
+                details.append(c.shareEncoder == 0 ? "two UNets" : c.shareEncoder == 1 ? "shared encoder, two decoders" : "one UNet")
+                details.append("dim \(c.dim), dim_mults \(c.dimMults.map(String.init).joined(separator: ","))")
+                details.append(c.conditionImages == 0 ? "unconditional" : c.conditionImages == 1 ? "conditional on I_in" : "conditional on I_in and a third image")
+            }
+            if prefix == "model.", state["betas2_cumsum"] != nil { details.append("with the schedule buffers") }
+            return ModelFamily(name: "rddm", details: details)
+        }
         if has("input_blocks.0.0.weight"), has("out.2.weight"), has("time_embed.0.weight") {
             var details: [String] = []
             if let input = shape("input_blocks.0.0.weight"), input.count == 4 { details.append("model_channels \(input[0]), in_channels \(input[1])") }

@@ -29,6 +29,7 @@ public struct ModelDescription {
         case ModelCatalog.ownResShiftFamily, "swin-unet": "upscale -s 4"
         case ModelCatalog.ownDiffIRFamily, "diffir": "upscale -s 4 -n NAME, diffir (official ×2, ×1 and deblurring files: diffir --model)"
         case "adm", "adm-unet", "ddpm-unet": "denoise, dejpeg, deblur, inpaint, colorize, upscale -s 2|3"
+        case ModelCatalog.ownRDDMFamily, "rddm": "rddm (same-size blind restoration: noise, blur, JPEG, low light)"
         default: "none of the tasks (\(usage))"
         }
     }
@@ -39,6 +40,7 @@ public struct ModelDescription {
         case ModelCatalog.ownResShiftFamily?, "swin-unet"?: "a ResShift network: use `restore upscale -s 4 -n FILE` or `restore resshift --model FILE`"
         case "adm"?, "adm-unet"?, "ddpm-unet"?: "a diffusion prior: use `restore ddnm`/`dreamclean --model FILE` or a task with -n FILE (denoise, dejpeg, deblur, inpaint, colorize, upscale -s 2|3)"
         case ModelCatalog.ownDiffIRFamily?, "diffir"?: "a DiffIR network: use `restore diffir --model FILE`"
+        case ModelCatalog.ownRDDMFamily?, "rddm"?: "an RDDM network: use `restore rddm --model FILE`"
         case "vq-autoencoder"?: "an autoencoder: give it to `restore resshift --autoencoder FILE` with an official ResShift network"
         case "kl-autoencoder"?, "ldm"?: "a latent-diffusion model or its autoencoder, which this version does not run yet"
         default: "not a model this version recognises (`restore inspect FILE` shows what it holds)"
@@ -125,6 +127,8 @@ public enum ModelCatalog {
     public static let ownResShiftFamily = "resshift-swin"
     /// The family our DiffIR exports declare (Tools/train/train_diffir.py): the configuration in the metadata.
     public static let ownDiffIRFamily = "diffir-own"
+    /// The family our RDDM exports declare (Tools/train/train_rddm.py): configuration and sampling settings in the metadata.
+    public static let ownRDDMFamily = "rddm-own"
 
     /// Reads `path` (nothing in it is executed) and describes it; `selection` picks the weights (default: the
     /// usual wrappers, see `StateDictSelection`).

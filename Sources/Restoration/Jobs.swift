@@ -36,6 +36,7 @@ public struct RestorationJob: Codable, Sendable, Equatable {
         case dreamclean(DreamCleanOptions)
         case resshift(ResShiftOptions)
         case diffir(DiffIROptions)
+        case rddm(RDDMOptions)
 
         public var name: String {
             switch self {
@@ -43,6 +44,7 @@ public struct RestorationJob: Codable, Sendable, Equatable {
             case .dreamclean: "dreamclean"
             case .resshift: "resshift"
             case .diffir: "diffir"
+            case .rddm: "rddm"
             }
         }
     }
@@ -125,8 +127,21 @@ public final class ModelStore: @unchecked Sendable {
     private var priors: [ModelReference: LoadedPrior] = [:]
     private var resshift: [String: LoadedResShift] = [:]
     private var diffir: [String: LoadedDiffIR] = [:]
+    private var rddm: [String: LoadedRDDM] = [:]
 
     public init() {}
+
+    /// The RDDM network of `reference`, loading it on first use.
+    public func rddm(_ reference: ModelReference, loaded: (LoadedRDDM) -> Void = { _ in }) throws -> LoadedRDDM {
+        lock.lock()
+        defer { lock.unlock() }
+        let key = reference.path ?? ""
+        if let model = rddm[key] { return model }
+        let model = try LoadedRDDM.load(path: reference.path)
+        rddm[key] = model
+        loaded(model)
+        return model
+    }
 
     /// The DiffIR network of `reference`, loading it on first use.
     public func diffir(_ reference: ModelReference, loaded: (LoadedDiffIR) -> Void = { _ in }) throws -> LoadedDiffIR {
@@ -174,6 +189,7 @@ public final class RestorationRunner {
     private var dreamclean: [Data: DreamCleanPipeline] = [:]
     private var resshift: [Data: ResShiftPipeline] = [:]
     private var diffir: [Data: DiffIRPipeline] = [:]
+    private var rddm: [Data: RDDMPipeline] = [:]
     private var inputSize: String?
     private var inputGray = false
 
@@ -187,6 +203,7 @@ public final class RestorationRunner {
         case .dreamclean(let options): _ = try dreamcleanPipeline(options, job: job, context: context)
         case .resshift(let options): _ = try resshiftPipeline(options, job: job, context: context)
         case .diffir(let options): _ = try diffirPipeline(options, job: job, context: context)
+        case .rddm(let options): _ = try rddmPipeline(options, job: job, context: context)
         }
     }
 
@@ -251,6 +268,10 @@ public final class RestorationRunner {
             let pipeline = try diffirPipeline(options, job: job, context: context)
             let image = try read(job.input, job)
             return try pipeline.restore(job.simulate ? .simulate(clean: image) : .image(image), name: job.input, seed: seed, panels: panels, context: context)
+        case .rddm(var options):
+            if !job.simulate { options.simulate = nil }
+            let pipeline = try rddmPipeline(options, job: job, context: context)
+            return try pipeline.restore(try read(job.input, job), name: job.input, seed: seed, panels: panels, context: context)
         }
     }
 
@@ -304,6 +325,16 @@ public final class RestorationRunner {
         let model = try store.resshift(job.model, task: options.task) { context.emit(.log($0.summary())) }
         let pipeline = try ResShiftPipeline(model: model, options: options)
         resshift[key] = pipeline
+        return pipeline
+    }
+
+    private func rddmPipeline(_ options: RDDMOptions, job: RestorationJob, context: RestorationContext) throws -> RDDMPipeline {
+        let key = try key(options, job)
+        if let pipeline = rddm[key] { return pipeline }
+        try options.validate()  // before the model is loaded
+        let model = try store.rddm(job.model) { context.emit(.log($0.summary())) }
+        let pipeline = try RDDMPipeline(model: model, options: options)
+        rddm[key] = pipeline
         return pipeline
     }
 

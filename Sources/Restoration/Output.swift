@@ -47,6 +47,7 @@ extension RestorationResult {
         if let psnr = r.psnr { parts.append(String(format: "PSNR %.2f dB", psnr)) }
         if let ssim = r.ssim { parts.append(String(format: "SSIM %.4f", ssim)) }
         if let psnr = r.bicubicPSNR, let ssim = r.bicubicSSIM { parts.append(String(format: "bicubic %.2f dB, %.3f", psnr, ssim)) }
+        if let psnr = r.inputPSNR, let ssim = r.inputSSIM { parts.append(String(format: "degraded input %.2f dB, %.3f", psnr, ssim)) }
         if let evaluations = r.networkEvaluations { parts.append("\(evaluations) evaluations") }
         if let patches = r.patches, patches > 1 { parts.append("\(patches) patches") }
         if let windows = r.windows, windows > 1 { parts.append("\(windows) windows") }

@@ -68,7 +68,13 @@ public struct RestorationReport: Codable, Sendable, Equatable {
     public var ssim: Double?
     public var bicubicPSNR: Double?
     public var bicubicSSIM: Double?
+    /// Same-size simulations (RDDM): the degraded input against the clean image.
+    public var inputPSNR: Double?
+    public var inputSSIM: Double?
     public var simulated: String?
+    /// RDDM: what the network's outputs mean, and the noise scale of its schedule.
+    public var objective: String?
+    public var sumScale: Double?
     // Where it ran
     public var threads: Int?
     public var cpu: String?
@@ -87,6 +93,7 @@ public struct RestorationReport: Codable, Sendable, Equatable {
         case networkEvaluations = "network_evaluations", elapsedSeconds = "elapsed_s", secondsPerStep = "seconds_per_step"
         case secondsPerEvaluation = "seconds_per_evaluation", consistencyRMS = "consistency_rms", irreducibleRMS = "irreducible_rms"
         case psnr = "psnr_db", ssim, bicubicPSNR = "bicubic_psnr_db", bicubicSSIM = "bicubic_ssim", simulated
+        case inputPSNR = "input_psnr_db", inputSSIM = "input_ssim", objective, sumScale = "sum_scale"
     }
 
     /// A Float option as the user typed it (0.05, not 0.0500000007).
@@ -95,7 +102,7 @@ public struct RestorationReport: Codable, Sendable, Equatable {
     /// One line of JSON, keys sorted; non-finite numbers (JSON has none) left out.
     public func json() throws -> String {
         var copy = self
-        for path in [\RestorationReport.psnr, \.ssim, \.bicubicPSNR, \.bicubicSSIM, \.consistencyRMS, \.irreducibleRMS, \.elapsedSeconds,
+        for path in [\RestorationReport.psnr, \.ssim, \.bicubicPSNR, \.bicubicSSIM, \.inputPSNR, \.inputSSIM, \.consistencyRMS, \.irreducibleRMS, \.elapsedSeconds,
                      \.secondsPerStep, \.secondsPerEvaluation, \.sigmaY, \.eta, \.gamma] where !(copy[keyPath: path]?.isFinite ?? true) {
             copy[keyPath: path] = nil
         }

@@ -73,6 +73,17 @@ public struct TaskRequest: Codable, Sendable, Equatable {
             return RestorationJob(method: .diffir(options), task: task.rawValue, model: ModelReference(path: path), input: input,
                                   seed: seed ?? 1234, sample: sample, maxPixels: maxPixels)
         }
+        if kind == "rddm" {
+            guard [.denoise, .dejpeg, .deblur].contains(task), kernel == nil, sigma == nil else {
+                throw RestorationError("\(model ?? "this model") is an RDDM model: it serves denoise, dejpeg and deblur blind (no --kernel, no --sigma), or restore rddm")
+            }
+            var options = RDDMOptions()
+            options.maxPixels = maxPixels
+            options.steps = steps
+            if let tile { options.tile = tile }
+            return RestorationJob(method: .rddm(options), task: task.rawValue, model: ModelReference(path: path), input: input,
+                                  seed: seed ?? 1234, sample: sample, maxPixels: maxPixels)
+        }
         if kind == "resshift" {
             guard task == .upscale, scale == 4 else { throw RestorationError("\(model ?? "this model") is a ResShift ×4 model: it serves upscale -s 4 only") }
             var options = ResShiftOptions()
@@ -159,6 +170,7 @@ public enum InstalledModels {
         let answer: String? = switch description.ownFamily ?? description.family?.name {
         case ModelCatalog.ownResShiftFamily?: "resshift"
         case ModelCatalog.ownDiffIRFamily?, "diffir"?: "diffir"
+        case ModelCatalog.ownRDDMFamily?, "rddm"?: "rddm"
         default: nil
         }
         lock.lock()

@@ -10,7 +10,7 @@ struct Submission {
     let label: String
     let files: [String]
 
-    static let methods = ["ddnm", "dreamclean", "resshift", "diffir"]
+    static let methods = ["ddnm", "dreamclean", "resshift", "diffir", "rddm"]
 
     init(form: MultipartForm, store: JobStore) throws {
         let configuration = store.configuration
@@ -102,6 +102,12 @@ struct Submission {
                     o.maxPixels = configuration.maxPixels
                     try o.validate()
                     job = RestorationJob(method: .diffir(o), model: model, input: imagePath, seed: seed ?? 1234, maxPixels: configuration.maxPixels)
+                case "rddm":
+                    var o = try decoder.decode(RDDMOptions.self, from: data)
+                    o.maxPixels = configuration.maxPixels
+                    o.simulate = nil  // the service restores what it is given
+                    try o.validate()
+                    job = RestorationJob(method: .rddm(o), model: model, input: imagePath, seed: seed ?? 1234, maxPixels: configuration.maxPixels)
                 default:
                     var o = try decoder.decode(ResShiftOptions.self, from: data)
                     o.maxPixels = configuration.maxPixels
