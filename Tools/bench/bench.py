@@ -174,7 +174,30 @@ def diffir(op, channels_last):
         x = x.contiguous(memory_format=torch.channels_last)
     return lambda: m(x)
 
+RDDM = {
+    # train.py's restoration UnetRes (two UNets) and our bundled configuration (Tools/train/train_rddm.py: one UNet).
+    "rddm_unetres_256": (256, dict(dim=64, dim_mults=(1, 2, 4, 8), share_encoder=0, condition=True)),
+    "rddm_own_256": (256, dict(dim=32, dim_mults=(1, 2, 4, 8), share_encoder=-1, condition=True)),
+}
+
+def rddm(op, channels_last):
+    # The official UnetRes, imported from an RDDM checkout outside the repository (--rddm DIR); one network call
+    # (one sampling step) on cat(x_t, I_in) at t = 999.
+    import os, contextlib
+    sys.path.insert(0, os.path.join(os.environ["BENCH_REPO"], "Tools", "reference"))
+    with contextlib.redirect_stdout(sys.stderr):
+        from make_rddm_fixtures import load_official, official_path
+        size, kw = RDDM[op]
+        m = load_official(official_path(os.environ["RDDM_DIR"])).UnetRes(**kw).eval()
+    x, t = torch.randn(1, 6, size, size), torch.tensor([999])
+    if channels_last:
+        m = m.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
+    return lambda: m(x, t)
+
 def variants(op):
+    if op.startswith("rddm_"):
+        return {"nchw": rddm(op, False), "channels_last": rddm(op, True)}
     if op.startswith("diffir_"):
         return {"nchw": diffir(op, False), "channels_last": diffir(op, True)}
     if op.startswith(("resshift_", "vq_f4_")):
@@ -262,6 +285,7 @@ def main():
     ap.add_argument("--ops", help="comma-separated subset")
     ap.add_argument("--resshift", help="a ResShift checkout (official code) for the resshift_* / vq_f4_* rows; without it they are skipped")
     ap.add_argument("--diffir", help="a DiffIR checkout (official code) for the diffir_* rows; without it they are skipped")
+    ap.add_argument("--rddm", help="an RDDM checkout (official code; the repository or its restoration experiment folder) for the rddm_* rows; without it they are skipped")
     ap.add_argument("--markdown", help="write the table to this file")
     ap.add_argument("--big-pairs", type=int, default=5, help="pairs for the full ADM-256 network (1 run per side each)")
     ap.add_argument("--pause", type=float, default=0.05, help="seconds between sides (lets spinning threads sleep)")
@@ -286,6 +310,13 @@ def main():
         if skipped:
             print(f"skipping {', '.join(skipped)}: pass --diffir DIR (a DiffIR checkout) to time them", file=sys.stderr)
         ops = [op for op in ops if op not in skipped]
+    if args.rddm:
+        os.environ["RDDM_DIR"] = os.path.abspath(args.rddm)
+    else:
+        skipped = [op for op in ops if op.startswith("rddm_")]
+        if skipped:
+            print(f"skipping {', '.join(skipped)}: pass --rddm DIR (an RDDM checkout) to time them", file=sys.stderr)
+        ops = [op for op in ops if op not in skipped]
     python = find_torch_python(args.python)
     torch_side = Torch(python) if python else None
     if torch_side is None:
@@ -300,7 +331,7 @@ def main():
     rows = []
     for op in ops:
         ours, theirs, ratios, best_variant = [], [], [], {}
-        big = op.startswith(("unet_adm256", "resshift_", "vq_f4_", "diffir_"))
+        big = op.startswith(("unet_adm256", "resshift_", "vq_f4_", "diffir_", "rddm_"))
         pairs, reps = (min(args.pairs, args.big_pairs), 1) if big else (args.pairs, args.reps)
         rss = {}
         for pair in range(pairs):

@@ -78,3 +78,22 @@ func diffirOps() throws -> [BenchOp] {
                                   encoderResBlocks: 2)
     return [op("diffir_x4_64", .realSRx4, size: 64), op("diffir_own_256", own, size: 256)]
 }
+
+/// RDDM rows: the official restoration `UnetRes` of train.py (dim 64, dim_mults 1,2,4,8, two UNets, input cat(x_t, I_in))
+/// for one sampling step at 256² (t = 999), and our own bundled configuration (Tools/train/train_rddm.py: one UNet,
+/// dim 32). Random weights; the PyTorch side builds the official `UnetRes` (bench.py --rddm DIR).
+func rddmOps() throws -> [BenchOp] {
+    func op(_ name: String, _ configuration: RDDMConfiguration, size: Int) -> BenchOp {
+        var network: RDDMUNet?
+        var x: Tensor?
+        return BenchOp(name: name, gflop: 0, run: {
+            if network == nil {
+                network = try RDDMUNet(configuration, parameters: .random(seed: 1))
+                x = try randomTensor([1, size, size, configuration.inputChannels], seed: 5)
+            }
+            _ = try network!(x!, timesteps: [999])
+        }, kernel: { "RDDM UnetRes (WS convs, GN, linear attention)" })
+    }
+    return [op("rddm_unetres_256", .deraining, size: 256),
+            op("rddm_own_256", RDDMConfiguration(dim: 32, dimMults: [1, 2, 4, 8], shareEncoder: -1), size: 256)]
+}
