@@ -9,6 +9,7 @@
 #   make train-prior  train (or resume) our own diffusion prior from ../shared/data/train (PyTorch venv)
 #   make train-resshift  train (or resume) our own ResShift ×4 model (PyTorch venv); eval-resshift: its quality
 #   make train-diffir  train (or resume) our own DiffIR ×4 model, both stages (PyTorch venv); eval-diffir: its quality
+#   make train-rddm  train (or resume) our own RDDM restoration model (noise, blur, JPEG, low light; PyTorch venv); eval-rddm: its quality
 #   make eval    DDNM quality on the bundled prior vs bicubic / Telea (Benchmarks/QUALITY.md); eval-usdr: HiR ablation
 #   make bench-usdr  peak memory of USDR tiling at 256², 4096², 8192² outputs (stand-in ε-network)
 #   make mutate  mutation testing: each fault of Tools/mutate/mutations.json must fail its tests (MUTATE_ARGS)
@@ -27,13 +28,13 @@ TEST_FLAGS := -c release $(SPEED_FLAGS) -Xswiftc -enable-testing
 BIN := .build/release
 PYTHON ?= $(shell for p in "$$TORCH_PYTHON" /work/venv/bin/python venv/bin/python; do [ -x "$$p" ] && echo "$$p" && break; done)
 
-.PHONY: help deps build demo test test-web test-slurm serve bench bench-usdr fuzz clean train-prior train-resshift train-diffir eval eval-usdr eval-dreamclean eval-resshift eval-diffir mutate
+.PHONY: help deps build demo test test-web test-slurm serve bench bench-usdr fuzz clean train-prior train-resshift train-diffir train-rddm eval eval-usdr eval-dreamclean eval-resshift eval-diffir eval-rddm mutate
 
 FUZZ_SECONDS ?= 600
 FUZZ_FIXTURES := Tests/CheckpointsTests/Fixtures
 
 help:
-	@sed -n '3,14p' Makefile | sed 's/^# *//'
+	@sed -n '3,15p' Makefile | sed 's/^# *//'
 
 deps:
 	@missing=""; for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -138,14 +139,15 @@ mutate: deps
 TRAIN_ARGS ?=
 TRAIN_THREADS ?= $(shell nproc)
 # A trainer under nice with TRAIN_THREADS threads, from a Python that has the modules $(1) (space-separated);
-# $(2) is what to pip-install otherwise, $(3) the script in Tools/train.
+# $(2) is what to pip-install otherwise, $(3) the script in Tools/train; $(4), optional, a pinned package NAME==VERSION
+# checked by its installed version (not imported) and installed with --no-deps.
 comma := ,
 space := $(subst ,, )
 define train_python
 @py="$(PYTHON)"; \
-	if [ -z "$$py" ] || ! "$$py" -c 'import $(subst $(space),$(comma),$(strip $(1)))' >/dev/null 2>&1; then \
-	  echo "$@ needs a Python with $(2) (matplotlib for the plot):" >&2; \
-	  echo "  python3 -m venv venv && venv/bin/pip install $(2) matplotlib" >&2; \
+	if [ -z "$$py" ] || ! "$$py" -c 'import $(subst $(space),$(comma),$(strip $(1)))$(if $(4),; import importlib.metadata as m; assert m.version("$(word 1,$(subst ==, ,$(4)))") == "$(word 2,$(subst ==, ,$(4)))")' >/dev/null 2>&1; then \
+	  echo "$@ needs a Python with $(2)$(if $(4), and $(4)) (matplotlib for the plot):" >&2; \
+	  echo "  python3 -m venv venv && venv/bin/pip install $(2) matplotlib$(if $(4), && venv/bin/pip install --no-deps $(4))" >&2; \
 	  echo "  (or point TORCH_PYTHON at such a Python; looked at: \$$TORCH_PYTHON, /work/venv/bin/python, venv/bin/python)" >&2; \
 	  exit 1; \
 	fi; \
@@ -168,6 +170,14 @@ train-resshift:
 # it at the next step (remove the file to go on); exports Models/diffir-x4-own.{safetensors,md} and the curve.
 train-diffir:
 	$(call train_python,torch numpy PIL safetensors,torch numpy pillow safetensors,train_diffir.py)
+
+# make train-rddm: train our own RDDM restoration model (RDDM's UnetRes with one lucidrains UNet, pred_res,
+# sum_scale 0.01) on ../shared/data/train with one of six degradations per crop (Tools/train/train_rddm.py); the
+# network is denoising-diffusion-pytorch 0.31.1's Unet (installed --no-deps: the Unet needs only einops). Under nice,
+# TRAIN_THREADS threads; resumes from .cache/train-rddm/last.pt; `touch .cache/train-rddm/PAUSE` pauses it at the
+# next step; exports Models/rddm-own.{safetensors,md} and the curve at the end of each uninterrupted chunk.
+train-rddm:
+	$(call train_python,torch numpy PIL cv2 einops safetensors,torch numpy pillow opencv-python-headless einops safetensors,train_rddm.py,denoising-diffusion-pytorch==0.31.1)
 
 # The evaluations run the release binary from a Python with numpy, OpenCV and scikit-image (baselines, metrics).
 define eval_python
@@ -207,3 +217,10 @@ eval-resshift: build
 # writes its section of Benchmarks/QUALITY.md and Benchmarks/quality-diffir.csv. Needs /usr/bin/time.
 eval-diffir: build
 	$(call eval_python,Tools/eval/eval_diffir.py)
+
+# make eval-rddm: our RDDM model (restore rddm, Models/rddm-own.safetensors unless EVAL_ARGS="--model FILE") on six
+# same-size degradations (noise, Poisson, defocus, motion, JPEG, low light; 12 crops of 128²) vs the degraded input,
+# classical methods (NL-means, Wiener with the true kernel, TV, the true inverse tone curve) and DreamClean
+# (Tools/eval/eval_rddm.py); writes its section of Benchmarks/QUALITY.md, Benchmarks/quality-rddm.csv and -grid.png.
+eval-rddm: build
+	$(call eval_python,Tools/eval/eval_rddm.py)

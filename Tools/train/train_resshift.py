@@ -737,7 +737,13 @@ def val_line(v: dict) -> str:
 
 
 def write_curve(stem: str, losses, val, every, title, loss_name="train_x0_mse", loss_label="train x0-MSE",
-                loss_axis="x0-MSE ([-1, 1] scale)", val_axis="validation PSNR (dB, EMA, 4 steps)") -> list[str]:
+                loss_axis="x0-MSE ([-1, 1] scale)", val_axis="validation PSNR (dB, EMA, 4 steps)",
+                baseline=("bicubic_rgb", "bicubic_upsampling_psnr_rgb", "bicubic upsampling, '{}' LR"),
+                val_label="val PSNR-RGB, '{}' LR") -> list[str]:
+    """`-curve.csv` (and `-curve.png` with matplotlib): the train loss averaged over `every` steps, and per validation
+    set n the PSNR-RGB and -Y (val[step][n]["rgb"], ["y"]) with a baseline PSNR: baseline = (its key in val[step][n],
+    its CSV column suffix, its plot label with {} for n); val_label the plot label of the PSNR, {} for n."""
+    base_key, base_column, base_label = baseline
     steps = sorted(set(range(every, len(losses) + 1, every)) | set(val) | ({len(losses)} if losses else set()))
     names = sorted({n for v in val.values() for n in v})
     rows = []
@@ -746,12 +752,12 @@ def write_curve(stem: str, losses, val, every, title, loss_name="train_x0_mse", 
         row = [s, f"{sum(win) / len(win):.6f}" if win else ""]
         for n in names:
             r = val.get(s, {}).get(n)
-            row += [f"{r['rgb']:.3f}", f"{r['y']:.3f}", f"{r['bicubic_rgb']:.3f}"] if r else ["", "", ""]
+            row += [f"{r['rgb']:.3f}", f"{r['y']:.3f}", f"{r[base_key]:.3f}"] if r else ["", "", ""]
         rows.append(row)
     with open(f"{stem}-curve.csv", "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["step", f"{loss_name}_mean{every}"] +
-                   [f"val_{n}_{k}" for n in names for k in ("psnr_rgb", "psnr_y", "bicubic_upsampling_psnr_rgb")])
+                   [f"val_{n}_{k}" for n in names for k in ("psnr_rgb", "psnr_y", base_column)])
         w.writerows(rows)
     files = [f"{stem}-curve.csv"]
     try:
@@ -773,9 +779,9 @@ def write_curve(stem: str, losses, val, every, title, loss_name="train_x0_mse", 
     for k, n in enumerate(names):
         pts = [(s, v[n]["rgb"]) for s, v in sorted(val.items()) if n in v]
         if pts:
-            ax2.plot(*zip(*pts), "o-", ms=3, lw=1.2, color=f"C{k + 1}", label=f"val PSNR-RGB, '{n}' LR")
-            ax2.axhline(val[pts[-1][0]][n]["bicubic_rgb"], ls=":", lw=1,
-                        color=f"C{k + 1}", label=f"bicubic upsampling, '{n}' LR")
+            ax2.plot(*zip(*pts), "o-", ms=3, lw=1.2, color=f"C{k + 1}", label=val_label.format(n))
+            ax2.axhline(val[pts[-1][0]][n][base_key], ls=":", lw=1,
+                        color=f"C{k + 1}", label=base_label.format(n))
     ax2.set_ylabel(val_axis)
     h1, l1 = ax.get_legend_handles_labels()
     h2, l2 = ax2.get_legend_handles_labels()
