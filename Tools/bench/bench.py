@@ -177,7 +177,7 @@ def diffir(op, channels_last):
 RDDM = {
     # train.py's restoration UnetRes (two UNets) and our bundled configuration (Tools/train/train_rddm.py: one UNet).
     "rddm_unetres_256": (256, dict(dim=64, dim_mults=(1, 2, 4, 8), share_encoder=0, condition=True)),
-    "rddm_own_256": (256, dict(dim=32, dim_mults=(1, 2, 4, 8), share_encoder=-1, condition=True)),
+    "rddm_own_256": (256, dict(dim=24, dim_mults=(1, 2, 4, 8), share_encoder=-1, condition=True)),
 }
 
 def rddm(op, channels_last):

@@ -35,8 +35,8 @@ Network
   torchvision, ema-pytorch, accelerate and tqdm for its own Trainer: where they are missing, empty stand-ins take
   their place while it loads, as the Unet uses none of them). Our wrapper `RDDMNet` holds it as `unet0`, so the
   state dict is RDDM's `UnetRes` state dict unchanged: `unet0.<lucidrains key>`, no buffers.
-  Default dim 32, dim_mults 1,2,4,8, GroupNorm groups 8: 9.33 M parameters, 18.7 MB in fp16 (dim 24: 5.35 M,
-  10.7 MB). `--bench` prints parameters and the CPU time of one forward at 256² (see Tools/train/README.md for
+  Default dim 24, dim_mults 1,2,4,8, GroupNorm groups 8: 5.35 M parameters, 10.7 MB in fp16 (dim 32: 9.33 M,
+  18.7 MB; dim 24 takes 0.6× the CPU per step, so a CPU budget buys 1.6× the steps). `--bench` prints parameters and the CPU time of one forward at 256² (see Tools/train/README.md for
   the numbers measured here).
   On CUDA the step runs under bf16 autocast; the lucidrains weight standardisation and LayerNorm pick ε = 1e-5
   for a float32 input but 1e-3 for a bf16 one, so their inputs are cast to float32 by forward pre-hooks (not
@@ -44,7 +44,7 @@ Network
 
 Data: ../shared/data/train minus Tools/train/holdout.txt (never trained on)
   HR: a photo drawn uniformly, a random downscale s ~ U[--min-scale 0.5, --max-scale 1] (the box of side 96/s is
-  resized, antialiased bicubic, to --crop 96²), a random horizontal flip (p 0.5); 8-bit RGB.
+  resized, antialiased bicubic, to --crop 64²), a random horizontal flip (p 0.5); 8-bit RGB.
   I_in: the HR crop with ONE degradation, the kind drawn with the weights of --mix (default equal), the same kinds
   and formulas as Sources/Restoration/Degradations.swift (`restore … --simulate KIND:P…`). On x = HR/255 in
   [0, 1] (sRGB values, no linearisation), N(0, 1) independent per pixel and channel:
@@ -75,7 +75,7 @@ Validation (every --val-every steps and at the end of each run; EMA weights)
 Optimisation
   Adam, betas (0.9, 0.99) and gradient-norm clip 1 as the official Trainer. The official lr is a constant 8e-5 at
   batch 1 with 2-step accumulation (effective batch 2); with our batch 8 (4× the samples per step) and runs of
-  10⁴ rather than 10⁵ steps we use 2e-4 after a --warmup 200-step linear ramp, cosine-decayed to --lr-min 2e-5 at
+  10⁴ rather than 10⁵ steps we use 3e-4 after a --warmup 200-step linear ramp, cosine-decayed to --lr-min 2e-5 at
   --steps (change --steps on a resume and the cosine stretches to the new target).
   EMA: the official ema-pytorch 0.0.10 EMA(beta 0.995, update_every 10) averages every 10th step with a decay
   that warms up as 1 − (1 + n)^(−2/3) (n = steps after the first 100) and reaches 0.995 after ≈ 2 900 steps: an
@@ -570,15 +570,15 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     g = p.add_argument_group("data")
     g.add_argument("--data-dir", default=str(REPO.parent / "shared" / "data" / "train"))
-    g.add_argument("--crop", type=int, default=96, help="HR training crop (a multiple of 8 for dim_mults of 4 levels)")
+    g.add_argument("--crop", type=int, default=64, help="HR training crop (a multiple of 8 for dim_mults of 4 levels)")
     g.add_argument("--min-scale", type=float, default=0.5)
     g.add_argument("--max-scale", type=float, default=1.0)
     g.add_argument("--mix", default="equal", help="degradation weights, e.g. 'noise=2,jpeg=1,defocus=1' (unnamed "
                    f"kinds get 0) or 'equal'; kinds: {', '.join(KINDS)}")
     g.add_argument("--val-crop", type=int, default=128)
-    g.add_argument("--val-photos", type=int, default=0, help="validate on the first N hold-out photos only (0: all)")
+    g.add_argument("--val-photos", type=int, default=12, help="validate on the first N hold-out photos only (0: all)")
     g = p.add_argument_group("network and diffusion")
-    g.add_argument("--dim", type=int, default=32)
+    g.add_argument("--dim", type=int, default=24)
     g.add_argument("--dim-mults", default="1,2,4,8")
     g.add_argument("--groups", type=int, default=8, help="GroupNorm groups (resnet_block_groups)")
     g.add_argument("--timesteps", type=int, default=1000)
@@ -586,7 +586,7 @@ def parse_args(argv=None):
     g.add_argument("--sample-steps", type=int, default=5, help="sampling steps of validation (and the exported default)")
     g = p.add_argument_group("optimisation")
     g.add_argument("--batch", type=int, default=8)
-    g.add_argument("--lr", type=float, default=2e-4)
+    g.add_argument("--lr", type=float, default=3e-4)
     g.add_argument("--lr-min", type=float, default=2e-5, help="cosine floor, reached at --steps")
     g.add_argument("--warmup", type=int, default=200)
     g.add_argument("--ema-decay", type=float, default=0.999)
@@ -599,7 +599,7 @@ def parse_args(argv=None):
     g.add_argument("--fresh", action="store_true")
     g.add_argument("--save-minutes", type=float, default=10.0)
     g.add_argument("--log-every", type=int, default=10)
-    g.add_argument("--val-every", type=int, default=2000, help="steps between validations (one restores 48 photos × 6 kinds "
+    g.add_argument("--val-every", type=int, default=1000, help="steps between validations (one restores 48 photos × 6 kinds "
                    "with 5 steps at 128²: ≈ 8 min on 1 CPU thread)")
     g.add_argument("--no-val", action="store_true")
     g.add_argument("--csv-every", type=int, default=50)

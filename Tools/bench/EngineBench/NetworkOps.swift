@@ -81,7 +81,7 @@ func diffirOps() throws -> [BenchOp] {
 
 /// RDDM rows: the official restoration `UnetRes` of train.py (dim 64, dim_mults 1,2,4,8, two UNets, input cat(x_t, I_in))
 /// for one sampling step at 256² (t = 999), and our own bundled configuration (Tools/train/train_rddm.py: one UNet,
-/// dim 32). Random weights; the PyTorch side builds the official `UnetRes` (bench.py --rddm DIR).
+/// dim 24). Random weights; the PyTorch side builds the official `UnetRes` (bench.py --rddm DIR).
 func rddmOps() throws -> [BenchOp] {
     func op(_ name: String, _ configuration: RDDMConfiguration, size: Int) -> BenchOp {
         var network: RDDMUNet?
@@ -95,5 +95,5 @@ func rddmOps() throws -> [BenchOp] {
         }, kernel: { "RDDM UnetRes (WS convs, GN, linear attention)" })
     }
     return [op("rddm_unetres_256", .deraining, size: 256),
-            op("rddm_own_256", RDDMConfiguration(dim: 32, dimMults: [1, 2, 4, 8], shareEncoder: -1), size: 256)]
+            op("rddm_own_256", RDDMConfiguration(dim: 24, dimMults: [1, 2, 4, 8], shareEncoder: -1), size: 256)]
 }
