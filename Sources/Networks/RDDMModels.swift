@@ -15,6 +15,9 @@ public enum RDDMLoader {
         public let configuration: RDDMConfiguration
         /// The schedule buffers by official name (empty when the file has none).
         public let scheduleBuffers: [String: [Float]]
+        /// AOSA's learned `alpha_res` (experiments/3_AOSA…: the official sampler reads the one output as the residual
+        /// when it is above 0.5, else as the noise), if the file has it.
+        public let alphaRes: Float?
         /// The diffusion settings of our exports' metadata "diffusion" (JSON), if any.
         public let diffusionMetadata: String?
         public let checkpoint: Checkpoint
@@ -82,10 +85,11 @@ public enum RDDMLoader {
         }
         let chosen = try configuration ?? detect(state, groups: groups)
         let bound = try state.bind(try RDDMUNet.parameterDeclarations(chosen), mapping: .prefixed(prefix),
-                                   ignoreUnexpected: { bufferNames.contains($0) || $0.hasSuffix("num_batches_tracked") })
+                                   ignoreUnexpected: { bufferNames.contains($0) || $0 == "alpha_res" || $0.hasSuffix("num_batches_tracked") })
         var buffers: [String: [Float]] = [:]
         for name in bufferNames { if let stored = state[name] { buffers[name] = try stored.floatTensor().values } }
+        let alphaRes = try state["alpha_res"].map { try $0.floatTensor().values.first ?? .nan }
         return Loaded(network: try RDDMUNet(chosen, parameters: .bound(bound)), configuration: chosen, scheduleBuffers: buffers,
-                      diffusionMetadata: checkpoint.metadata["diffusion"], checkpoint: checkpoint, source: state.source)
+                      alphaRes: alphaRes, diffusionMetadata: checkpoint.metadata["diffusion"], checkpoint: checkpoint, source: state.source)
     }
 }

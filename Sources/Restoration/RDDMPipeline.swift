@@ -71,7 +71,10 @@ public final class LoadedRDDM: @unchecked Sendable {
             throw RestorationError("\(file): \(error)")
         }
         let own = loaded.checkpoint.metadata["family"] == ModelCatalog.ownRDDMFamily
-        return LoadedRDDM(network: loaded.network, schedule: schedule, objective: metadata.objective,
+        // AOSA (automatic objective selection) files carry the learned α_res: the official sampler reads the one
+        // output as the residual when α_res > 0.5, else as the noise (experiments/3_AOSA…, model_predictions).
+        let automatic: RDDMObjective? = loaded.alphaRes.map { $0 > 0.5 ? .predRes : .predNoise }
+        return LoadedRDDM(network: loaded.network, schedule: schedule, objective: metadata.objective ?? automatic,
                           samplingSteps: metadata.samplingTimesteps ?? officialSamplingSteps, degradations: metadata.degradations, name: file,
                           sha256: try SHA256.hex(ofFile: path), kind: own ? "own" : "official", loadSeconds: Date().timeIntervalSince(started))
     }

@@ -132,6 +132,22 @@ final class RDDMPipelineTests: XCTestCase {
         XCTAssertEqual(try ModelCatalog.describe(path: path).family?.name, "rddm")
     }
 
+    /// AOSA files (automatic objective selection) carry the learned α_res: above 0.5 the one output is the residual.
+    func testAOSAAlphaResChoosesTheObjective() throws {
+        let configuration = RDDMConfiguration(dim: 8, dimMults: [1, 2], shareEncoder: -1)
+        var tensors: [(name: String, tensor: Tensor)] = []
+        for d in try RDDMUNet.parameterDeclarations(configuration) { tensors.append(("model." + d.name, try Tensor(shape: d.shape, repeating: 0.01))) }
+        for (alpha, expected) in [(Float(0.8), RDDMObjective.predRes), (0.3, .predNoise)] {
+            let path = NSTemporaryDirectory() + "rddm-aosa-\(UUID().uuidString).safetensors"
+            defer { try? FileManager.default.removeItem(atPath: path) }
+            try SafetensorsWriter.write(tensors + [("alpha_res", try Tensor(shape: [1], values: [alpha]))], to: path)
+            let loaded = try LoadedRDDM.load(path: path)
+            XCTAssertEqual(loaded.objective, expected, "α_res \(alpha)")
+            XCTAssertEqual(loaded.kind, "official")
+            XCTAssertEqual(try RDDMPipeline(model: loaded, options: RDDMOptions()).objective, expected)
+        }
+    }
+
     func testSimulatedDegradationsFollowTheirFormulas() throws {
         let flat = try Tensor(shape: [1, 64, 64, 3], repeating: 0)  // 0.5 gray on [0, 1]
         func unit(_ t: Tensor) -> [Double] { t.values.map { Double($0 + 1) / 2 } }
