@@ -64,7 +64,7 @@ public struct RDDMConfiguration: Codable, Sendable, Equatable {
 
 /// `WeightStandardizedConv2d`: each output filter standardised over (in, kh, kw) with its biased variance and
 /// ε 1e-5 (float32) before the convolution. The weights are constant at inference, so this happens once, here.
-private func standardizedConv(_ p: ParameterSource, _ prefix: String, in c: Int, out: Int) throws -> Conv2D {
+func standardizedConv(_ p: ParameterSource, _ prefix: String, in c: Int, out: Int) throws -> Conv2D {
     let weight = try p.tensor(prefix + ".weight", [out, c, 3, 3])
     let standardized = try Tensor(uninitializedShape: weight.shape)
     let fan = c * 9

@@ -144,6 +144,24 @@ final class RDDMTests: XCTestCase {
         }
     }
 
+    /// `WeightStandardizedConv2d` divides by the BIASED variance over (in, kh, kw) plus ε 1e-5. The forward golden
+    /// cannot see this alone (GroupNorm right after the convolution absorbs most of a uniform rescaling), so the
+    /// standardised weights are checked against the formula worked out by hand.
+    func testWeightStandardisationUsesTheBiasedVariance() throws {
+        let values = (0..<18).map { Float($0 % 9) - Float($0 / 9) * 3 }  // filter 0: 0…8; filter 1: −3…5
+        let conv = try standardizedConv(.bound(["w.weight": try Tensor(shape: [2, 1, 3, 3], values: values),
+                                                "w.bias": try Tensor(shape: [2], values: [0, 0])]), "w", in: 1, out: 2)
+        let weight = try XCTUnwrap(conv.weight).values
+        // Each filter is 9 consecutive integers: mean m, biased variance (9² − 1)/12 = 20/3.
+        for filter in 0..<2 {
+            let mean = Double(filter == 0 ? 4 : 1)
+            for i in 0..<9 {
+                let expected = (Double(values[filter * 9 + i]) - mean) / (20.0 / 3 + 1e-5).squareRoot()
+                XCTAssertEqual(Double(weight[filter * 9 + i]), expected, accuracy: 1e-6)
+            }
+        }
+    }
+
     func testBadInputsAreRefusedWithOneLineErrors() throws {
         let c = RDDMConfiguration(dim: 8, dimMults: [1, 2])
         let network = try RDDMUNet(c, parameters: .random(seed: 1))
