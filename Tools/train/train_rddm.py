@@ -526,7 +526,11 @@ def model_card(ckpt, args, nparams, files):
         "",
         vtxt,
         "",
-        "- Evaluation: make eval-rddm",
+        ("- Where it helps and where not yet: " + "; ".join(
+            f"{'better' if r['rgb'] > r['input_rgb'] else 'WORSE'} than the degraded input on {k} ({r['rgb'] - r['input_rgb']:+.2f} dB)"
+            for k, r in last.items()) + (". Kinds where it is worse need more training (resume with make train-rddm); until then "
+            "restore those with another method." if any(r['rgb'] <= r['input_rgb'] for r in last.values()) else ".")) if last else "",
+        "- Evaluation: make eval-rddm (Benchmarks/QUALITY.md, photos never trained on).",
     ]) + "\n"
 
 
