@@ -199,7 +199,6 @@ public struct RDDMPipeline {
         let network = model.network, outputs = c.outputCount, channels = c.channels
         let sampler = RDDMSampler(schedule: model.schedule, objective: objective, conditional: true)
         var noise = SeededGaussian(seed: seed)
-        var done = 0
         let (_, result) = try sampler.sample(input: padded, shape: padded.shape, steps: steps, noise: &noise, predict: { x, t in
             try context.checkCancellation()
             let stacked = try tiles.run(try concatenateChannels([x, padded]), scale: 1, outputChannels: outputs * channels) { patch, _, _ in
@@ -209,10 +208,8 @@ public struct RDDMPipeline {
             }
             return outputs == 1 ? [stacked] : try splitChannels(stacked, sizes: Array(repeating: channels, count: outputs))
         }, progress: { step, total in
-            done = step
             context.emit(.step(done: step, total: total, note: tileCount > 1 ? "\(tileCount) tiles" : nil))
         })
-        _ = done
         var restored = padH != 0 || padW != 0 ? try result.crop(PixelRect(y: 0, x: 0, height: h, width: w)) : result
         restored = try clamp(restored, to: -1...1)
 
