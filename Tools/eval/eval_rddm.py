@@ -53,6 +53,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from eval_dreamclean import run as dreamclean_run, write_grid  # noqa: E402
 from eval_prior import cpu_description, crops, psnr, read, ssim, write, write_section  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "train"))
+from rddm_degradations import degrade, disk_kernel, line_kernel  # noqa: E402  (the trainer's formulas, torch-free)
+
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_MODEL = REPO / "Models" / "rddm-own.safetensors"
 SPECS = "noise:25,poisson:20,defocus:2,motion:9:45,jpeg:20,lowlight:0.4:1.5:5"
@@ -89,33 +92,6 @@ def describe(spec: str) -> str:
             "lowlight": lambda: f"low light {g(p[0])}·x^{g(p[1])} + σ {g(p[2])}/255"}[kind]()
 
 
-def disk_kernel(radius: float) -> np.ndarray:
-    """1 on the pixels whose centre lies within `radius` of the centre, normalised (SimulatedDegradation.disk)."""
-    r = math.ceil(radius)
-    yy, xx = np.mgrid[-r:r + 1, -r:r + 1]
-    k = ((yy * yy + xx * xx) <= radius * radius).astype(np.float64)
-    return k / k.sum()
-
-
-def line_kernel(length: float, degrees: float) -> np.ndarray:
-    """A segment of `length` px through the centre at `degrees` (y up), bilinear splats every 1/8 px, normalised
-    (SimulatedDegradation.line)."""
-    r = math.ceil(length / 2)
-    size = 2 * r + 1
-    k = np.zeros((size, size), np.float64)
-    dx, dy = math.cos(degrees * math.pi / 180), -math.sin(degrees * math.pi / 180)
-    n = int(length * 8) + 1
-    for i in range(n):
-        t = -length / 2 + length * i / (n - 1)
-        px, py = r + t * dx, r + t * dy
-        x0, y0 = math.floor(px), math.floor(py)
-        fx, fy = px - x0, py - y0
-        for yy, wy in ((y0, 1 - fy), (y0 + 1, fy)):
-            for xx, wx in ((x0, 1 - fx), (x0 + 1, fx)):
-                if 0 <= yy < size and 0 <= xx < size:
-                    k[yy, xx] += wy * wx
-    return k / k.sum()
-
 
 def kernel(kind: str, p: list[float]) -> np.ndarray:
     return disk_kernel(p[0]) if kind == "defocus" else line_kernel(p[0], p[1])
@@ -124,23 +100,8 @@ def kernel(kind: str, p: list[float]) -> np.ndarray:
 def simulate(spec: str, rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """The degradation in numpy (for --tune on the hold-out photos, and to check the blur kernels against the
     observation restore saves); noise from numpy, so not restore's draws."""
-    import cv2
     kind, p = parse_spec(spec)
-    if kind == "jpeg":
-        _, enc = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, int(p[0]),
-                               cv2.IMWRITE_JPEG_SAMPLING_FACTOR, cv2.IMWRITE_JPEG_SAMPLING_FACTOR_420])
-        return cv2.cvtColor(cv2.imdecode(enc, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
-    x = rgb.astype(np.float64) / 255
-    if kind == "noise":
-        x = x + p[0] / 255 * rng.standard_normal(x.shape)
-    elif kind == "poisson":
-        x = rng.poisson(p[0] * x) / p[0]
-    elif kind in ("defocus", "motion"):
-        # Swift correlates (no kernel flip); both kernels are point-symmetric, so this is also the convolution.
-        x = cv2.filter2D(x, -1, kernel(kind, p), borderType=cv2.BORDER_REFLECT_101)
-    elif kind == "lowlight":
-        x = p[0] * x ** p[1] + p[2] / 255 * rng.standard_normal(x.shape)
-    return np.floor(np.clip(x, 0, 1) * 255 + 0.5).astype(np.uint8)
+    return degrade(rgb, kind, p, rng)
 
 
 # ----------------------------------------------------------------------------------------------------
