@@ -131,52 +131,43 @@ public final class ModelStore: @unchecked Sendable {
 
     public init() {}
 
-    /// The RDDM network of `reference`, loading it on first use.
-    public func rddm(_ reference: ModelReference, loaded: (LoadedRDDM) -> Void = { _ in }) throws -> LoadedRDDM {
+    /// The model under `key` in `cache`, loading it (under the lock, so each loads once) on first use; `loaded` is told
+    /// when a file was actually read.
+    private func cached<Key: Hashable, Model>(_ cache: ReferenceWritableKeyPath<ModelStore, [Key: Model]>, _ key: Key,
+                                              load: () throws -> Model, loaded: (Model) -> Void) throws -> Model {
         lock.lock()
         defer { lock.unlock() }
-        let key = reference.path ?? ""
-        if let model = rddm[key] { return model }
-        let model = try LoadedRDDM.load(path: reference.path)
-        rddm[key] = model
+        if let model = self[keyPath: cache][key] { return model }
+        let model = try load()
+        self[keyPath: cache][key] = model
         loaded(model)
         return model
+    }
+
+    /// The RDDM network of `reference`, loading it on first use.
+    public func rddm(_ reference: ModelReference, loaded: (LoadedRDDM) -> Void = { _ in }) throws -> LoadedRDDM {
+        try cached(\.rddm, reference.path ?? "", load: { try LoadedRDDM.load(path: reference.path) }, loaded: loaded)
     }
 
     /// The DiffIR network of `reference`, loading it on first use.
     public func diffir(_ reference: ModelReference, loaded: (LoadedDiffIR) -> Void = { _ in }) throws -> LoadedDiffIR {
-        lock.lock()
-        defer { lock.unlock() }
-        let key = reference.path ?? ""
-        if let model = diffir[key] { return model }
-        let model = try LoadedDiffIR.load(path: reference.path)
-        diffir[key] = model
-        loaded(model)
-        return model
+        try cached(\.diffir, reference.path ?? "", load: { try LoadedDiffIR.load(path: reference.path) }, loaded: loaded)
     }
 
     /// The prior of `reference`, loading it on first use; `loaded` is told when a file was actually read.
     public func prior(_ reference: ModelReference, loaded: (LoadedPrior) -> Void = { _ in }) throws -> LoadedPrior {
-        lock.lock()
-        defer { lock.unlock() }
-        if let prior = priors[reference] { return prior }
-        let prior = try reference.standInNativeSize.map { LoadedPrior.standIn(nativeSize: $0) }
-            ?? LoadedPrior.load(path: reference.path, preset: reference.preset, modelConfig: reference.config)
-        priors[reference] = prior
-        loaded(prior)
-        return prior
+        try cached(\.priors, reference, load: {
+            try reference.standInNativeSize.map { LoadedPrior.standIn(nativeSize: $0) }
+                ?? LoadedPrior.load(path: reference.path, preset: reference.preset, modelConfig: reference.config)
+        }, loaded: loaded)
     }
 
     /// The ResShift network of `reference` for `task`, loading it on first use.
     public func resshift(_ reference: ModelReference, task: ResShiftTask, loaded: (LoadedResShift) -> Void = { _ in }) throws -> LoadedResShift {
-        lock.lock()
-        defer { lock.unlock() }
         let key = "\(reference.path ?? "")|\(reference.autoencoder ?? "")|\(reference.steps.map(String.init) ?? "")|\(task.rawValue)"
-        if let model = resshift[key] { return model }
-        let model = try LoadedResShift.load(path: reference.path, autoencoder: reference.autoencoder, task: task, steps: reference.steps)
-        resshift[key] = model
-        loaded(model)
-        return model
+        return try cached(\.resshift, key, load: {
+            try LoadedResShift.load(path: reference.path, autoencoder: reference.autoencoder, task: task, steps: reference.steps)
+        }, loaded: loaded)
     }
 }
 
