@@ -203,7 +203,7 @@ public enum KeyMapping: Sendable, Equatable {
     /// `prefix` + the declared name (RDDM's `ResidualDiffusion` holds its network under `model.`).
     case prefixed(String)
 
-    func storedName(_ declared: String) -> String {
+    public func storedName(_ declared: String) -> String {
         switch self {
         case .identical: return declared
         case .prefixed(let prefix): return prefix + declared

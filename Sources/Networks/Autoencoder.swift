@@ -39,12 +39,15 @@ public struct AutoencoderConfiguration: Codable, Sendable, Equatable {
     public var resolution: Int
     public var zChannels: Int
     public var doubleZ = false
-    /// VQ models: codebook size and entry width.
+    /// VQ models: codebook size (0 for KL models, which have none); every model: the latent width (`embed_dim`).
     public var nEmbed: Int
     public var embedDim: Int
+    /// `attn_type`: "vanilla" (every attention block, the middle one included) or "none" (LDM's
+    /// `vq-f4-noattn` of the inpainting model: `make_attn` returns an Identity, so no attention parameters at all).
+    public var attnType = "vanilla"
 
     public init(ch: Int, outCh: Int = 3, chMult: [Int], numResBlocks: [Int], attnResolutions: [Int] = [], inChannels: Int = 3,
-                resolution: Int, zChannels: Int, nEmbed: Int, embedDim: Int) {
+                resolution: Int, zChannels: Int, doubleZ: Bool = false, nEmbed: Int, embedDim: Int, attnType: String = "vanilla") {
         self.ch = ch
         self.outCh = outCh
         self.chMult = chMult
@@ -53,13 +56,27 @@ public struct AutoencoderConfiguration: Codable, Sendable, Equatable {
         self.inChannels = inChannels
         self.resolution = resolution
         self.zChannels = zChannels
+        self.doubleZ = doubleZ
         self.nEmbed = nEmbed
         self.embedDim = embedDim
+        self.attnType = attnType
     }
 
     /// ResShift's `autoencoder_vq_f4.pth` (the LDM VQ-f4, d = 3, 8192 entries): 55.3 M parameters.
     public static let vqF4 = AutoencoderConfiguration(ch: 128, chMult: [1, 2, 4], numResBlocks: [2, 2, 2], resolution: 256,
                                                       zChannels: 3, nEmbed: 8192, embedDim: 3)
+
+    /// LDM's `vq-f4-noattn` (the inpainting model's first stage): the VQ-f4 without any attention.
+    public static let vqF4NoAttention = AutoencoderConfiguration(ch: 128, chMult: [1, 2, 4], numResBlocks: [2, 2, 2], resolution: 256,
+                                                                 zChannels: 3, nEmbed: 8192, embedDim: 3, attnType: "none")
+
+    /// LDM's KL autoencoders (`models/first_stage_models/kl-f{4,8,16}/config.yaml`): double_z, no codebook.
+    public static let klF4 = AutoencoderConfiguration(ch: 128, chMult: [1, 2, 4], numResBlocks: [2, 2, 2], resolution: 256,
+                                                      zChannels: 3, doubleZ: true, nEmbed: 0, embedDim: 3)
+    public static let klF8 = AutoencoderConfiguration(ch: 128, chMult: [1, 2, 4, 4], numResBlocks: [2, 2, 2, 2], resolution: 256,
+                                                      zChannels: 4, doubleZ: true, nEmbed: 0, embedDim: 4)
+    public static let klF16 = AutoencoderConfiguration(ch: 128, chMult: [1, 1, 2, 2, 4], numResBlocks: [2, 2, 2, 2, 2], attnResolutions: [16],
+                                                       resolution: 256, zChannels: 16, doubleZ: true, nEmbed: 0, embedDim: 16)
 
     /// ResShift's face autoencoder `ffhq512_vq_f8_dim8_face.pth` (f8, d = 8, 4096 entries; faceir).
     public static let vqF8Face = AutoencoderConfiguration(ch: 64, chMult: [1, 2, 4, 8], numResBlocks: [1, 2, 3, 4], resolution: 512,
@@ -68,6 +85,7 @@ public struct AutoencoderConfiguration: Codable, Sendable, Equatable {
     enum CodingKeys: String, CodingKey {
         case ch, outCh = "out_ch", chMult = "ch_mult", numResBlocks = "num_res_blocks", attnResolutions = "attn_resolutions"
         case inChannels = "in_channels", resolution, zChannels = "z_channels", doubleZ = "double_z", nEmbed = "n_embed", embedDim = "embed_dim"
+        case attnType = "attn_type"
     }
 
     public init(from decoder: Decoder) throws {
@@ -85,11 +103,20 @@ public struct AutoencoderConfiguration: Codable, Sendable, Equatable {
         resolution = try c.decode(Int.self, forKey: .resolution)
         zChannels = try c.decode(Int.self, forKey: .zChannels)
         doubleZ = try c.decodeIfPresent(Bool.self, forKey: .doubleZ) ?? false
-        nEmbed = try c.decode(Int.self, forKey: .nEmbed)
+        nEmbed = try c.decodeIfPresent(Int.self, forKey: .nEmbed) ?? 0
         embedDim = try c.decode(Int.self, forKey: .embedDim)
+        attnType = try c.decodeIfPresent(String.self, forKey: .attnType) ?? "vanilla"
+        guard ["vanilla", "none"].contains(attnType) else {
+            throw DecodingError.dataCorruptedError(forKey: .attnType, in: c, debugDescription: "attn_type \(attnType): only vanilla and none are supported")
+        }
     }
 
+    /// False for `attn_type: none`.
+    public var hasAttention: Bool { attnType != "none" }
+
     public var downFactor: Int { 1 << (chMult.count - 1) }
+
+    var isBuildable: Bool { ch % 32 == 0 && !chMult.isEmpty && numResBlocks.count == chMult.count && embedDim > 0 && zChannels > 0 }
 }
 
 /// The VQ autoencoder ResShift uses (`VQModelTorch`): `encode = quant_conv(encoder(x))` with no quantisation,
@@ -103,7 +130,7 @@ public final class VQAutoencoder: ParameterDeclaring, FirstStage {
     let codebookNorms: [Float]
 
     public init(_ c: AutoencoderConfiguration, parameters p: ParameterSource) throws {
-        guard !c.doubleZ, c.ch % 32 == 0, !c.chMult.isEmpty, c.numResBlocks.count == c.chMult.count, c.nEmbed > 0, c.embedDim > 0 else {
+        guard !c.doubleZ, c.isBuildable, c.nEmbed > 0 else {
             throw EngineError.invalidArgument(op: "VQAutoencoder", reason: "unsupported configuration: needs double_z false, ch a multiple of 32, one num_res_blocks per level, a codebook")
         }
         configuration = c
@@ -173,12 +200,72 @@ public final class VQAutoencoder: ParameterDeclaring, FirstStage {
     }
 }
 
+/// LDM's `AutoencoderKL`: `encode` gives the moments `quant_conv(encoder(x))` (mean, then log-variance, each
+/// `embed_dim` channels) of `DiagonalGaussianDistribution`; `decode = decoder(post_quant_conv(z))`. The latent a
+/// sampler sees is the distribution's `mode()` (the mean) or a sample `mean + exp(logvar/2)·n` with logvar clamped
+/// to [−30, 20] (`ldm/modules/distributions/distributions.py:27-37`). `scale_factor` belongs to the latent-diffusion
+/// model, not to the autoencoder, and is applied by the caller.
+public final class KLAutoencoder: ParameterDeclaring, FirstStage {
+    public let configuration: AutoencoderConfiguration
+    let encoder: AutoencoderEncoder, decoder: AutoencoderDecoder
+    let quantConv: Linear, postQuantConv: Linear
+
+    public init(_ c: AutoencoderConfiguration, parameters p: ParameterSource) throws {
+        guard c.doubleZ, c.isBuildable else {
+            throw EngineError.invalidArgument(op: "KLAutoencoder", reason: "unsupported configuration: needs double_z true, ch a multiple of 32, one num_res_blocks per level, embed_dim > 0")
+        }
+        configuration = c
+        encoder = try AutoencoderEncoder(c, p)
+        decoder = try AutoencoderDecoder(c, p)
+        quantConv = try loadLinear(p, "quant_conv", in: 2 * c.zChannels, out: 2 * c.embedDim, kernelDims: [1, 1])
+        postQuantConv = try loadLinear(p, "post_quant_conv", in: c.embedDim, out: c.zChannels, kernelDims: [1, 1])
+    }
+
+    public var downFactor: Int { configuration.downFactor }
+    public var imageChannels: Int { configuration.inChannels }
+    public var latentChannels: Int { configuration.embedDim }
+
+    /// The posterior's mean and (clamped) log-variance, each [N, h, w, embed_dim].
+    public func moments(_ image: Tensor) throws -> (mean: Tensor, logVariance: Tensor) {
+        let (n, h, w, c) = try image.nhwc("KLAutoencoder.encode")
+        guard c == imageChannels, h % downFactor == 0, w % downFactor == 0 else {
+            throw EngineError.invalidArgument(op: "KLAutoencoder.encode", reason: "needs \(imageChannels) channels and a size divisible by \(downFactor), got \(image.shape)")
+        }
+        let both = try quantConv(try encoder(image))
+        let d = configuration.embedDim, pixels = n * (h / downFactor) * (w / downFactor)
+        let mean = try Tensor(uninitializedShape: [n, h / downFactor, w / downFactor, d])
+        let logVariance = try Tensor(uninitializedShape: mean.shape)
+        for i in 0..<pixels {
+            (mean.data + i * d).update(from: both.data + i * 2 * d, count: d)
+            for k in 0..<d { logVariance.data[i * d + k] = min(max(both.data[i * 2 * d + d + k], -30), 20) }
+        }
+        return (mean, logVariance)
+    }
+
+    /// The posterior's mode (its mean), as LDM's `encode(x).mode()`.
+    public func encode(_ image: Tensor) throws -> Tensor { try moments(image).mean }
+
+    /// A posterior sample `mean + exp(logvar/2)·noise` with the caller's standard-normal `noise` (latent-shaped).
+    public func encode(_ image: Tensor, noise: Tensor) throws -> Tensor {
+        let (mean, logVariance) = try moments(image)
+        guard noise.shape == mean.shape else { throw EngineError.shapeMismatch(op: "KLAutoencoder.sample", expected: "\(mean.shape)", found: "\(noise.shape)") }
+        for i in 0..<mean.count { mean.data[i] += exp(0.5 * logVariance.data[i]) * noise.data[i] }
+        return mean
+    }
+
+    public func decode(_ latent: Tensor) throws -> Tensor {
+        let (_, _, _, c) = try latent.nhwc("KLAutoencoder.decode")
+        guard c == latentChannels else { throw EngineError.shapeMismatch(op: "KLAutoencoder.decode", expected: "\(latentChannels) latent channels", found: "\(latent.shape)") }
+        return try decoder(try postQuantConv(latent))
+    }
+}
+
 /// LDM `Encoder`: conv_in, per level res blocks (+ attention at the listed resolutions) and a stride-2 conv
 /// after zero padding (0, 1, 0, 1); middle res–attention–res; GN, swish, conv_out.
 struct AutoencoderEncoder {
     let convIn: Conv2D
     let levels: [(blocks: [DDPMResnetBlock], attentions: [DDPMAttentionBlock], downsample: Conv2D?)]
-    let middle: (DDPMResnetBlock, DDPMAttentionBlock, DDPMResnetBlock)
+    let middle: (DDPMResnetBlock, DDPMAttentionBlock?, DDPMResnetBlock)
     let normOut: ADMNorm, convOut: Conv2D
 
     init(_ c: AutoencoderConfiguration, _ p: ParameterSource) throws {
@@ -190,7 +277,7 @@ struct AutoencoderEncoder {
             for i in 0..<c.numResBlocks[level] {
                 blocks.append(try DDPMResnetBlock(p, "encoder.down.\(level).block.\(i)", in: blockIn, out: c.ch * mult, embeddingChannels: 0))
                 blockIn = c.ch * mult
-                if c.attnResolutions.contains(resolution) {
+                if c.hasAttention, c.attnResolutions.contains(resolution) {
                     attentions.append(try DDPMAttentionBlock(p, "encoder.down.\(level).attn.\(i)", channels: blockIn))
                 }
             }
@@ -204,7 +291,7 @@ struct AutoencoderEncoder {
         }
         self.levels = levels
         middle = (try DDPMResnetBlock(p, "encoder.mid.block_1", in: blockIn, out: blockIn, embeddingChannels: 0),
-                  try DDPMAttentionBlock(p, "encoder.mid.attn_1", channels: blockIn),
+                  c.hasAttention ? try DDPMAttentionBlock(p, "encoder.mid.attn_1", channels: blockIn) : nil,
                   try DDPMResnetBlock(p, "encoder.mid.block_2", in: blockIn, out: blockIn, embeddingChannels: 0))
         normOut = try ADMNorm(p, "encoder.norm_out", channels: blockIn, epsilon: 1e-6)
         convOut = try loadConv(p, "encoder.conv_out", in: blockIn, out: c.doubleZ ? 2 * c.zChannels : c.zChannels)
@@ -220,7 +307,7 @@ struct AutoencoderEncoder {
             if let down = level.downsample { h = try down(h) }
         }
         h = try middle.0(h, nil, consuming: true)
-        h = try middle.1(h, consuming: true)
+        if let attention = middle.1 { h = try attention(h, consuming: true) }
         h = try middle.2(h, nil, consuming: true)
         return try convOut(try normOut(h, silu: true))
     }
@@ -230,7 +317,7 @@ struct AutoencoderEncoder {
 /// (+ attention) and nearest ×2 + conv; GN, swish, conv_out.
 struct AutoencoderDecoder {
     let convIn: Conv2D
-    let middle: (DDPMResnetBlock, DDPMAttentionBlock, DDPMResnetBlock)
+    let middle: (DDPMResnetBlock, DDPMAttentionBlock?, DDPMResnetBlock)
     /// Deepest level first, as they run.
     let levels: [(blocks: [DDPMResnetBlock], attentions: [DDPMAttentionBlock], upsample: Conv2D?)]
     let normOut: ADMNorm, convOut: Conv2D
@@ -240,7 +327,7 @@ struct AutoencoderDecoder {
         var resolution = c.resolution >> (c.chMult.count - 1)
         convIn = try loadConv(p, "decoder.conv_in", in: c.zChannels, out: blockIn)
         middle = (try DDPMResnetBlock(p, "decoder.mid.block_1", in: blockIn, out: blockIn, embeddingChannels: 0),
-                  try DDPMAttentionBlock(p, "decoder.mid.attn_1", channels: blockIn),
+                  c.hasAttention ? try DDPMAttentionBlock(p, "decoder.mid.attn_1", channels: blockIn) : nil,
                   try DDPMResnetBlock(p, "decoder.mid.block_2", in: blockIn, out: blockIn, embeddingChannels: 0))
         var levels: [(blocks: [DDPMResnetBlock], attentions: [DDPMAttentionBlock], upsample: Conv2D?)] = []
         for level in (0..<c.chMult.count).reversed() {
@@ -248,7 +335,7 @@ struct AutoencoderDecoder {
             for i in 0...c.numResBlocks[level] {
                 blocks.append(try DDPMResnetBlock(p, "decoder.up.\(level).block.\(i)", in: blockIn, out: c.ch * c.chMult[level], embeddingChannels: 0))
                 blockIn = c.ch * c.chMult[level]
-                if c.attnResolutions.contains(resolution) {
+                if c.hasAttention, c.attnResolutions.contains(resolution) {
                     attentions.append(try DDPMAttentionBlock(p, "decoder.up.\(level).attn.\(i)", channels: blockIn))
                 }
             }
@@ -267,7 +354,7 @@ struct AutoencoderDecoder {
     func callAsFunction(_ z: Tensor) throws -> Tensor {
         var h = try convIn(z)
         h = try middle.0(h, nil, consuming: true)
-        h = try middle.1(h, consuming: true)
+        if let attention = middle.1 { h = try attention(h, consuming: true) }
         h = try middle.2(h, nil, consuming: true)
         for level in levels {
             for (i, block) in level.blocks.enumerated() {
