@@ -37,6 +37,7 @@ public struct RestorationJob: Codable, Sendable, Equatable {
         case resshift(ResShiftOptions)
         case diffir(DiffIROptions)
         case rddm(RDDMOptions)
+        case ldm(LDMOptions)
 
         public var name: String {
             switch self {
@@ -45,6 +46,7 @@ public struct RestorationJob: Codable, Sendable, Equatable {
             case .resshift: "resshift"
             case .diffir: "diffir"
             case .rddm: "rddm"
+            case .ldm: "ldm"
             }
         }
     }
@@ -56,7 +58,7 @@ public struct RestorationJob: Codable, Sendable, Equatable {
     public var model: ModelReference
     /// The input file: an image, or for compressed sensing a .safetensors coefficient file with a tensor "y".
     public var input: String
-    /// ResShift inpainting: the mask image (white = hole).
+    /// ResShift and LDM inpainting: the mask image (white = hole).
     public var mask: String?
     /// The input is a clean image: degrade it first and report PSNR/SSIM against it.
     public var simulate = false
@@ -128,6 +130,7 @@ public final class ModelStore: @unchecked Sendable {
     private var resshift: [String: LoadedResShift] = [:]
     private var diffir: [String: LoadedDiffIR] = [:]
     private var rddm: [String: LoadedRDDM] = [:]
+    private var ldm: [ModelReference: LoadedLDM] = [:]
 
     public init() {}
 
@@ -147,6 +150,12 @@ public final class ModelStore: @unchecked Sendable {
     /// The RDDM network of `reference`, loading it on first use.
     public func rddm(_ reference: ModelReference, loaded: (LoadedRDDM) -> Void = { _ in }) throws -> LoadedRDDM {
         try cached(\.rddm, reference.path ?? "", load: { try LoadedRDDM.load(path: reference.path) }, loaded: loaded)
+    }
+
+    /// The latent-diffusion model of `reference` (with its `autoencoder` and `config` files), loading it on first use.
+    public func ldm(_ reference: ModelReference, loaded: (LoadedLDM) -> Void = { _ in }) throws -> LoadedLDM {
+        try cached(\.ldm, reference, load: { try LoadedLDM.load(path: reference.path, autoencoder: reference.autoencoder, config: reference.config) },
+                   loaded: loaded)
     }
 
     /// The DiffIR network of `reference`, loading it on first use.
@@ -181,6 +190,7 @@ public final class RestorationRunner {
     private var resshift: [Data: ResShiftPipeline] = [:]
     private var diffir: [Data: DiffIRPipeline] = [:]
     private var rddm: [Data: RDDMPipeline] = [:]
+    private var ldm: [Data: LDMPipeline] = [:]
     private var inputSize: String?
     private var inputGray = false
 
@@ -195,6 +205,7 @@ public final class RestorationRunner {
         case .resshift(let options): _ = try resshiftPipeline(options, job: job, context: context)
         case .diffir(let options): _ = try diffirPipeline(options, job: job, context: context)
         case .rddm(let options): _ = try rddmPipeline(options, job: job, context: context)
+        case .ldm(let options): _ = try ldmPipeline(options, job: job, context: context)
         }
     }
 
@@ -263,6 +274,12 @@ public final class RestorationRunner {
             if !job.simulate { options.simulate = nil }
             let pipeline = try rddmPipeline(options, job: job, context: context)
             return try pipeline.restore(try read(job.input, job), name: job.input, seed: seed, panels: panels, context: context)
+        case .ldm(var options):
+            options.simulate = options.simulate || job.simulate
+            let pipeline = try ldmPipeline(options, job: job, context: context)
+            let image = try read(job.input, job)
+            let mask = try job.mask.map { try ImageReader.read(path: $0, maxPixels: job.maxPixels) }
+            return try pipeline.restore(image, mask: mask, name: job.input, maskName: job.mask ?? "mask", seed: seed, panels: panels, context: context)
         }
     }
 
@@ -326,6 +343,16 @@ public final class RestorationRunner {
         let model = try store.rddm(job.model) { context.emit(.log($0.summary())) }
         let pipeline = try RDDMPipeline(model: model, options: options)
         rddm[key] = pipeline
+        return pipeline
+    }
+
+    private func ldmPipeline(_ options: LDMOptions, job: RestorationJob, context: RestorationContext) throws -> LDMPipeline {
+        let key = try key(options, job)
+        if let pipeline = ldm[key] { return pipeline }
+        try options.validate()  // before the model is loaded
+        let model = try store.ldm(job.model) { context.emit(.log($0.summary())) }
+        let pipeline = try LDMPipeline(model: model, options: options)
+        ldm[key] = pipeline
         return pipeline
     }
 

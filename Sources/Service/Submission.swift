@@ -10,7 +10,7 @@ struct Submission {
     let label: String
     let files: [String]
 
-    static let methods = ["ddnm", "dreamclean", "resshift", "diffir", "rddm"]
+    static let methods = ["ddnm", "dreamclean", "resshift", "diffir", "rddm", "ldm"]
 
     init(form: MultipartForm, store: JobStore) throws {
         let configuration = store.configuration
@@ -108,6 +108,14 @@ struct Submission {
                     o.simulate = nil  // the service restores what it is given
                     try o.validate()
                     job = RestorationJob(method: .rddm(o), model: model, input: imagePath, seed: seed ?? 1234, maxPixels: configuration.maxPixels)
+                case "ldm":
+                    var o = try decoder.decode(LDMOptions.self, from: data)
+                    o.maxPixels = configuration.maxPixels
+                    o.simulate = false  // the service restores what it is given
+                    try o.validate()
+                    guard model.path != nil else { throw ServiceError(.badRequest, "method ldm needs a model (no LDM model is bundled)") }
+                    if o.task == .inpainting, mask == nil { throw ServiceError(.badRequest, "LDM inpainting needs a mask part") }
+                    job = RestorationJob(method: .ldm(o), model: model, input: imagePath, mask: mask?.path, seed: seed ?? 1234, maxPixels: configuration.maxPixels)
                 default:
                     var o = try decoder.decode(ResShiftOptions.self, from: data)
                     o.maxPixels = configuration.maxPixels

@@ -18,7 +18,7 @@ struct Restore: ParsableCommand {
             """,
         version: BuildInfo.version,
         subcommands: [TaskCommand<Upscale>.self, TaskCommand<Denoise>.self, TaskCommand<Dejpeg>.self, TaskCommand<Deblur>.self,
-                      TaskCommand<Inpaint>.self, TaskCommand<Colorize>.self, Models.self, BatchCommand.self, Serve.self, DDNMCommand.self, DreamCleanCommand.self, ResShiftCommand.self, DiffIRCommand.self, RDDMCommand.self, Inspect.self, Convert.self, Info.self]
+                      TaskCommand<Inpaint>.self, TaskCommand<Colorize>.self, Models.self, BatchCommand.self, Serve.self, DDNMCommand.self, DreamCleanCommand.self, ResShiftCommand.self, DiffIRCommand.self, RDDMCommand.self, LDMCommand.self, Inspect.self, Convert.self, Info.self]
     )
 
     /// Every failure is one line, `restore: error: …` (status 2 for bad usage, 1 for the rest).

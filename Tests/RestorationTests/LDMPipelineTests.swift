@@ -1,0 +1,146 @@
+import Checkpoints
+import Engine
+import Foundation
+import ImageIO
+import Methods
+import Networks
+import XCTest
+@testable import Restoration
+
+/// The LDM pipeline against the official code on the tiny models of the network goldens
+/// (Tests/NetworksTests/Fixtures/ldm, Tools/reference/make_ldm_fixtures.py): the whole-latent SR run of the Colab
+/// helper, its split_input_params windows (scaled down to 8/4 latent pixels) with the patch-distributed decode, and
+/// scripts/inpaint.py's condition, sampling and composite; plus the window layout's own properties.
+final class LDMPipelineTests: XCTestCase {
+    private static let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent("NetworksTests/Fixtures/ldm")
+
+    static let tinySR = LDMConfiguration(
+        unet: ADMConfiguration(imageSize: 16, inChannels: 6, modelChannels: 32, outChannels: 3, numResBlocks: 1,
+                               attentionResolutions: [2], channelMult: [1, 1], numHeadChannels: 16),
+        firstStage: AutoencoderConfiguration(ch: 32, chMult: [1, 1, 1], numResBlocks: [1, 1, 1], resolution: 16, zChannels: 3, nEmbed: 64, embedDim: 3),
+        conditioning: .superResolution, linearStart: 0.0015, linearEnd: 0.0155)
+
+    static let tinyInpainting = LDMConfiguration(
+        unet: ADMConfiguration(imageSize: 16, inChannels: 7, modelChannels: 32, outChannels: 3, numResBlocks: 1,
+                               attentionResolutions: [1, 2], channelMult: [1, 1], numHeads: 2, resblockUpdown: true),
+        firstStage: AutoencoderConfiguration(ch: 32, chMult: [1, 1, 1], numResBlocks: [1, 1, 1], resolution: 16, zChannels: 3, nEmbed: 64, embedDim: 3,
+                                             attnType: "none"),
+        conditioning: .inpainting, linearStart: 0.0015, linearEnd: 0.0205)
+
+    private func model(_ name: String, _ configuration: LDMConfiguration) throws -> LoadedLDM {
+        let config = FileManager.default.temporaryDirectory.appendingPathComponent("ldm-\(name)-\(UUID().uuidString).json")
+        try JSONEncoder().encode(configuration).write(to: config)
+        defer { try? FileManager.default.removeItem(at: config) }
+        return try LoadedLDM.load(path: Self.fixtures.appendingPathComponent("\(name).ckpt").path, config: config.path)
+    }
+
+    private func io() throws -> [String: Tensor] {
+        var tensors: [String: Tensor] = [:]
+        for (key, stored) in try Checkpoint(path: Self.fixtures.appendingPathComponent("io.safetensors").path).stateDict().tensors {
+            tensors[key] = try stored.floatTensor()
+        }
+        return tensors
+    }
+
+    private func check(_ actual: Tensor, _ expected: Tensor, _ tolerance: Float, _ message: String, file: StaticString = #filePath, line: UInt = #line) {
+        XCTAssertEqual(actual.shape, expected.shape, message, file: file, line: line)
+        let reference = expected.values.map(abs).max() ?? 0
+        XCTAssertGreaterThan(reference, 0.1, "\(message): the reference is (nearly) zero", file: file, line: line)
+        let worst = zip(actual.values, expected.values).map { abs($0 - $1) }.max() ?? .infinity
+        XCTAssertLessThanOrEqual(worst, tolerance * reference, "\(message): max|Δ| \(worst), max|ref| \(reference)", file: file, line: line)
+    }
+
+    private func options(steps: Int, eta: Double, tile: Int = LDMOptions.defaultTile, overlap: Int = LDMOptions.defaultOverlap) -> LDMOptions {
+        var o = LDMOptions()
+        (o.steps, o.eta, o.tile, o.overlap) = (steps, eta, tile, overlap)
+        return o
+    }
+
+    func testWholeLatentSuperResolutionIsTheOfficialRun() throws {
+        let io = try io()
+        let pipeline = try LDMPipeline(model: try model("sr", Self.tinySR), options: options(steps: 4, eta: 1))
+        var noise = RecordedGaussian(try ["sr_run_xt", "sr_run_noise_0", "sr_run_noise_1", "sr_run_noise_2", "sr_run_noise_3"].map { try XCTUnwrap(io[$0]) })
+        var report = RestorationReport(method: "ldm", seed: 0)
+        let out = try pipeline.superResolve(try XCTUnwrap(io["sr_run_lr"]), noise: &noise, label: "t", report: &report)
+        check(out, try clamp(try XCTUnwrap(io["sr_run_out"]), to: -1...1), 1e-3, "SR whole latent")
+        XCTAssertEqual(report.tiling, "whole latent")
+        XCTAssertTrue(noise.remaining.isEmpty)
+    }
+
+    func testSplitInputWindowsAreTheOfficialOnes() throws {
+        let io = try io()
+        let pipeline = try LDMPipeline(model: try model("sr", Self.tinySR), options: options(steps: 4, eta: 0, tile: 8, overlap: 4))
+        var noise = RecordedGaussian([try XCTUnwrap(io["sr_split_xt"])])
+        var report = RestorationReport(method: "ldm", seed: 0)
+        let out = try pipeline.superResolve(try XCTUnwrap(io["sr_split_lr"]), noise: &noise, label: "t", report: &report)
+        check(out, try clamp(try XCTUnwrap(io["sr_split_out"]), to: -1...1), 1e-3, "SR in 2 × 3 windows")
+        XCTAssertEqual(report.patches, 6)
+        // The whole latent at once is another result: the windows are really used.
+        var again = RecordedGaussian([try XCTUnwrap(io["sr_split_xt"])])
+        let whole = try LDMPipeline(model: try model("sr", Self.tinySR), options: options(steps: 4, eta: 0, tile: 0))
+            .superResolve(try XCTUnwrap(io["sr_split_lr"]), noise: &again, label: "t", report: &report)
+        XCTAssertGreaterThan(zip(whole.values, out.values).map { abs($0 - $1) }.max() ?? 0, 1e-3)
+    }
+
+    func testInpaintingIsTheOfficialScript() throws {
+        let io = try io()
+        var pipeline = try LDMPipeline(model: try model("inpaint", Self.tinyInpainting), options: options(steps: 5, eta: 0))
+        XCTAssertEqual(pipeline.task, .inpainting)
+        let image = try XCTUnwrap(io["inpaint_image"]), mask = try XCTUnwrap(io["inpaint_mask"])
+        let maskImage = Image(width: 24, height: 16, channels: 1, pixels: mask.values)
+        var condition: Tensor?
+        pipeline.lastCondition = { condition = $0 }
+        var noise = RecordedGaussian([try XCTUnwrap(io["inpaint_xt"])])
+        var report = RestorationReport(method: "ldm", seed: 0)
+        let out = try pipeline.inpaint(try scale(image, by: 2, adding: -1), mask: maskImage, maskName: "m", noise: &noise, label: "t", report: &report)
+        check(try XCTUnwrap(condition), try XCTUnwrap(io["inpaint_condition"]), 1e-4, "condition: encoded masked image and the ±1 mask")
+        check(try scale(out, by: 0.5, adding: 0.5), try XCTUnwrap(io["inpaint_out"]), 1e-3, "inpainted")
+        // Known pixels are the input's.
+        for p in 0..<(24 * 16) where mask.data[p] == 0 {
+            for k in 0..<3 { XCTAssertEqual(out.data[p * 3 + k], image.data[p * 3 + k] * 2 - 1, accuracy: 1e-6) }
+        }
+    }
+
+    func testWindowLayoutAndWeights() throws {
+        let windows = LDMWindows(window: 8, stride: 4)
+        XCTAssertEqual(windows.starts(12).starts, [0, 4], "nn.Unfold's positions")
+        XCTAssertEqual(windows.starts(13).starts, [0, 4, 5], "one more window flush with the far edge")
+        XCTAssertEqual(windows.starts(5).size, 5, "a short side is one window of that side")
+        let w = LDMWindows.weights(height: 8, width: 8)
+        XCTAssertEqual(w[0], 0.01, "clip_min_weight at the border")
+        XCTAssertEqual(w[3 * 8 + 3], Float(3) / 7, accuracy: 1e-6, "delta_border inside")
+        XCTAssertEqual(w.max() ?? 0, Float(3) / 7, accuracy: 1e-6)
+        XCTAssertEqual(LDMWindows.weights(height: 21, width: 21).max(), 0.5, "clip_max_weight")
+        // Weights that sum to one: a body returning its input gives the input back, ×2 upscaled by repetition.
+        let x = try Tensor(shape: [1, 13, 10, 2], values: (0..<260).map { Float($0) / 100 })
+        let same = try windows.run(x, gridHeight: 13, gridWidth: 10, outChannels: 2) { patch, _, _ in patch }
+        XCTAssertLessThan(zip(same.values, x.values).map { abs($0 - $1) }.max() ?? 1, 1e-5)
+        XCTAssertEqual(windows.count(height: 13, width: 10), 6, "rows 0, 4, 5 × columns 0, 2")
+    }
+
+    func testModelsRefuseTheOtherTaskAndMissingMasks() throws {
+        let sr = try model("sr", Self.tinySR)
+        var o = options(steps: 4, eta: 0)
+        o.task = .inpainting
+        XCTAssertThrowsError(try LDMPipeline(model: sr, options: o)) { XCTAssertTrue("\($0)".contains("super-resolution"), "\($0)") }
+        let inpainting = try LDMPipeline(model: try model("inpaint", Self.tinyInpainting), options: options(steps: 5, eta: 0))
+        let photo = Image(width: 24, height: 16, channels: 3, repeating: 0.5)
+        XCTAssertThrowsError(try inpainting.restore(photo, name: "p.png", seed: 1)) { XCTAssertTrue("\($0)".contains("--mask"), "\($0)") }
+        let noHole = Image(width: 24, height: 16, channels: 1, repeating: 0)
+        XCTAssertThrowsError(try inpainting.restore(photo, mask: noHole, name: "p.png", seed: 1)) { XCTAssertTrue("\($0)".contains("no hole"), "\($0)") }
+        let wrongSize = Image(width: 8, height: 8, channels: 1, repeating: 1)
+        XCTAssertThrowsError(try inpainting.restore(photo, mask: wrongSize, name: "p.png", seed: 1)) { XCTAssertTrue("\($0)".contains("8×8"), "\($0)") }
+        XCTAssertThrowsError(try LDMPipeline(model: sr, options: options(steps: 3, eta: 0))) { XCTAssertTrue("\($0)".contains("steps"), "\($0)") }
+    }
+
+    func testOddSizesArePaddedAndCroppedAndSeedsRepeat() throws {
+        let pipeline = try LDMPipeline(model: try model("sr", Self.tinySR), options: options(steps: 4, eta: 1))
+        let photo = Image(width: 7, height: 5, channels: 3, pixels: (0..<105).map { Float(($0 * 37) % 101) / 100 })
+        let a = try pipeline.restore(photo, name: "p.png", seed: 3), b = try pipeline.restore(photo, name: "p.png", seed: 3)
+        XCTAssertEqual(a.image.shape, [1, 20, 28, 3])
+        XCTAssertEqual(a.image.values, b.image.values, "same seed, same output")
+        XCTAssertNotNil(a.report.padded)
+        XCTAssertEqual(a.report.scale, 4)
+    }
+}
