@@ -44,6 +44,18 @@ public struct LDMConfiguration: Codable, Sendable, Equatable {
         case linearStart = "linear_start", linearEnd = "linear_end", scaleFactor = "scale_factor"
     }
 
+    /// `timesteps` (1000) and `scale_factor` (1) may be left out, as in the official YAML files.
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        unet = try c.decode(ADMConfiguration.self, forKey: .unet)
+        firstStage = try c.decode(AutoencoderConfiguration.self, forKey: .firstStage)
+        conditioning = try c.decode(LDMConditioning.self, forKey: .conditioning)
+        timesteps = try c.decodeIfPresent(Int.self, forKey: .timesteps) ?? 1000
+        linearStart = try c.decode(Double.self, forKey: .linearStart)
+        linearEnd = try c.decode(Double.self, forKey: .linearEnd)
+        scaleFactor = try c.decodeIfPresent(Float.self, forKey: .scaleFactor) ?? 1
+    }
+
     /// `models/ldm/bsr_sr/config.yaml`: the OpenImages ×4 SR model (`bsr_sr` / `ldm-super-resolution-4x-openimages`).
     public static let bsrSR = LDMConfiguration(
         unet: ADMConfiguration(imageSize: 64, inChannels: 6, modelChannels: 160, outChannels: 3, numResBlocks: 2,

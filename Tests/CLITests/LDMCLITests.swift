@@ -1,0 +1,85 @@
+import Foundation
+import ImageIO
+import XCTest
+
+/// `restore ldm` as a user runs it, on the tiny official-layout Lightning checkpoints of the network goldens
+/// (Tests/NetworksTests/Fixtures/ldm) with their configuration given as JSON: SR with --simulate and windows,
+/// inpainting with a mask, and one-line failures that write nothing.
+final class LDMCLITests: RestoreTestCase {
+    private static let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent("NetworksTests/Fixtures/ldm")
+    private func model(_ name: String) -> String { Self.fixtures.appendingPathComponent("\(name).ckpt").path }
+
+    /// The tiny models' configurations (Tools/reference/make_ldm_fixtures.py) as a user would write them.
+    private func config(_ name: String) throws -> String {
+        let first: [String: Any] = ["ch": 32, "ch_mult": [1, 1, 1], "num_res_blocks": 1, "resolution": 16, "z_channels": 3, "n_embed": 64,
+                                    "embed_dim": 3, "attn_type": name == "sr" ? "vanilla" : "none"]
+        var unet: [String: Any] = ["image_size": 16, "in_channels": name == "sr" ? 6 : 7, "out_channels": 3, "model_channels": 32,
+                                   "num_res_blocks": 1, "channel_mult": [1, 1]]
+        if name == "sr" {
+            unet["attention_resolutions"] = [2]
+            unet["num_head_channels"] = 16
+        } else {
+            unet["attention_resolutions"] = [1, 2]
+            unet["num_heads"] = 2
+            unet["resblock_updown"] = true
+        }
+        let object: [String: Any] = ["unet_config": unet, "first_stage_config": first, "conditioning": name == "sr" ? "sr4" : "inpaint",
+                                     "linear_start": 0.0015, "linear_end": name == "sr" ? 0.0155 : 0.0205]
+        let file = path("\(name).json")
+        try JSONSerialization.data(withJSONObject: object).write(to: URL(fileURLWithPath: file))
+        return file
+    }
+
+    func testSuperResolutionWithSimulateAndWindows() throws {
+        let clean = try photo("clean.png", 48, 40, pattern: .wave)
+        let r = try restore(["ldm", "--model", model("sr"), "--config", try config("sr"), "-i", clean, "-o", path("out.png"), "--simulate",
+                             "--steps", "4", "--tile", "8", "--overlap", "4", "--json", "--quiet"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let rep = try report(r)
+        XCTAssertEqual(rep["method"] as? String, "ldm")
+        XCTAssertEqual(rep["task"] as? String, "sr4")
+        XCTAssertEqual(rep["steps"] as? Int, 4)
+        XCTAssertEqual(rep["eta"] as? Double, 1)
+        XCTAssertEqual(rep["patches"] as? Int, 4, "a 12 × 10 latent in windows of 8 at stride 4: rows 0, 2 × columns 0, 4")
+        for key in ["psnr_db", "ssim", "bicubic_psnr_db"] { XCTAssertNotNil(rep[key] as? Double, key) }
+        let out = try ImageReader.read(path: path("out.png"))
+        XCTAssertEqual([out.width, out.height], [48, 40])
+    }
+
+    func testInpaintingWithAMask() throws {
+        let input = try photo("in.png", 24, 16, pattern: .ramp)
+        var pixels = [Float](repeating: 0, count: 24 * 16)
+        for y in 4..<12 { for x in 6..<17 { pixels[y * 24 + x] = 1 } }
+        try ImageWriter.write(Image(width: 24, height: 16, channels: 1, pixels: pixels), to: path("mask.png"))
+        let r = try restore(["ldm", "--model", model("inpaint"), "--config", try config("inpaint"), "-i", input, "--mask", path("mask.png"),
+                             "-o", path("out.png"), "--steps", "5", "--json", "--quiet"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let rep = try report(r)
+        XCTAssertEqual(rep["task"] as? String, "inpaint")
+        XCTAssertEqual(rep["eta"] as? Double, 0)
+        let original = try ImageReader.read(path: input), out = try ImageReader.read(path: path("out.png"))
+        XCTAssertEqual(out.pixels[0], original.pixels[0], accuracy: 1 / 255, "known pixels are kept")
+    }
+
+    func testBadRequestsFailWithOneLineAndWriteNothing() throws {
+        let input = try photo("in.png", 16, 16, pattern: .wave)
+        let sr = try config("sr")
+        let cases: [([String], String)] = [
+            (["--model", model("sr"), "--config", sr, "--steps", "3"], "steps"),
+            (["--model", model("sr"), "--config", sr, "--task", "inpaint", "--mask", input], "super-resolution"),
+            (["--model", model("sr"), "--config", sr, "--tile", "4"], "--tile"),
+            (["--model", model("sr")], "--config"),
+            (["--model", "/nonexistent/model.ckpt"], "model.ckpt"),
+            ([], "--model"),
+            (["--model", model("inpaint"), "--config", try config("inpaint")], "--mask"),
+        ]
+        for (extra, expected) in cases {
+            let r = try restore(["ldm", "-i", input, "-o", path("out.png")] + extra + ["--quiet"])
+            XCTAssertNotEqual(r.status, 0, "\(extra)")
+            XCTAssertTrue(r.stderr.contains(expected), "\(extra): \(r.stderr)")
+            XCTAssertEqual(r.stderr.trimmingCharacters(in: .whitespacesAndNewlines).split(separator: "\n").count, 1, "\(extra): \(r.stderr)")
+            XCTAssertFalse(FileManager.default.fileExists(atPath: path("out.png")), "\(extra)")
+        }
+    }
+}
