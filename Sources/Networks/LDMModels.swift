@@ -111,9 +111,8 @@ public enum LDMLoader {
         public let alphasCumprod: [Float]
         /// "ema" or "online".
         public let weights: String
-        /// The configuration's origin: a preset name, "metadata", "given".
+        /// The configuration's origin: a preset name, "metadata", "given", "diffusers".
         public let configurationSource: String
-        public let checkpoint: Checkpoint
     }
 
     static let unetPrefix = "model.diffusion_model."
@@ -177,6 +176,16 @@ public enum LDMLoader {
     /// `firstStagePath` takes the first stage from another file (files holding only the UNet need one).
     public static func load(path: String, configuration given: LDMConfiguration? = nil, firstStagePath: String? = nil,
                             weights: Weights = .auto) throws -> Loaded {
+        if DiffusersLDM.isFolder(path) {
+            guard given == nil, firstStagePath == nil else {
+                throw CheckpointError.stateDictNotFound(reason: "\(path) is a diffusers folder: its configuration and autoencoder come from its own config.json files")
+            }
+            let (unet, stage, configuration) = try DiffusersLDM.load(folder: path)
+            return Loaded(unet: unet, firstStage: stage, configuration: configuration,
+                          alphasCumprod: LDMConfiguration.linearAlphasCumprod(timesteps: configuration.timesteps, start: configuration.linearStart,
+                                                                              end: configuration.linearEnd),
+                          weights: "as stored", configurationSource: "diffusers")
+        }
         let checkpoint = try Checkpoint(path: path)
         let state = try checkpoint.stateDict()
         guard recognises(state) else {
@@ -248,7 +257,7 @@ public enum LDMLoader {
             throw CheckpointError.stateDictNotFound(reason: "\(path): alphas_cumprod holds values outside (0, 1]")
         }
         return Loaded(unet: unet, firstStage: stage, configuration: chosen, alphasCumprod: alphas, weights: useEMA ? "ema" : "online",
-                      configurationSource: origin, checkpoint: checkpoint)
+                      configurationSource: origin)
     }
 }
 

@@ -37,7 +37,13 @@ public final class LoadedLDM: @unchecked Sendable {
         }
         do {
             let loaded = try LDMLoader.load(path: path, configuration: configuration, firstStagePath: autoencoder)
-            return LoadedLDM(loaded, name: file, sha256: try SHA256.hex(ofFile: path), loadSeconds: Date().timeIntervalSince(started))
+            // A diffusers folder is named by its UNet weights.
+            var hashed = path
+            if DiffusersLDM.isFolder(path) {
+                hashed = ["safetensors", "bin"].map { (path as NSString).appendingPathComponent("unet/diffusion_pytorch_model.\($0)") }
+                    .first { FileManager.default.fileExists(atPath: $0) } ?? path
+            }
+            return LoadedLDM(loaded, name: file, sha256: try SHA256.hex(ofFile: hashed), loadSeconds: Date().timeIntervalSince(started))
         } catch let error as CheckpointError {
             throw RestorationError("\(file): \(error)")
         } catch let error as EngineError {

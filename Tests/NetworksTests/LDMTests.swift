@@ -121,4 +121,27 @@ final class LDMTests: XCTestCase {
                     relativeTolerance: 1e-4, "sample")
         assertClose(try kl.decode(mean), try tensor(io, "kl_decoded"), relativeTolerance: 1e-4, "decoded")
     }
+
+    /// The diffusers folder (`unet/`, `vqvae/`, `scheduler/`, written by diffusers' save_pretrained) against diffusers'
+    /// own modules: names mapped back to openaimodel / CompVis, q, k, v interleaved back into the legacy qkv per head,
+    /// the decoder's up blocks reversed (Tools/reference/make_ldm_diffusers_fixtures.py).
+    func testDiffusersFolderMapsOntoTheSameNetworks() throws {
+        let folder = Self.folder.appendingPathComponent("diffusers")
+        var io: [String: Tensor] = [:]
+        for (key, stored) in try Checkpoint(path: folder.appendingPathComponent("io.safetensors").path).stateDict().tensors {
+            io[key] = try stored.floatTensor()
+        }
+        let loaded = try LDMLoader.load(path: folder.path)
+        XCTAssertEqual(loaded.configurationSource, "diffusers")
+        XCTAssertEqual(loaded.configuration.unet.numHeadChannels, 16)
+        XCTAssertEqual(loaded.configuration.unet.attentionResolutions, [2])
+        XCTAssertEqual(loaded.configuration.conditioning, .superResolution)
+        assertClose(try loaded.unet(try tensor(io, "unet_in"), timesteps: [500]), try tensor(io, "unet_out"), relativeTolerance: 1e-4, "UNet2DModel")
+        let vq = try XCTUnwrap(loaded.firstStage as? VQAutoencoder)
+        let latent = try vq.encode(try tensor(io, "vq_in"))
+        assertClose(latent, try tensor(io, "vq_latent"), relativeTolerance: 1e-4, "VQModel.encode")
+        assertClose(try vq.decode(try tensor(io, "vq_latent")), try tensor(io, "vq_decoded"), relativeTolerance: 1e-4, "VQModel.decode")
+        let reference = LDMConfiguration.linearAlphasCumprod(timesteps: 1000, start: 0.0015, end: 0.0155)
+        XCTAssertEqual(loaded.alphasCumprod, reference)
+    }
 }
