@@ -30,6 +30,7 @@ public struct ModelDescription {
         case ModelCatalog.ownDiffIRFamily, "diffir": "upscale -s 4 -n NAME, diffir (official ×2, ×1 and deblurring files: diffir --model)"
         case "adm", "adm-unet", "ddpm-unet": "denoise, dejpeg, deblur, inpaint, colorize, upscale -s 2|3"
         case ModelCatalog.ownRDDMFamily, "rddm": "rddm (same-size blind restoration: noise, blur, JPEG, low light)"
+        case "ldm": "ldm (×4 SR or inpainting, whichever the model does), upscale -s 4 -n NAME, inpaint -n NAME"
         default: "none of the tasks (\(usage))"
         }
     }
@@ -41,8 +42,9 @@ public struct ModelDescription {
         case "adm"?, "adm-unet"?, "ddpm-unet"?: "a diffusion prior: use `restore ddnm`/`dreamclean --model FILE` or a task with -n FILE (denoise, dejpeg, deblur, inpaint, colorize, upscale -s 2|3)"
         case ModelCatalog.ownDiffIRFamily?, "diffir"?: "a DiffIR network: use `restore diffir --model FILE`"
         case ModelCatalog.ownRDDMFamily?, "rddm"?: "an RDDM network: use `restore rddm --model FILE`"
-        case "vq-autoencoder"?: "an autoencoder: give it to `restore resshift --autoencoder FILE` with an official ResShift network"
-        case "kl-autoencoder"?, "ldm"?: "a latent-diffusion model or its autoencoder, which this version does not run yet"
+        case "vq-autoencoder"?: "an autoencoder: give it to `restore resshift --autoencoder FILE` with an official ResShift network, or to `restore ldm --autoencoder FILE`"
+        case "kl-autoencoder"?: "a KL autoencoder: give it to `restore ldm --autoencoder FILE` with a latent-diffusion UNet"
+        case "ldm"?: "a latent-diffusion model: use `restore ldm --model FILE` (or upscale -s 4 / inpaint -n FILE)"
         default: "not a model this version recognises (`restore inspect FILE` shows what it holds)"
         }
     }

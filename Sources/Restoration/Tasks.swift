@@ -84,6 +84,18 @@ public struct TaskRequest: Codable, Sendable, Equatable {
             return RestorationJob(method: .rddm(options), task: task.rawValue, model: ModelReference(path: path), input: input,
                                   seed: seed ?? 1234, sample: sample, maxPixels: maxPixels)
         }
+        if kind == "ldm" {
+            guard (task == .upscale && scale == 4) || task == .inpaint, kernel == nil, sigma == nil else {
+                throw RestorationError("\(model ?? "this model") is a latent-diffusion model: it serves upscale -s 4 or inpaint (whichever it was trained for), or restore ldm")
+            }
+            guard average == 1 else { throw RestorationError("--average is for ResShift (upscale -s 4); draw separate outputs with --samples") }
+            var options = LDMOptions()
+            (options.maxPixels, options.steps) = (maxPixels, steps)
+            options.task = task == .inpaint ? .inpainting : .superResolution
+            if let tile { (options.tile, options.overlap) = (tile, tile / 2) }
+            return RestorationJob(method: .ldm(options), task: task.rawValue, model: ModelReference(path: path), input: input,
+                                  mask: task == .inpaint ? mask : nil, seed: seed ?? 1234, sample: sample, maxPixels: maxPixels)
+        }
         if kind == "resshift" {
             guard task == .upscale, scale == 4 else { throw RestorationError("\(model ?? "this model") is a ResShift ×4 model: it serves upscale -s 4 only") }
             var options = ResShiftOptions()
@@ -171,6 +183,7 @@ public enum InstalledModels {
         case ModelCatalog.ownResShiftFamily?: "resshift"
         case ModelCatalog.ownDiffIRFamily?, "diffir"?: "diffir"
         case ModelCatalog.ownRDDMFamily?, "rddm"?: "rddm"
+        case "ldm"?: "ldm"
         default: nil
         }
         lock.lock()

@@ -82,4 +82,16 @@ final class LDMCLITests: RestoreTestCase {
             XCTAssertFalse(FileManager.default.fileExists(atPath: path("out.png")), "\(extra)")
         }
     }
+
+    /// The task commands route a latent-diffusion checkpoint given by -n to restore ldm's pipeline.
+    func testTaskCommandsRouteLatentDiffusionModels() throws {
+        let input = try photo("in.png", 16, 16, pattern: .wave)
+        let upscale = try restore(["upscale", "-s", "4", "-n", model("sr"), "-i", input, "-o", path("u.png"), "--quiet"])
+        XCTAssertNotEqual(upscale.status, 0)
+        XCTAssertTrue(upscale.stderr.contains("bsr_sr"), "routed to the LDM loader: \(upscale.stderr)")
+        let denoise = try restore(["denoise", "-n", model("sr"), "-i", input, "-o", path("d.png"), "--quiet"])
+        XCTAssertNotEqual(denoise.status, 0)
+        XCTAssertTrue(denoise.stderr.contains("latent-diffusion model"), denoise.stderr)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: path("u.png")))
+    }
 }
