@@ -195,7 +195,35 @@ def rddm(op, channels_last):
         x = x.contiguous(memory_format=torch.channels_last)
     return lambda: m(x, t)
 
+LDM_SR_UNET = dict(image_size=64, in_channels=6, out_channels=3, model_channels=160, attention_resolutions=[16, 8],
+                   num_res_blocks=2, channel_mult=[1, 2, 2, 4], num_head_channels=32)  # models/ldm/bsr_sr/config.yaml
+
+def ldm(op, channels_last):
+    # ldm_sr_unet_64: the official openaimodel UNetModel of bsr_sr (--ldm DIR, a CompVis/latent-diffusion checkout), one
+    # sampling step on a 64² latent with its 64² LR. kl_f8_decode_512: diffusers' AutoencoderKL with LDM's kl-f8 shape
+    # (128·[1, 2, 4, 4], 2 blocks, latent 4) decoding a 64² latent to a 512² image (needs diffusers).
+    import os, contextlib
+    with contextlib.redirect_stdout(sys.stderr):
+        if op == "ldm_sr_unet_64":
+            sys.path.insert(0, os.environ["LDM_DIR"])
+            from ldm.modules.diffusionmodules.openaimodel import UNetModel
+            m = UNetModel(**LDM_SR_UNET).eval()
+            x, t = torch.randn(1, 6, 64, 64), torch.tensor([500])
+            f = lambda m, x: m(x, t)
+        else:
+            from diffusers import AutoencoderKL
+            m = AutoencoderKL(block_out_channels=(128, 256, 512, 512), down_block_types=("DownEncoderBlock2D",) * 4,
+                              up_block_types=("UpDecoderBlock2D",) * 4, layers_per_block=2, latent_channels=4).eval()
+            x = torch.randn(1, 4, 64, 64)
+            f = lambda m, x: m.decode(x).sample
+    if channels_last:
+        m = m.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
+    return lambda: f(m, x)
+
 def variants(op):
+    if op.startswith(("ldm_", "kl_f8_")):
+        return {"nchw": ldm(op, False), "channels_last": ldm(op, True)}
     if op.startswith("rddm_"):
         return {"nchw": rddm(op, False), "channels_last": rddm(op, True)}
     if op.startswith("diffir_"):
@@ -286,6 +314,7 @@ def main():
     ap.add_argument("--resshift", help="a ResShift checkout (official code) for the resshift_* / vq_f4_* rows; without it they are skipped")
     ap.add_argument("--diffir", help="a DiffIR checkout (official code) for the diffir_* rows; without it they are skipped")
     ap.add_argument("--rddm", help="an RDDM checkout (official code; the repository or its restoration experiment folder) for the rddm_* rows; without it they are skipped")
+    ap.add_argument("--ldm", help="a CompVis/latent-diffusion checkout (official code) for the ldm_* rows; without it they are skipped")
     ap.add_argument("--markdown", help="write the table to this file")
     ap.add_argument("--big-pairs", type=int, default=5, help="pairs for the full ADM-256 network (1 run per side each)")
     ap.add_argument("--pause", type=float, default=0.05, help="seconds between sides (lets spinning threads sleep)")
@@ -317,6 +346,13 @@ def main():
         if skipped:
             print(f"skipping {', '.join(skipped)}: pass --rddm DIR (an RDDM checkout) to time them", file=sys.stderr)
         ops = [op for op in ops if op not in skipped]
+    if args.ldm:
+        os.environ["LDM_DIR"] = os.path.abspath(args.ldm)
+    else:
+        skipped = [op for op in ops if op.startswith("ldm_")]
+        if skipped:
+            print(f"skipping {', '.join(skipped)}: pass --ldm DIR (a CompVis/latent-diffusion checkout) to time them", file=sys.stderr)
+        ops = [op for op in ops if op not in skipped]
     python = find_torch_python(args.python)
     torch_side = Torch(python) if python else None
     if torch_side is None:
@@ -331,7 +367,7 @@ def main():
     rows = []
     for op in ops:
         ours, theirs, ratios, best_variant = [], [], [], {}
-        big = op.startswith(("unet_adm256", "resshift_", "vq_f4_", "diffir_", "rddm_"))
+        big = op.startswith(("unet_adm256", "resshift_", "vq_f4_", "diffir_", "rddm_", "ldm_", "kl_f8_"))
         pairs, reps = (min(args.pairs, args.big_pairs), 1) if big else (args.pairs, args.reps)
         rss = {}
         for pair in range(pairs):

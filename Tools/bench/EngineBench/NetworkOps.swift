@@ -97,3 +97,28 @@ func rddmOps() throws -> [BenchOp] {
     return [op("rddm_unetres_256", .deraining, size: 256),
             op("rddm_own_256", RDDMConfiguration(dim: 24, dimMults: [1, 2, 4, 8], shareEncoder: -1), size: 256)]
 }
+
+/// LDM rows: the released ×4 SR UNet (models/ldm/bsr_sr/config.yaml: openaimodel = our ADM UNet, 169 M parameters) for one
+/// sampling step on a 64² latent with its 64² LR (t = 500), and the KL-f8 decoder (LDM's kl-f8: 128·[1, 2, 4, 4], the
+/// shape of diffusers' AutoencoderKL default) from a 64² latent to a 512² image. Random weights; the PyTorch side builds
+/// the official UNetModel (bench.py --ldm DIR) and diffusers' AutoencoderKL.
+func ldmOps() throws -> [BenchOp] {
+    var unet: ADMUNet?, kl: KLAutoencoder?
+    var x: Tensor?, z: Tensor?
+    return [
+        BenchOp(name: "ldm_sr_unet_64", gflop: 0, run: {
+            if unet == nil {
+                unet = try ADMUNet(LDMConfiguration.bsrSR.unet, parameters: .random(seed: 1))
+                x = try randomTensor([1, 64, 64, 6], seed: 5)
+            }
+            _ = try unet!(x!, timesteps: [500])
+        }, kernel: { "ADMUNet, bsr_sr configuration" }),
+        BenchOp(name: "kl_f8_decode_512", gflop: 0, run: {
+            if kl == nil {
+                kl = try KLAutoencoder(.klF8, parameters: .random(seed: 2))
+                z = try randomTensor([1, 64, 64, 4], seed: 7)
+            }
+            _ = try kl!.decode(z!)
+        }, kernel: { "KL-f8 decoder (LDM decoder)" }),
+    ]
+}

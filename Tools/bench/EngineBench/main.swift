@@ -57,7 +57,7 @@ func makeOps() throws -> [BenchOp] {
     ops += try extraOps()
     ops += try networkOps()
     ops += try resshiftOps()
-    ops += try diffirOps() + rddmOps()
+    ops += try diffirOps() + rddmOps() + ldmOps()
     return ops
 }
 
