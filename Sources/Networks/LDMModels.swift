@@ -20,7 +20,10 @@ public enum LDMConditioning: String, Codable, Sendable {
 /// diffusion's `timesteps` / `linear_start` / `linear_end` and `scale_factor`.
 public struct LDMConfiguration: Codable, Sendable, Equatable {
     public var unet: ADMConfiguration
-    public var firstStage: AutoencoderConfiguration
+    /// The autoencoder; nil when `pixelUnshuffle` is the first stage.
+    public var firstStage: AutoencoderConfiguration?
+    /// Our own models' lossless first stage: space-to-depth by this factor (a latent of 3·f² channels at 1/f size), no weights.
+    public var pixelUnshuffle: Int?
     public var conditioning: LDMConditioning
     public var timesteps = 1000
     public var linearStart: Double
@@ -40,7 +43,7 @@ public struct LDMConfiguration: Codable, Sendable, Equatable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case unet = "unet_config", firstStage = "first_stage_config", conditioning, timesteps
+        case unet = "unet_config", firstStage = "first_stage_config", pixelUnshuffle = "pixel_unshuffle", conditioning, timesteps
         case linearStart = "linear_start", linearEnd = "linear_end", scaleFactor = "scale_factor"
     }
 
@@ -48,7 +51,8 @@ public struct LDMConfiguration: Codable, Sendable, Equatable {
     public init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         unet = try c.decode(ADMConfiguration.self, forKey: .unet)
-        firstStage = try c.decode(AutoencoderConfiguration.self, forKey: .firstStage)
+        firstStage = try c.decodeIfPresent(AutoencoderConfiguration.self, forKey: .firstStage)
+        pixelUnshuffle = try c.decodeIfPresent(Int.self, forKey: .pixelUnshuffle)
         conditioning = try c.decode(LDMConditioning.self, forKey: .conditioning)
         timesteps = try c.decodeIfPresent(Int.self, forKey: .timesteps) ?? 1000
         linearStart = try c.decode(Double.self, forKey: .linearStart)
@@ -71,12 +75,18 @@ public struct LDMConfiguration: Codable, Sendable, Equatable {
     public static let presets: [(name: String, configuration: LDMConfiguration)] = [("bsr_sr", .bsrSR), ("inpainting_big", .inpaintingBig)]
 
     /// VQ first stages quantise on decoding; KL ones (`double_z`) sample or take the mode on encoding.
-    public var isVQ: Bool { !firstStage.doubleZ }
+    public var isVQ: Bool { firstStage.map { !$0.doubleZ } ?? false }
 
-    /// Checks that the pieces fit together: the UNet takes latent + condition channels and returns the latent.
+    /// The latent's channels: the autoencoder's `embed_dim`, or 3·f² for the pixel-unshuffle stage.
+    public var latentChannels: Int { firstStage?.embedDim ?? 3 * (pixelUnshuffle ?? 1) * (pixelUnshuffle ?? 1) }
+
+    /// Checks that the pieces fit together: one first stage; the UNet takes latent + condition channels and returns the latent.
     public func validate() throws {
-        let latent = firstStage.embedDim
-        let expected = latent + conditioning.conditionChannels(imageChannels: firstStage.inChannels, latentChannels: latent)
+        guard (firstStage == nil) != (pixelUnshuffle == nil), (pixelUnshuffle ?? 2) >= 2 else {
+            throw CheckpointError.stateDictNotFound(reason: "LDM: give exactly one first stage, first_stage_config or pixel_unshuffle (a factor ≥ 2)")
+        }
+        let latent = latentChannels
+        let expected = latent + conditioning.conditionChannels(imageChannels: firstStage?.inChannels ?? 3, latentChannels: latent)
         guard unet.inChannels == expected, unet.outChannels == latent else {
             throw CheckpointError.stateDictNotFound(reason: "LDM \(conditioning.rawValue): the UNet takes \(unet.inChannels) channels and returns \(unet.outChannels), but a latent of \(latent) channels with its condition needs \(expected) in and \(latent) out")
         }
@@ -113,6 +123,8 @@ public enum LDMLoader {
         public let weights: String
         /// The configuration's origin: a preset name, "metadata", "given", "diffusers".
         public let configurationSource: String
+        /// The file's safetensors metadata (our exports: "family", "config", "sampling").
+        public var metadata: [String: String] = [:]
     }
 
     static let unetPrefix = "model.diffusion_model."
@@ -188,7 +200,8 @@ public enum LDMLoader {
         }
         let checkpoint = try Checkpoint(path: path)
         let state = try checkpoint.stateDict()
-        guard recognises(state) else {
+        let diffusersNames = checkpoint.metadata["unet_layout"] == "diffusers"
+        guard recognises(state) || diffusersNames else {
             let family = ModelFamily.recognise(state).map { " (it looks like \($0))" } ?? ""
             throw CheckpointError.stateDictNotFound(reason: "\(path) is not a latent-diffusion model: no \(unetPrefix)* weights (found \(state.source))\(family)")
         }
@@ -213,9 +226,23 @@ public enum LDMLoader {
                 }
             }
         }
+        if configuration == nil, diffusersNames {
+            throw CheckpointError.stateDictNotFound(reason: "\(path): a UNet in diffusers names without a metadata \"config\"")
+        }
         guard var chosen = configuration else {
             let input = state[unetPrefix + "input_blocks.0.0.weight"]?.shape ?? []
             throw CheckpointError.stateDictNotFound(reason: "\(path): an LDM UNet (input_blocks.0.0 \(input)) that matches neither bsr_sr nor inpainting_big and carries no configuration; give one with --config FILE (JSON: unet_config, first_stage_config, conditioning, linear_start, linear_end)")
+        }
+        if let factor = chosen.pixelUnshuffle {
+            // Our own models: no autoencoder, the UNet stored under diffusers' names (Tools/train/train_ldm.py).
+            try chosen.validate()
+            let tensors = diffusersNames ? try DiffusersLDM.unetTensors(state, chosen.unet)
+                : try state.bind(try ADMUNet.parameterDeclarations(chosen.unet), mapping: .prefixed(unetPrefix),
+                                 ignoreUnexpected: { !$0.hasPrefix(unetPrefix) })
+            return Loaded(unet: try ADMUNet(chosen.unet, parameters: .bound(tensors)), firstStage: PixelUnshuffleStage(factor: factor),
+                          configuration: chosen,
+                          alphasCumprod: LDMConfiguration.linearAlphasCumprod(timesteps: chosen.timesteps, start: chosen.linearStart, end: chosen.linearEnd),
+                          weights: "as stored", configurationSource: origin, metadata: checkpoint.metadata)
         }
         // The first stage: from the other file, else from this one; its configuration read from the shapes when
         // the chosen one does not fit them (a preset's UNet over another autoencoder).
@@ -247,7 +274,8 @@ public enum LDMLoader {
         let bound = try state.bind(declarations, mapping: mapping,
                                    ignoreUnexpected: { !$0.hasPrefix(ownPrefix) || $0 == "model_ema.decay" || $0 == "model_ema.num_updates" })
         let unet = try ADMUNet(chosen.unet, parameters: .bound(bound))
-        let stage = try firstStage(chosen.firstStage, state: firstStageState, prefix: firstStagePrefix)
+        guard let stageConfiguration = chosen.firstStage else { throw CheckpointError.stateDictNotFound(reason: "LDM: no first stage configuration") }
+        let stage = try firstStage(stageConfiguration, state: firstStageState, prefix: firstStagePrefix)
 
         var alphas = try state["alphas_cumprod"].map { try $0.floatTensor().values } ?? []
         if alphas.count != chosen.timesteps {
@@ -257,7 +285,7 @@ public enum LDMLoader {
             throw CheckpointError.stateDictNotFound(reason: "\(path): alphas_cumprod holds values outside (0, 1]")
         }
         return Loaded(unet: unet, firstStage: stage, configuration: chosen, alphasCumprod: alphas, weights: useEMA ? "ema" : "online",
-                      configurationSource: origin)
+                      configurationSource: origin, metadata: checkpoint.metadata)
     }
 }
 

@@ -30,7 +30,7 @@ public struct ModelDescription {
         case ModelCatalog.ownDiffIRFamily, "diffir": "upscale -s 4 -n NAME, diffir (official ×2, ×1 and deblurring files: diffir --model)"
         case "adm", "adm-unet", "ddpm-unet": "denoise, dejpeg, deblur, inpaint, colorize, upscale -s 2|3"
         case ModelCatalog.ownRDDMFamily, "rddm": "rddm (same-size blind restoration: noise, blur, JPEG, low light)"
-        case "ldm": "ldm (×4 SR or inpainting, whichever the model does), upscale -s 4 -n NAME, inpaint -n NAME"
+        case "ldm", ModelCatalog.ownLDMFamily: "ldm (×4 SR or inpainting, whichever the model does), upscale -s 4 -n NAME, inpaint -n NAME"
         default: "none of the tasks (\(usage))"
         }
     }
@@ -44,7 +44,7 @@ public struct ModelDescription {
         case ModelCatalog.ownRDDMFamily?, "rddm"?: "an RDDM network: use `restore rddm --model FILE`"
         case "vq-autoencoder"?: "an autoencoder: give it to `restore resshift --autoencoder FILE` with an official ResShift network, or to `restore ldm --autoencoder FILE`"
         case "kl-autoencoder"?: "a KL autoencoder: give it to `restore ldm --autoencoder FILE` with a latent-diffusion UNet"
-        case "ldm"?: "a latent-diffusion model: use `restore ldm --model FILE` (or upscale -s 4 / inpaint -n FILE)"
+        case "ldm"?, ModelCatalog.ownLDMFamily?: "a latent-diffusion model: use `restore ldm --model FILE` (or upscale -s 4 / inpaint -n FILE)"
         default: "not a model this version recognises (`restore inspect FILE` shows what it holds)"
         }
     }
@@ -131,6 +131,8 @@ public enum ModelCatalog {
     public static let ownDiffIRFamily = "diffir-own"
     /// The family our RDDM exports declare (Tools/train/train_rddm.py): configuration and sampling settings in the metadata.
     public static let ownRDDMFamily = "rddm-own"
+    /// The family our LDM exports declare (Tools/train/train_ldm.py): pixel-unshuffle first stage, UNet in diffusers names.
+    public static let ownLDMFamily = "ldm-own"
 
     /// Reads `path` (nothing in it is executed) and describes it; `selection` picks the weights (default: the
     /// usual wrappers, see `StateDictSelection`).

@@ -16,17 +16,37 @@ public final class LoadedLDM: @unchecked Sendable {
     public let name: String
     public let sha256: String
     public let loadSeconds: Double
+    /// "own" (our export, family ldm-own) or "official".
+    public let kind: String
+    /// The sampling our exports were made for (metadata "sampling": steps, eta); nil: the official helpers' defaults.
+    public let samplingSteps: Int?
+    public let samplingEta: Double?
 
-    init(_ loaded: LDMLoader.Loaded, name: String, sha256: String, loadSeconds: Double) {
+    struct Sampling: Codable { var steps: Int?; var eta: Double? }
+
+    init(_ loaded: LDMLoader.Loaded, name: String, sha256: String, loadSeconds: Double) throws {
         (unet, firstStage, configuration, alphasCumprod) = (loaded.unet, loaded.firstStage, loaded.configuration, loaded.alphasCumprod)
         (weights, configurationSource, self.name, self.sha256, self.loadSeconds) = (loaded.weights, loaded.configurationSource, name, sha256, loadSeconds)
+        kind = loaded.metadata["family"] == ModelCatalog.ownLDMFamily ? "own" : "official"
+        var sampling = Sampling()
+        if let json = loaded.metadata["sampling"] {
+            do { sampling = try JSONDecoder().decode(Sampling.self, from: Data(json.utf8)) } catch {
+                throw RestorationError("\(name): metadata \"sampling\" is not LDM's sampling settings (\(error))")
+            }
+        }
+        (samplingSteps, samplingEta) = (sampling.steps, sampling.eta)
     }
 
     /// Loads `path` (a CompVis `.ckpt` or our export) with the first stage from `autoencoder` when given and the
     /// configuration from the JSON file `config` when given (else the file's metadata or a released preset).
-    public static func load(path: String?, autoencoder: String? = nil, config: String? = nil) throws -> LoadedLDM {
+    public static func load(path given: String?, autoencoder: String? = nil, config: String? = nil) throws -> LoadedLDM {
         let started = Date()
-        guard let path else { throw RestorationError("restore ldm needs --model FILE (a CompVis latent-diffusion .ckpt such as bsr_sr's or inpainting_big's last.ckpt); no LDM model is bundled yet") }
+        let path: String
+        if let given { path = given } else {
+            do { path = try BundledModels.locate(BundledModels.defaultLDM) } catch {
+                throw RestorationError("restore ldm needs --model FILE (a CompVis latent-diffusion .ckpt such as bsr_sr's or inpainting_big's last.ckpt, or a diffusers folder): the bundled \(BundledModels.defaultLDM) was not found")
+            }
+        }
         let file = (path as NSString).lastPathComponent
         var configuration: LDMConfiguration?
         if let config {
@@ -43,7 +63,7 @@ public final class LoadedLDM: @unchecked Sendable {
                 hashed = ["safetensors", "bin"].map { (path as NSString).appendingPathComponent("unet/diffusion_pytorch_model.\($0)") }
                     .first { FileManager.default.fileExists(atPath: $0) } ?? path
             }
-            return LoadedLDM(loaded, name: file, sha256: try SHA256.hex(ofFile: hashed), loadSeconds: Date().timeIntervalSince(started))
+            return try LoadedLDM(loaded, name: file, sha256: try SHA256.hex(ofFile: hashed), loadSeconds: Date().timeIntervalSince(started))
         } catch let error as CheckpointError {
             throw RestorationError("\(file): \(error)")
         } catch let error as EngineError {
@@ -53,7 +73,8 @@ public final class LoadedLDM: @unchecked Sendable {
 
     public func summary() -> String {
         let c = configuration
-        let stage = c.isVQ ? "VQ-f\(firstStage.downFactor)\(c.firstStage.hasAttention ? "" : " without attention")" : "KL-f\(firstStage.downFactor)"
+        let stage = c.pixelUnshuffle.map { "pixel-unshuffle f\($0)" }
+            ?? (c.isVQ ? "VQ-f\(firstStage.downFactor)\((c.firstStage?.hasAttention ?? true) ? "" : " without attention")" : "KL-f\(firstStage.downFactor)")
         return String(format: "ldm: %@ (%@, %@ configuration, model_channels %d, %@, %@ weights) loaded in %.1f s", name, c.conditioning.rawValue,
                       configurationSource, c.unet.modelChannels, stage, weights, loadSeconds)
     }
@@ -202,8 +223,8 @@ public struct LDMPipeline {
             throw RestorationError("\(model.name) does \(does == .superResolution ? "×\(model.firstStage.downFactor) super-resolution (--task sr4)" : "inpainting (--task inpaint)"), not --task \(asked.rawValue)")
         }
         task = does
-        steps = options.steps ?? (does == .superResolution ? 100 : 50)
-        eta = options.eta ?? (does == .superResolution ? 1 : 0)
+        steps = options.steps ?? model.samplingSteps ?? (does == .superResolution ? 100 : 50)
+        eta = options.eta ?? model.samplingEta ?? (does == .superResolution ? 1 : 0)
         do { plan = try LDMDDIM.plan(alphasCumprod: model.alphasCumprod, steps: steps, eta: eta) } catch {
             throw RestorationError("--steps \(steps): \(error)")
         }
@@ -249,7 +270,7 @@ public struct LDMPipeline {
         report.task = task.rawValue
         report.model = model.name
         report.modelSHA256 = model.sha256
-        report.modelKind = "\(model.weights) weights, \(model.configurationSource) configuration"
+        report.modelKind = model.kind == "own" ? "own" : "\(model.weights) weights, \(model.configurationSource) configuration"
         report.input = label
         report.elapsedSeconds = Date().timeIntervalSince(start)
         report.secondsPerStep = report.elapsedSeconds.map { $0 / Double(steps) }

@@ -14,6 +14,8 @@ public enum BundledModels {
     public static let defaultDiffIR = "diffir-x4-own.safetensors"
     /// The project's own RDDM restoration model, the default of `rddm` (Models/rddm-own.md).
     public static let defaultRDDM = "rddm-own.safetensors"
+    /// The project's own ×4 latent-diffusion model, the default of `ldm` when bundled (Models/ldm-x4-own.md).
+    public static let defaultLDM = "ldm-x4-own.safetensors"
 
     /// The folders searched: $DIFFUSIONRESTORE_MODELS alone when set; otherwise, in order, `Models/` next to the
     /// executable's build folder (a source checkout: .build/<config>/restore → Models/), `../share/diffusionrestore/Models`

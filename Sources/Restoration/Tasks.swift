@@ -183,7 +183,7 @@ public enum InstalledModels {
         case ModelCatalog.ownResShiftFamily?: "resshift"
         case ModelCatalog.ownDiffIRFamily?, "diffir"?: "diffir"
         case ModelCatalog.ownRDDMFamily?, "rddm"?: "rddm"
-        case "ldm"?: "ldm"
+        case "ldm"?, ModelCatalog.ownLDMFamily?: "ldm"
         default: nil
         }
         lock.lock()
