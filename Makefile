@@ -10,6 +10,7 @@
 #   make train-resshift  train (or resume) our own ResShift ×4 model (PyTorch venv); eval-resshift: its quality
 #   make train-diffir  train (or resume) our own DiffIR ×4 model, both stages (PyTorch venv); eval-diffir: its quality
 #   make train-rddm  train (or resume) our own RDDM restoration model (noise, blur, JPEG, low light; PyTorch venv); eval-rddm: its quality
+#   make train-ldm  train (or resume) our own latent-diffusion ×4 model (pixel-unshuffle first stage; PyTorch + diffusers); eval-ldm: its quality
 #   make eval    DDNM quality on the bundled prior vs bicubic / Telea (Benchmarks/QUALITY.md); eval-usdr: HiR ablation
 #   make bench-usdr  peak memory of USDR tiling at 256², 4096², 8192² outputs (stand-in ε-network)
 #   make mutate  mutation testing: each fault of Tools/mutate/mutations.json must fail its tests (MUTATE_ARGS)
@@ -28,7 +29,7 @@ TEST_FLAGS := -c release $(SPEED_FLAGS) -Xswiftc -enable-testing
 BIN := .build/release
 PYTHON ?= $(shell for p in "$$TORCH_PYTHON" /work/venv/bin/python venv/bin/python; do [ -x "$$p" ] && echo "$$p" && break; done)
 
-.PHONY: help deps build demo test test-web test-slurm serve bench bench-usdr fuzz clean train-prior train-resshift train-diffir train-rddm eval eval-usdr eval-dreamclean eval-resshift eval-diffir eval-rddm mutate
+.PHONY: help deps build demo test test-web test-slurm serve bench bench-usdr fuzz clean train-prior train-resshift train-diffir train-rddm train-ldm eval eval-usdr eval-dreamclean eval-resshift eval-diffir eval-rddm eval-ldm mutate
 
 FUZZ_SECONDS ?= 600
 FUZZ_FIXTURES := Tests/CheckpointsTests/Fixtures
@@ -179,6 +180,14 @@ train-diffir:
 train-rddm:
 	$(call train_python,torch numpy PIL cv2 einops safetensors,torch numpy pillow opencv-python-headless einops safetensors,train_rddm.py,denoising-diffusion-pytorch==0.31.1)
 
+# make train-ldm: train our own latent-diffusion ×4 SR model (bsr_sr's form: LR concatenated to the latent, ε, LDM's
+# linear schedule) over a lossless pixel-unshuffle ×4 first stage, the UNet being diffusers' UNet2DModel
+# (Tools/train/train_ldm.py). Under nice, TRAIN_THREADS threads; resumes from .cache/train-ldm/last.pt; `touch
+# .cache/train-ldm/PAUSE` pauses it; exports Models/ldm-x4-own.{safetensors,md} and the curve at the end of each
+# uninterrupted chunk.
+train-ldm:
+	$(call train_python,torch numpy PIL safetensors diffusers,torch numpy pillow safetensors diffusers,train_ldm.py)
+
 # The evaluations run the release binary from a Python with numpy, OpenCV and scikit-image (baselines, metrics).
 define eval_python
 @py="$(PYTHON)"; \
@@ -224,3 +233,9 @@ eval-diffir: build
 # (Tools/eval/eval_rddm.py); writes its section of Benchmarks/QUALITY.md, Benchmarks/quality-rddm.csv and -grid.png.
 eval-rddm: build
 	$(call eval_python,Tools/eval/eval_rddm.py)
+
+# make eval-ldm: our LDM ×4 model (restore ldm, Models/ldm-x4-own.safetensors unless EVAL_ARGS="--model FILE") vs bicubic
+# on 12 crops of 128², clean bicubic:4 and realistic LR (Tools/eval/eval_ldm.py); writes its section of
+# Benchmarks/QUALITY.md and Benchmarks/quality-ldm.csv.
+eval-ldm: build
+	$(call eval_python,Tools/eval/eval_ldm.py)
