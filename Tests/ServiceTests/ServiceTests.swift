@@ -176,6 +176,8 @@ final class ServiceTests: XCTestCase {
                               (#"{"task":"upscale","scale":5}"#, "2, 3 or 4"), ("not json", "JSON"),
                               (#"{"method":"diffir","options":{"tile":20}}"#, "--tile must be 0"),
                               (#"{"method":"diffir","options":{"tile":"big"}}"#, "tile"),
+                              (#"{"method":"ldm","options":{"tile":4}}"#, "--tile must be 0"),
+                              (#"{"method":"ldm","options":{"eta":-1}}"#, "--eta"),
                               (#"{"task":"upscale","seed":"x"}"#, "seed"),
                               (#"{"task":"upscale","model":"Package.swift"}"#, "no model file or installed model named")] {
             let r = submit([("image", "a.png", image), job(spec)])
