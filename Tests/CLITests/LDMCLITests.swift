@@ -10,26 +10,8 @@ final class LDMCLITests: RestoreTestCase {
         .appendingPathComponent("NetworksTests/Fixtures/ldm")
     private func model(_ name: String) -> String { Self.fixtures.appendingPathComponent("\(name).ckpt").path }
 
-    /// The tiny models' configurations (Tools/reference/make_ldm_fixtures.py) as a user would write them.
-    private func config(_ name: String) throws -> String {
-        let first: [String: Any] = ["ch": 32, "ch_mult": [1, 1, 1], "num_res_blocks": 1, "resolution": 16, "z_channels": 3, "n_embed": 64,
-                                    "embed_dim": 3, "attn_type": name == "sr" ? "vanilla" : "none"]
-        var unet: [String: Any] = ["image_size": 16, "in_channels": name == "sr" ? 6 : 7, "out_channels": 3, "model_channels": 32,
-                                   "num_res_blocks": 1, "channel_mult": [1, 1]]
-        if name == "sr" {
-            unet["attention_resolutions"] = [2]
-            unet["num_head_channels"] = 16
-        } else {
-            unet["attention_resolutions"] = [1, 2]
-            unet["num_heads"] = 2
-            unet["resblock_updown"] = true
-        }
-        let object: [String: Any] = ["unet_config": unet, "first_stage_config": first, "conditioning": name == "sr" ? "sr4" : "inpaint",
-                                     "linear_start": 0.0015, "linear_end": name == "sr" ? 0.0155 : 0.0205]
-        let file = path("\(name).json")
-        try JSONSerialization.data(withJSONObject: object).write(to: URL(fileURLWithPath: file))
-        return file
-    }
+    /// The tiny models' configurations as a user writes them (Tools/reference/make_ldm_fixtures.py writes them).
+    private func config(_ name: String) throws -> String { Self.fixtures.appendingPathComponent("\(name).json").path }
 
     func testSuperResolutionWithSimulateAndWindows() throws {
         let clean = try photo("clean.png", 48, 40, pattern: .wave)

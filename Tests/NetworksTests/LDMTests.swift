@@ -13,18 +13,11 @@ import XCTest
 final class LDMTests: XCTestCase {
     static let folder = Bundle.module.url(forResource: "Fixtures", withExtension: nil)!.appendingPathComponent("ldm")
 
-    static let tinySR = LDMConfiguration(
-        unet: ADMConfiguration(imageSize: 16, inChannels: 6, modelChannels: 32, outChannels: 3, numResBlocks: 1,
-                               attentionResolutions: [2], channelMult: [1, 1], numHeadChannels: 16),
-        firstStage: AutoencoderConfiguration(ch: 32, chMult: [1, 1, 1], numResBlocks: [1, 1, 1], resolution: 16, zChannels: 3, nEmbed: 64, embedDim: 3),
-        conditioning: .superResolution, linearStart: 0.0015, linearEnd: 0.0155)
-
-    static let tinyInpainting = LDMConfiguration(
-        unet: ADMConfiguration(imageSize: 16, inChannels: 7, modelChannels: 32, outChannels: 3, numResBlocks: 1,
-                               attentionResolutions: [1, 2], channelMult: [1, 1], numHeads: 2, resblockUpdown: true),
-        firstStage: AutoencoderConfiguration(ch: 32, chMult: [1, 1, 1], numResBlocks: [1, 1, 1], resolution: 16, zChannels: 3, nEmbed: 64, embedDim: 3,
-                                             attnType: "none"),
-        conditioning: .inpainting, linearStart: 0.0015, linearEnd: 0.0205)
+    /// The tiny models' configurations as `restore ldm --config` reads them (written by the fixture script from the
+    /// official keyword arguments): sr (bsr_sr's layout) and inpaint (inpainting_big's).
+    static func tiny(_ name: String) throws -> LDMConfiguration {
+        try JSONDecoder().decode(LDMConfiguration.self, from: Data(contentsOf: folder.appendingPathComponent("\(name).json")))
+    }
 
     static func io() throws -> [String: Tensor] {
         var tensors: [String: Tensor] = [:]
@@ -40,7 +33,8 @@ final class LDMTests: XCTestCase {
 
     func testUNetForwardMatchesOfficialWithTheEMACopy() throws {
         let io = try Self.io()
-        for (name, configuration, t) in [("sr", Self.tinySR, Float(500)), ("inpaint", Self.tinyInpainting, 321)] {
+        for (name, t) in [("sr", Float(500)), ("inpaint", 321)] {
+            let configuration = try Self.tiny(name)
             let loaded = try LDMLoader.load(path: path("\(name).ckpt"), configuration: configuration)
             XCTAssertEqual(loaded.weights, "ema", name)
             let out = try loaded.unet(try tensor(io, "\(name)_unet_in"), timesteps: [t])
@@ -55,7 +49,7 @@ final class LDMTests: XCTestCase {
     }
 
     func testScheduleComesFromTheCheckpointAndEqualsLDMsLinear() throws {
-        let loaded = try LDMLoader.load(path: path("sr.ckpt"), configuration: Self.tinySR)
+        let loaded = try LDMLoader.load(path: path("sr.ckpt"), configuration: try Self.tiny("sr"))
         let computed = LDMConfiguration.linearAlphasCumprod(timesteps: 1000, start: 0.0015, end: 0.0155)
         XCTAssertEqual(loaded.alphasCumprod.count, 1000)
         let worst = zip(loaded.alphasCumprod, computed).map { abs($0 - $1) / $1 }.max() ?? 1
@@ -73,7 +67,7 @@ final class LDMTests: XCTestCase {
         let state = try Checkpoint(path: path("inpaint.ckpt")).stateDict()
         var detected = try LDMLoader.detectFirstStage(state, prefix: "first_stage_model.")
         detected.resolution = 16
-        XCTAssertEqual(detected, Self.tinyInpainting.firstStage)
+        XCTAssertEqual(detected, try Self.tiny("inpaint").firstStage)
         let kl = try XCTUnwrap(try LDMLoader.loadFirstStage(path: path("kl.ckpt")) as? KLAutoencoder)
         XCTAssertEqual(kl.configuration.chMult, [1, 1])
         XCTAssertEqual(kl.configuration.attnResolutions, [256], "attention at the first level")
@@ -87,7 +81,7 @@ final class LDMTests: XCTestCase {
 
     func testSuperResolutionRunMatchesOfficialDDIM() throws {
         let io = try Self.io()
-        let loaded = try LDMLoader.load(path: path("sr.ckpt"), configuration: Self.tinySR)
+        let loaded = try LDMLoader.load(path: path("sr.ckpt"), configuration: try Self.tiny("sr"))
         let lr = try tensor(io, "sr_run_lr")
         var noise = RecordedGaussian(try (0..<4).map { try tensor(io, "sr_run_noise_\($0)") })
         let plan = try LDMDDIM.plan(alphasCumprod: loaded.alphasCumprod, steps: 4, eta: 1)
@@ -101,7 +95,7 @@ final class LDMTests: XCTestCase {
 
     func testInpaintingRunMatchesOfficialDDIM() throws {
         let io = try Self.io()
-        let loaded = try LDMLoader.load(path: path("inpaint.ckpt"), configuration: Self.tinyInpainting)
+        let loaded = try LDMLoader.load(path: path("inpaint.ckpt"), configuration: try Self.tiny("inpaint"))
         let condition = try tensor(io, "inpaint_condition")
         var noise = RecordedGaussian([])
         let plan = try LDMDDIM.plan(alphasCumprod: loaded.alphasCumprod, steps: 5, eta: 0)

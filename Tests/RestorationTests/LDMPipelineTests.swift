@@ -15,24 +15,10 @@ final class LDMPipelineTests: XCTestCase {
     private static let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .appendingPathComponent("NetworksTests/Fixtures/ldm")
 
-    static let tinySR = LDMConfiguration(
-        unet: ADMConfiguration(imageSize: 16, inChannels: 6, modelChannels: 32, outChannels: 3, numResBlocks: 1,
-                               attentionResolutions: [2], channelMult: [1, 1], numHeadChannels: 16),
-        firstStage: AutoencoderConfiguration(ch: 32, chMult: [1, 1, 1], numResBlocks: [1, 1, 1], resolution: 16, zChannels: 3, nEmbed: 64, embedDim: 3),
-        conditioning: .superResolution, linearStart: 0.0015, linearEnd: 0.0155)
-
-    static let tinyInpainting = LDMConfiguration(
-        unet: ADMConfiguration(imageSize: 16, inChannels: 7, modelChannels: 32, outChannels: 3, numResBlocks: 1,
-                               attentionResolutions: [1, 2], channelMult: [1, 1], numHeads: 2, resblockUpdown: true),
-        firstStage: AutoencoderConfiguration(ch: 32, chMult: [1, 1, 1], numResBlocks: [1, 1, 1], resolution: 16, zChannels: 3, nEmbed: 64, embedDim: 3,
-                                             attnType: "none"),
-        conditioning: .inpainting, linearStart: 0.0015, linearEnd: 0.0205)
-
-    private func model(_ name: String, _ configuration: LDMConfiguration) throws -> LoadedLDM {
-        let config = FileManager.default.temporaryDirectory.appendingPathComponent("ldm-\(name)-\(UUID().uuidString).json")
-        try JSONEncoder().encode(configuration).write(to: config)
-        defer { try? FileManager.default.removeItem(at: config) }
-        return try LoadedLDM.load(path: Self.fixtures.appendingPathComponent("\(name).ckpt").path, config: config.path)
+    /// The tiny models with their configurations (sr.json, inpaint.json beside them).
+    private func model(_ name: String) throws -> LoadedLDM {
+        try LoadedLDM.load(path: Self.fixtures.appendingPathComponent("\(name).ckpt").path,
+                           config: Self.fixtures.appendingPathComponent("\(name).json").path)
     }
 
     private func io() throws -> [String: Tensor] {
@@ -59,7 +45,7 @@ final class LDMPipelineTests: XCTestCase {
 
     func testWholeLatentSuperResolutionIsTheOfficialRun() throws {
         let io = try io()
-        let pipeline = try LDMPipeline(model: try model("sr", Self.tinySR), options: options(steps: 4, eta: 1))
+        let pipeline = try LDMPipeline(model: try model("sr"), options: options(steps: 4, eta: 1))
         var noise = RecordedGaussian(try ["sr_run_xt", "sr_run_noise_0", "sr_run_noise_1", "sr_run_noise_2", "sr_run_noise_3"].map { try XCTUnwrap(io[$0]) })
         var report = RestorationReport(method: "ldm", seed: 0)
         let out = try pipeline.superResolve(try XCTUnwrap(io["sr_run_lr"]), noise: &noise, label: "t", report: &report)
@@ -70,7 +56,7 @@ final class LDMPipelineTests: XCTestCase {
 
     func testSplitInputWindowsAreTheOfficialOnes() throws {
         let io = try io()
-        let pipeline = try LDMPipeline(model: try model("sr", Self.tinySR), options: options(steps: 4, eta: 0, tile: 8, overlap: 4))
+        let pipeline = try LDMPipeline(model: try model("sr"), options: options(steps: 4, eta: 0, tile: 8, overlap: 4))
         var noise = RecordedGaussian([try XCTUnwrap(io["sr_split_xt"])])
         var report = RestorationReport(method: "ldm", seed: 0)
         let out = try pipeline.superResolve(try XCTUnwrap(io["sr_split_lr"]), noise: &noise, label: "t", report: &report)
@@ -78,14 +64,14 @@ final class LDMPipelineTests: XCTestCase {
         XCTAssertEqual(report.patches, 6)
         // The whole latent at once is another result: the windows are really used.
         var again = RecordedGaussian([try XCTUnwrap(io["sr_split_xt"])])
-        let whole = try LDMPipeline(model: try model("sr", Self.tinySR), options: options(steps: 4, eta: 0, tile: 0))
+        let whole = try LDMPipeline(model: try model("sr"), options: options(steps: 4, eta: 0, tile: 0))
             .superResolve(try XCTUnwrap(io["sr_split_lr"]), noise: &again, label: "t", report: &report)
         XCTAssertGreaterThan(zip(whole.values, out.values).map { abs($0 - $1) }.max() ?? 0, 1e-3)
     }
 
     func testInpaintingIsTheOfficialScript() throws {
         let io = try io()
-        var pipeline = try LDMPipeline(model: try model("inpaint", Self.tinyInpainting), options: options(steps: 5, eta: 0))
+        var pipeline = try LDMPipeline(model: try model("inpaint"), options: options(steps: 5, eta: 0))
         XCTAssertEqual(pipeline.task, .inpainting)
         let image = try XCTUnwrap(io["inpaint_image"]), mask = try XCTUnwrap(io["inpaint_mask"])
         let maskImage = Image(width: 24, height: 16, channels: 1, pixels: mask.values)
@@ -120,11 +106,11 @@ final class LDMPipelineTests: XCTestCase {
     }
 
     func testModelsRefuseTheOtherTaskAndMissingMasks() throws {
-        let sr = try model("sr", Self.tinySR)
+        let sr = try model("sr")
         var o = options(steps: 4, eta: 0)
         o.task = .inpainting
         XCTAssertThrowsError(try LDMPipeline(model: sr, options: o)) { XCTAssertTrue("\($0)".contains("super-resolution"), "\($0)") }
-        let inpainting = try LDMPipeline(model: try model("inpaint", Self.tinyInpainting), options: options(steps: 5, eta: 0))
+        let inpainting = try LDMPipeline(model: try model("inpaint"), options: options(steps: 5, eta: 0))
         let photo = Image(width: 24, height: 16, channels: 3, repeating: 0.5)
         XCTAssertThrowsError(try inpainting.restore(photo, name: "p.png", seed: 1)) { XCTAssertTrue("\($0)".contains("--mask"), "\($0)") }
         let noHole = Image(width: 24, height: 16, channels: 1, repeating: 0)
@@ -135,7 +121,7 @@ final class LDMPipelineTests: XCTestCase {
     }
 
     func testOddSizesArePaddedAndCroppedAndSeedsRepeat() throws {
-        let pipeline = try LDMPipeline(model: try model("sr", Self.tinySR), options: options(steps: 4, eta: 1))
+        let pipeline = try LDMPipeline(model: try model("sr"), options: options(steps: 4, eta: 1))
         let photo = Image(width: 7, height: 5, channels: 3, pixels: (0..<105).map { Float(($0 * 37) % 101) / 100 })
         let a = try pipeline.restore(photo, name: "p.png", seed: 3), b = try pipeline.restore(photo, name: "p.png", seed: 3)
         XCTAssertEqual(a.image.shape, [1, 20, 28, 3])

@@ -30,20 +30,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import fixtures  # noqa: E402
-
-
-def redraw(module, g):
-    for name, p in module.named_parameters():
-        with torch.no_grad():
-            if name.endswith("embedding.weight"):
-                v = torch.randn(p.shape, generator=g)
-            elif p.dim() >= 2:
-                v = torch.randn(p.shape, generator=g) / np.sqrt(p[0].numel())
-            elif "norm" in name and name.endswith("weight"):
-                v = 1 + 0.1 * torch.randn(p.shape, generator=g)
-            else:
-                v = 0.1 * torch.randn(p.shape, generator=g)
-            p.copy_(v.half().float())
+from make_ldm_fixtures import redraw  # noqa: E402  (the same redraw of every parameter)
 
 
 def main():

@@ -41,6 +41,8 @@ Models (LatentDiffusion(concat_mode=True, timesteps=1000), each saved as a Light
                the first level has attention, z 4, embed 4, double_z) saved as {'state_dict'} with a fake loss.*
                entry as CompVis first-stage checkpoints carry.
 
+Configurations: sr.json and inpaint.json, the two models' configurations as `restore ldm --config FILE` reads them.
+
 Runs (io.safetensors; images NHWC):
   sr_unet_*      one UNet forward: x [1, 8, 12, 6] (latent then LR), t 500 → out.
   sr_run_*       the official SR path for an 8 x 12 LR: c = LR in [−1, 1] ([1, 8, 12, 3]), x_T, DDIMSampler(model)
@@ -57,6 +59,7 @@ Runs (io.safetensors; images NHWC):
                  that noise, kl_decoded = decode(kl_mean).
 """
 import argparse
+import json
 import os
 import sys
 import types
@@ -111,19 +114,33 @@ def first_stage(attn_type=None):
             "params": {"embed_dim": 3, "n_embed": 64, "ddconfig": dd, "lossconfig": {"target": "torch.nn.Identity"}}}
 
 
+SR_UNET = dict(image_size=16, in_channels=6, out_channels=3, model_channels=32, attention_resolutions=[2],
+               num_res_blocks=1, channel_mult=[1, 1], num_head_channels=16)
+INPAINT_UNET = dict(image_size=16, in_channels=7, out_channels=3, model_channels=32, attention_resolutions=[1, 2],
+                    num_res_blocks=1, channel_mult=[1, 1], num_heads=2, resblock_updown=True)
+
+
+def configuration(kind):
+    """The tiny model's configuration as `restore ldm --config` reads it (the official keyword arguments)."""
+    dd = first_stage("none" if kind == "inpaint" else None)["params"]["ddconfig"]
+    stage = {k: dd[k] for k in ("ch", "ch_mult", "num_res_blocks", "resolution", "z_channels", "in_channels", "out_ch")}
+    stage.update(n_embed=64, embed_dim=3, attn_type=dd.get("attn_type", "vanilla"))
+    return {"unet_config": SR_UNET if kind == "sr" else INPAINT_UNET, "first_stage_config": stage,
+            "conditioning": "sr4" if kind == "sr" else "inpaint", "linear_start": 0.0015,
+            "linear_end": 0.0155 if kind == "sr" else 0.0205}
+
+
 def build(kind, seed):
     from ldm.models.diffusion.ddpm import LatentDiffusion
     if kind == "sr":
-        unet = dict(image_size=16, in_channels=6, out_channels=3, model_channels=32, attention_resolutions=[2],
-                    num_res_blocks=1, channel_mult=[1, 1], num_head_channels=16)
+        unet = SR_UNET
         model = LatentDiffusion(first_stage_config=first_stage(), cond_stage_config={"target": "torch.nn.Identity"},
                                 unet_config={"target": "ldm.modules.diffusionmodules.openaimodel.UNetModel", "params": unet},
                                 linear_start=0.0015, linear_end=0.0155, timesteps=1000, first_stage_key="image",
                                 cond_stage_key="LR_image", image_size=16, channels=3, concat_mode=True,
                                 cond_stage_trainable=False, loss_type="l2")
     else:
-        unet = dict(image_size=16, in_channels=7, out_channels=3, model_channels=32, attention_resolutions=[1, 2],
-                    num_res_blocks=1, channel_mult=[1, 1], num_heads=2, resblock_updown=True)
+        unet = INPAINT_UNET
         model = LatentDiffusion(first_stage_config=first_stage("none"), cond_stage_config="__is_first_stage__",
                                 unet_config={"target": "ldm.modules.diffusionmodules.openaimodel.UNetModel", "params": unet},
                                 linear_start=0.0015, linear_end=0.0205, timesteps=1000, first_stage_key="image",
@@ -265,6 +282,9 @@ def main():
         io["kl_noise"], io["kl_sample"] = fixtures.nhwc(kl_noise), fixtures.nhwc(sample)
         io["kl_decoded"] = fixtures.nhwc(kl.decode(posterior.mode()))
 
+    for kind in ("sr", "inpaint"):
+        with open(os.path.join(args.out, f"{kind}.json"), "w") as f:
+            json.dump(configuration(kind), f, indent=1)
     fixtures.save(os.path.join(args.out, "io.safetensors"), io,
                   metadata={"source": "CompVis/latent-diffusion a506df5 + taming-transformers 3ba01b2",
                             "script": "Tools/reference/make_ldm_fixtures.py"})

@@ -22,7 +22,7 @@ HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent / "train")]
 import fixtures  # noqa: E402
 import train_ldm  # noqa: E402
-from make_ldm_diffusers_fixtures import redraw  # noqa: E402
+from make_ldm_fixtures import redraw  # noqa: E402
 
 
 def main():
