@@ -79,7 +79,7 @@ public struct ModelDescription {
         let types = Dictionary(grouping: state.tensors, by: { $0.tensor.elementType.rawValue }).mapValues(\.count)
         var lines = ["file: \(path) (\(checkpoint.format.rawValue), \(Formatting.bytes(checkpoint.file.count)))",
                      "state dict: \(state.source), \(state.tensors.count) tensors, \(Formatting.grouped(state.parameterCount)) parameters (\(types.sorted { $0.key < $1.key }.map { "\($0.value) \($0.key)" }.joined(separator: ", ")))",
-                     "family: \(family.map(\.description) ?? "not recognised")"]
+                     "family: \(family.map(\.description) ?? ownFamily.map { "\($0) (by the file's metadata)" } ?? "not recognised")"]
         if let preset { lines.append("preset: \(preset.name) — \(preset.summary) (official file: \(preset.officialFile))") }
         if let cardPath { lines.append("card: \(cardPath)") }
         if otherTensorCount > 0 { lines.append("other tensors: \(otherTensorCount) outside the state dict (--all lists them)") }

@@ -150,4 +150,21 @@ final class LDMPipelineTests: XCTestCase {
         let out = try pipeline.superResolve(try XCTUnwrap(io["lr"]), noise: &noise, label: "t", report: &report)
         check(out, try XCTUnwrap(io["sr"]), 1e-3, "own LDM, 4 DDIM steps")
     }
+
+    /// Inpainting of a latent larger than the window: the masked image is encoded and every step runs in windows (our
+    /// extension: the official script has no tiling); the known pixels are still the input's.
+    func testInpaintingInWindowsKeepsTheKnownPixels() throws {
+        let pipeline = try LDMPipeline(model: try model("inpaint"), options: options(steps: 2, eta: 0, tile: 8, overlap: 4))
+        let photo = Image(width: 64, height: 48, channels: 3, pixels: (0..<(64 * 48 * 3)).map { Float(($0 * 29) % 97) / 96 })
+        var hole = [Float](repeating: 0, count: 64 * 48)
+        for y in 10..<30 { for x in 20..<40 { hole[y * 64 + x] = 1 } }
+        let out = try pipeline.restore(photo, mask: Image(width: 64, height: 48, channels: 1, pixels: hole), name: "p.png", seed: 2)
+        XCTAssertEqual(out.report.patches, 6, "a 12 × 16 latent in windows of 8 at stride 4")
+        XCTAssertEqual(out.image.shape, [1, 48, 64, 3])
+        for p in 0..<(64 * 48) where hole[p] == 0 {
+            for k in 0..<3 { XCTAssertEqual(out.image.data[p * 3 + k], photo.pixels[p * 3 + k] * 2 - 1, accuracy: 1e-5) }
+        }
+        let inside = (0..<(64 * 48)).filter { hole[$0] == 1 }.map { out.image.data[$0 * 3] }
+        XCTAssertTrue(inside.allSatisfy { $0.isFinite && abs($0) <= 1 })
+    }
 }
