@@ -236,7 +236,13 @@ public struct LDMPipeline {
     /// Tests: told the inpainting condition (the encoded masked image and the mask at latent size).
     var lastCondition: ((Tensor) -> Void)?
 
-    var windows: LDMWindows? { options.tile == 0 ? nil : LDMWindows(window: options.tile, stride: options.tile - options.overlap) }
+    /// The latent windows: `--tile` rounded down to the UNet's size multiple (a window must pass through it), the stride
+    /// `--tile − --overlap`; nil for the whole latent.
+    var windows: LDMWindows? {
+        guard options.tile != 0 else { return nil }
+        let m = model.unet.sizeMultiple
+        return LDMWindows(window: max(m, options.tile / m * m), stride: options.tile - options.overlap)
+    }
 
     /// Restores `image` (inpainting: with `mask`, white = hole); x_T and the per-step noise come from the seeded stream `seed`.
     public func restore(_ image: Image, mask: Image? = nil, name: String, maskName: String = "mask", seed: UInt64,
@@ -315,7 +321,7 @@ public struct LDMPipeline {
         })
         report.networkEvaluations = plan.count * count
         report.patches = count
-        report.tiling = split ? "\(count) latent windows of \(options.tile)² at stride \(options.tile - options.overlap), border-distance weights (LDM split_input_params), every step; first stage in the same windows" : "whole latent"
+        report.tiling = split ? "\(count) latent windows of \(windows?.window ?? 0)² at stride \(windows?.stride ?? 0), border-distance weights (LDM split_input_params), every step; first stage in the same windows" : "whole latent"
         let decoded = try decode(latent, split: split)
         context.emit(.step(done: total, total: total, note: "decoded"))
         return decoded

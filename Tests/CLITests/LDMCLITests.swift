@@ -24,6 +24,12 @@ final class LDMCLITests: RestoreTestCase {
         XCTAssertEqual(rep["steps"] as? Int, 4)
         XCTAssertEqual(rep["eta"] as? Double, 1)
         XCTAssertEqual(rep["patches"] as? Int, 4, "a 12 × 10 latent in windows of 8 at stride 4: rows 0, 2 × columns 0, 4")
+        // A window side the UNet cannot take (9: not a multiple of 2) is rounded down to one it can.
+        let odd = try restore(["ldm", "--model", model("sr"), "--config", try config("sr"), "-i", clean, "-o", path("odd.png"), "--simulate",
+                               "--steps", "4", "--tile", "9", "--overlap", "4", "--json", "--quiet"])
+        XCTAssertEqual(odd.status, 0, odd.stderr)
+        let oddTiling = try report(odd)["tiling"] as? String ?? ""
+        XCTAssertTrue(oddTiling.contains("windows of 8²"), oddTiling)
         for key in ["psnr_db", "ssim", "bicubic_psnr_db"] { XCTAssertNotNil(rep[key] as? Double, key) }
         let out = try ImageReader.read(path: path("out.png"))
         XCTAssertEqual([out.width, out.height], [48, 40])
