@@ -44,13 +44,24 @@ public enum LDMDDIM {
 
     /// Runs the plan from `start` (x_T, the caller's standard normal) down the grid: `epsilon` gives the network's
     /// ε for (x_t, t); per-step noise z is drawn from `noise` only when σ > 0. `progress(done, total, x̂0)` after each step.
-    public static func sample(start: Tensor, plan: [LDMDDIMStep], noise: inout some GaussianSource, epsilon: Denoiser,
-                              progress: ((Int, Int, Tensor) -> Void)? = nil) throws -> Tensor {
+    ///
+    /// `predictsX0`: the network returns x̂0 instead of ε (ddpm.py's `parameterization = "x0"`). The official DDIM
+    /// sampler handles ε only; for such a model we take x̂0 as it is and the ε it implies,
+    /// ε = (x_t − √ᾱ·x̂0)/√(1 − ᾱ) (ddpm.py's `predict_start_from_noise` solved for ε), then step as above.
+    public static func sample(start: Tensor, plan: [LDMDDIMStep], noise: inout some GaussianSource, predictsX0: Bool = false,
+                              epsilon: Denoiser, progress: ((Int, Int, Tensor) -> Void)? = nil) throws -> Tensor {
         var x = start
         for (done, step) in plan.reversed().enumerated() {
-            let e = try checkedPrediction(try epsilon(x, step.timestep), for: x)
+            let output = try checkedPrediction(try epsilon(x, step.timestep), for: x)
             let rootAlpha = step.alpha.squareRoot()
-            let x0 = try axpby(1 / rootAlpha, x, -step.sqrtOneMinusAlpha / rootAlpha, e)
+            let e: Tensor, x0: Tensor
+            if predictsX0 {
+                x0 = output
+                e = try axpby(1 / step.sqrtOneMinusAlpha, x, -rootAlpha / step.sqrtOneMinusAlpha, x0)
+            } else {
+                e = output
+                x0 = try axpby(1 / rootAlpha, x, -step.sqrtOneMinusAlpha / rootAlpha, e)
+            }
             let direction = max(0, 1 - step.alphaPrev - step.sigma * step.sigma).squareRoot()
             let next = try axpby(step.alphaPrev.squareRoot(), x0, direction, e)
             if step.sigma > 0 { try addInPlace(next, try noise.next(shape: x.shape), scale: step.sigma) }

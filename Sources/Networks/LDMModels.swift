@@ -15,6 +15,12 @@ public enum LDMConditioning: String, Codable, Sendable {
     }
 }
 
+/// What the UNet predicts (`parameterization` of LDM's `DDPM`): the noise ε (every released model) or the clean latent x0.
+public enum LDMParameterization: String, Codable, Sendable {
+    case epsilon = "eps"
+    case x0
+}
+
 /// One latent-diffusion restoration model (CompVis `LatentDiffusion` with `concat_mode`), with the official names:
 /// the openaimodel `UNetModel` (the same code as guided-diffusion's, so our ADM UNet), the first stage, the
 /// diffusion's `timesteps` / `linear_start` / `linear_end` and `scale_factor`.
@@ -30,6 +36,8 @@ public struct LDMConfiguration: Codable, Sendable, Equatable {
     public var linearEnd: Double
     /// Latents are multiplied by this after encoding and divided by it before decoding (1 for the VQ models).
     public var scaleFactor: Float = 1
+    /// ε (the default, every released model) or x0 (ddpm.py's other option; our own model, see LDMDDIM).
+    public var parameterization: LDMParameterization = .epsilon
 
     public init(unet: ADMConfiguration, firstStage: AutoencoderConfiguration, conditioning: LDMConditioning, timesteps: Int = 1000,
                 linearStart: Double, linearEnd: Double, scaleFactor: Float = 1) {
@@ -44,10 +52,10 @@ public struct LDMConfiguration: Codable, Sendable, Equatable {
 
     enum CodingKeys: String, CodingKey {
         case unet = "unet_config", firstStage = "first_stage_config", pixelUnshuffle = "pixel_unshuffle", conditioning, timesteps
-        case linearStart = "linear_start", linearEnd = "linear_end", scaleFactor = "scale_factor"
+        case linearStart = "linear_start", linearEnd = "linear_end", scaleFactor = "scale_factor", parameterization
     }
 
-    /// `timesteps` (1000) and `scale_factor` (1) may be left out, as in the official YAML files.
+    /// `timesteps` (1000), `scale_factor` (1) and `parameterization` ("eps") may be left out, as in the official YAML files.
     public init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         unet = try c.decode(ADMConfiguration.self, forKey: .unet)
@@ -58,6 +66,7 @@ public struct LDMConfiguration: Codable, Sendable, Equatable {
         linearStart = try c.decode(Double.self, forKey: .linearStart)
         linearEnd = try c.decode(Double.self, forKey: .linearEnd)
         scaleFactor = try c.decodeIfPresent(Float.self, forKey: .scaleFactor) ?? 1
+        parameterization = try c.decodeIfPresent(LDMParameterization.self, forKey: .parameterization) ?? .epsilon
     }
 
     /// `models/ldm/bsr_sr/config.yaml`: the OpenImages ×4 SR model (`bsr_sr` / `ldm-super-resolution-4x-openimages`).

@@ -75,8 +75,9 @@ public final class LoadedLDM: @unchecked Sendable {
         let c = configuration
         let stage = c.pixelUnshuffle.map { "pixel-unshuffle f\($0)" }
             ?? (c.isVQ ? "VQ-f\(firstStage.downFactor)\((c.firstStage?.hasAttention ?? true) ? "" : " without attention")" : "KL-f\(firstStage.downFactor)")
-        return String(format: "ldm: %@ (%@, %@ configuration, model_channels %d, %@, %@ weights) loaded in %.1f s", name, c.conditioning.rawValue,
-                      configurationSource, c.unet.modelChannels, stage, weights, loadSeconds)
+        return String(format: "ldm: %@ (%@, %@ configuration, model_channels %d, %@, %@-prediction, %@ weights) loaded in %.1f s", name,
+                      c.conditioning.rawValue, configurationSource, c.unet.modelChannels, stage, c.parameterization == .x0 ? "x0" : "ε",
+                      weights, loadSeconds)
     }
 }
 
@@ -308,7 +309,8 @@ public struct LDMPipeline {
         let total = plan.count + 1
         context.emit(.stage(label: label, total: total))
         let unet = model.unet, windows = self.windows
-        let latent = try LDMDDIM.sample(start: x, plan: plan, noise: &noise, epsilon: { x, t in
+        let latent = try LDMDDIM.sample(start: x, plan: plan, noise: &noise,
+                                        predictsX0: model.configuration.parameterization == .x0, epsilon: { x, t in
             try context.checkCancellation()
             let stacked = try concatenateChannels([x, condition])
             guard split, let windows else { return try unet(stacked, timesteps: [Float(t)]) }

@@ -131,24 +131,28 @@ final class LDMPipelineTests: XCTestCase {
     }
 
     /// Our own export format (Tools/train/train_ldm.py's `export`: diffusers names, pixel-unshuffle ×4, sampling
-    /// defaults in the metadata) against the trainer's own DDIM sampler (Tools/reference/make_ldm_own_fixture.py).
+    /// defaults in the metadata) against the trainer's own DDIM sampler (Tools/reference/make_ldm_own_fixture.py), for
+    /// an ε-predicting UNet (`own`) and an x0-predicting one (`own-x0`: x̂0 taken as predicted, its ε derived).
     func testOwnExportIsTheTrainersSampler() throws {
-        let folder = Self.fixtures.appendingPathComponent("own")
-        let model = try LoadedLDM.load(path: folder.appendingPathComponent("ldm-x4-own.safetensors").path)
-        XCTAssertEqual(model.kind, "own")
-        XCTAssertEqual(model.configuration.pixelUnshuffle, 4)
-        XCTAssertEqual(model.samplingSteps, 4)
-        XCTAssertEqual(model.samplingEta, 0)
-        var io: [String: Tensor] = [:]
-        for (key, stored) in try Checkpoint(path: folder.appendingPathComponent("io.safetensors").path).stateDict().tensors {
-            io[key] = try stored.floatTensor()
+        for (folderName, parameterization) in [("own", LDMParameterization.epsilon), ("own-x0", .x0)] {
+            let folder = Self.fixtures.appendingPathComponent(folderName)
+            let model = try LoadedLDM.load(path: folder.appendingPathComponent("ldm-x4-own.safetensors").path)
+            XCTAssertEqual(model.kind, "own")
+            XCTAssertEqual(model.configuration.pixelUnshuffle, 4)
+            XCTAssertEqual(model.configuration.parameterization, parameterization)
+            XCTAssertEqual(model.samplingSteps, 4)
+            XCTAssertEqual(model.samplingEta, 0)
+            var io: [String: Tensor] = [:]
+            for (key, stored) in try Checkpoint(path: folder.appendingPathComponent("io.safetensors").path).stateDict().tensors {
+                io[key] = try stored.floatTensor()
+            }
+            let pipeline = try LDMPipeline(model: model, options: LDMOptions())
+            XCTAssertEqual(pipeline.steps, 4, "the model's own sampling default")
+            var noise = RecordedGaussian([try XCTUnwrap(io["xt"])])
+            var report = RestorationReport(method: "ldm", seed: 0)
+            let out = try pipeline.superResolve(try XCTUnwrap(io["lr"]), noise: &noise, label: "t", report: &report)
+            check(out, try XCTUnwrap(io["sr"]), 1e-3, "own LDM (\(folderName)), 4 DDIM steps")
         }
-        let pipeline = try LDMPipeline(model: model, options: LDMOptions())
-        XCTAssertEqual(pipeline.steps, 4, "the model's own sampling default")
-        var noise = RecordedGaussian([try XCTUnwrap(io["xt"])])
-        var report = RestorationReport(method: "ldm", seed: 0)
-        let out = try pipeline.superResolve(try XCTUnwrap(io["lr"]), noise: &noise, label: "t", report: &report)
-        check(out, try XCTUnwrap(io["sr"]), 1e-3, "own LDM, 4 DDIM steps")
     }
 
     /// Inpainting of a latent larger than the window: the masked image is encoded and every step runs in windows (our

@@ -4,9 +4,11 @@ the sampling defaults in the metadata), and the trainer's DDIM sampler run on it
 
 Usage (torch, diffusers, safetensors; from the repository root):
   python Tools/reference/make_ldm_own_fixture.py [--out DIR]          (default Tests/NetworksTests/Fixtures/ldm/own)
+  python Tools/reference/make_ldm_own_fixture.py --parameterization x0 --out Tests/NetworksTests/Fixtures/ldm/own-x0
 
 Files: ldm-x4-own.safetensors (+ the card and curve the export writes, removed again), io.safetensors with
-lr [1, 8, 12, 3] in [-1, 1], xt [1, 8, 12, 48] and sr [1, 32, 48, 3] = pixel_shuffle(DDIM(x_T), 4) clamped, 3 steps, η 0.
+lr [1, 8, 12, 3] in [-1, 1], xt [1, 8, 12, 48] and sr [1, 32, 48, 3] = pixel_shuffle(DDIM(x_T), 4) clamped, 4 steps, η 0;
+the UNet predicts ε (bsr_sr's form) or, with --parameterization x0, the clean latent.
 UNet: block_out_channels (32, 32), one block per level, attention (16-channel heads) at level 1 and in the middle.
 Not run by CI.
 """
@@ -27,17 +29,18 @@ from make_ldm_fixtures import redraw  # noqa: E402
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default="Tests/NetworksTests/Fixtures/ldm/own")
+    parser.add_argument("--parameterization", choices=["eps", "x0"], default="eps")
     args = parser.parse_args()
     torch.set_num_threads(1)
     targs = train_ldm.parse_args(["--block-out-channels", "32,32", "--layers-per-block", "1", "--attention-levels", "1",
                                   "--head-channels", "16", "--hr-crop", "32", "--sample-steps", "4", "--export-dir", args.out,
-                                  "--name", "ldm-x4-own"])
+                                  "--name", "ldm-x4-own", "--parameterization", args.parameterization])
     kw = train_ldm.unet_kwargs(targs)
     model = train_ldm.build(kw)
     g = torch.Generator().manual_seed(31)
     redraw(model, g)
     model.eval()
-    diffusion = train_ldm.LDMDiffusion("cpu", sample_steps=4, eta=0.0)
+    diffusion = train_ldm.LDMDiffusion("cpu", sample_steps=4, eta=0.0, parameterization=args.parameterization)
     lr = (torch.rand(1, 3, 8, 12, generator=g) * 2 - 1)
     state = {k: v.clone() for k, v in model.state_dict().items()}
     ckpt = {"step": 0, "unet": kw, "diffusion": diffusion.config, "args": vars(targs), "ema": state, "losses": [], "val": {},
