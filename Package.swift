@@ -88,7 +88,7 @@ let package = Package(
             name: "restore-serve",
             dependencies: ["Service", "Restoration", "Engine", "CommandLineSupport", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
-        .executableTarget(name: "engine-bench", dependencies: ["Engine", "Networks", "Methods"], path: "Tools/bench/EngineBench"),
+        .executableTarget(name: "engine-bench", dependencies: ["Engine", "Networks", "Methods", "ImageIO", "Tiling", "Restoration"], path: "Tools/bench/EngineBench"),
         .executableTarget(name: "checkpoint-bench", dependencies: ["Checkpoints", "Engine"], path: "Tools/bench/CheckpointBench"),
         // libFuzzer harness for the checkpoint readers (`make fuzz`); a plain build makes it a corpus replayer.
         .executableTarget(name: "checkpoint-fuzz", dependencies: ["Checkpoints"], path: "Tools/fuzz/CheckpointFuzz"),

@@ -4,6 +4,7 @@ import Foundation
 import ImageIO
 import Methods
 import Networks
+import Tiling
 
 /// A latent-diffusion model (UNet, first stage, ᾱ), loaded once and shared.
 public final class LoadedLDM: @unchecked Sendable {
@@ -81,6 +82,15 @@ public final class LoadedLDM: @unchecked Sendable {
     }
 }
 
+/// How the first stage runs on a latent split into windows.
+public enum LDMFirstStageTiling: String, Codable, Sendable, CaseIterable {
+    /// `decode_first_stage`'s patch-distributed mode: the denoiser's windows and border-distance weights (the official code).
+    case official
+    /// `HaloTiles`: cores of 64 latent pixels, each run with 16 more of context per side and cross-faded over 4 either
+    /// side of each seam; closer to the whole-image decode at less cost (Benchmarks/RESULTS.md).
+    case halo
+}
+
 /// Latent diffusion's options, with the official defaults of each task.
 public struct LDMOptions: Codable, Sendable, Equatable {
     /// sr4 or inpaint; nil: what the model does. Checked against the model.
@@ -95,6 +105,8 @@ public struct LDMOptions: Codable, Sendable, Equatable {
     public var tile = LDMOptions.defaultTile
     /// Window overlap in latent pixels (ks − stride; the official 64).
     public var overlap = LDMOptions.defaultOverlap
+    /// The first stage on a split latent: the official windows, or halo tiles.
+    public var firstStage = LDMFirstStageTiling.official
     /// `--simulate` (SR): the input is clean; shrink it by bicubic:4 first and report PSNR/SSIM.
     public var simulate = false
     public var maxPixels: Int = ImageReader.defaultMaxPixels
@@ -112,6 +124,7 @@ public struct LDMOptions: Codable, Sendable, Equatable {
         o.eta = try c.decodeIfPresent(Double.self, forKey: .eta)
         o.tile = try c.decodeIfPresent(Int.self, forKey: .tile) ?? o.tile
         o.overlap = try c.decodeIfPresent(Int.self, forKey: .overlap) ?? o.overlap
+        o.firstStage = try c.decodeIfPresent(LDMFirstStageTiling.self, forKey: .firstStage) ?? o.firstStage
         o.simulate = try c.decodeIfPresent(Bool.self, forKey: .simulate) ?? false
         o.maxPixels = try c.decodeIfPresent(Int.self, forKey: .maxPixels) ?? o.maxPixels
         self = o
@@ -323,19 +336,35 @@ public struct LDMPipeline {
         })
         report.networkEvaluations = plan.count * count
         report.patches = count
-        report.tiling = split ? "\(count) latent windows of \(windows?.window ?? 0)² at stride \(windows?.stride ?? 0), border-distance weights (LDM split_input_params), every step; first stage in the same windows" : "whole latent"
+        report.tiling = split ? "\(count) latent windows of \(windows?.window ?? 0)² at stride \(windows?.stride ?? 0), border-distance weights (LDM split_input_params), every step; first stage \(options.firstStage == .official ? "in the same windows" : "in \(Self.stageTiles.count(height: height, width: width)) halo tiles (core 64, halo 16, blend 4 latent pixels)")" : "whole latent"
         let decoded = try decode(latent, split: split)
         context.emit(.step(done: total, total: total, note: "decoded"))
         return decoded
     }
 
-    /// `decode_first_stage`: z / scale_factor through the first stage, patch-distributed when `split`.
+    /// Halo tiles of the first stage (`--first-stage halo`), in latent pixels.
+    public static let stageTiles = try! HaloTiles(core: 64, halo: 16, blend: 4)  // constants that satisfy the checks
+
+    /// `decode_first_stage`: z / scale_factor through the first stage, patch-distributed (or in halo tiles) when `split`.
     private func decode(_ latent: Tensor, split: Bool) throws -> Tensor {
         let z = model.configuration.scaleFactor == 1 ? latent : try scale(latent, by: 1 / model.configuration.scaleFactor)
         let stage = model.firstStage
         guard split, let windows else { return try stage.decode(z) }
-        return try windows.run(z, gridHeight: z.shape[1], gridWidth: z.shape[2], outScale: stage.downFactor, outChannels: stage.imageChannels) { patch, _, _ in
-            try stage.decode(patch)
+        let (h, w, f, c) = (z.shape[1], z.shape[2], stage.downFactor, stage.imageChannels)
+        switch options.firstStage {
+        case .official: return try windows.run(z, gridHeight: h, gridWidth: w, outScale: f, outChannels: c) { patch, _, _ in try stage.decode(patch) }
+        case .halo: return try Self.stageTiles.run(z, gridHeight: h, gridWidth: w, outScale: f, outChannels: c) { patch, _, _ in try stage.decode(patch) }
+        }
+    }
+
+    /// `encode_first_stage` of an image of `lh`×`lw` latent pixels, patch-distributed (or in halo tiles) when `split`.
+    private func encode(_ image: Tensor, latentHeight lh: Int, latentWidth lw: Int, split: Bool) throws -> Tensor {
+        let stage = model.firstStage
+        guard split, let windows else { return try stage.encode(image) }
+        let (f, c) = (stage.downFactor, stage.latentChannels)
+        switch options.firstStage {
+        case .official: return try windows.run(image, gridHeight: lh, gridWidth: lw, inScale: f, outChannels: c) { patch, _, _ in try stage.encode(patch) }
+        case .halo: return try Self.stageTiles.run(image, gridHeight: lh, gridWidth: lw, inScale: f, outChannels: c) { patch, _, _ in try stage.encode(patch) }
         }
     }
 
@@ -382,10 +411,7 @@ public struct LDMPipeline {
         report.padded = note
         let (lh, lw) = (paddedMasked.shape[1] / f, paddedMasked.shape[2] / f)
         let split = windows.map { lh > $0.window || lw > $0.window } ?? false
-        let stage = model.firstStage
-        var encoded = split
-            ? try windows!.run(paddedMasked, gridHeight: lh, gridWidth: lw, inScale: f, outChannels: stage.latentChannels) { patch, _, _ in try stage.encode(patch) }
-            : try stage.encode(paddedMasked)
+        var encoded = try encode(paddedMasked, latentHeight: lh, latentWidth: lw, split: split)
         if model.configuration.scaleFactor != 1 { encoded = try scale(encoded, by: model.configuration.scaleFactor) }
         // interpolate(mask, size=latent) with the default nearest mode: source pixel ⌊i·in/out⌋ = i·f.
         let small = try Tensor(uninitializedShape: [1, lh, lw, 1])

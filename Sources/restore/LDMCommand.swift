@@ -18,7 +18,7 @@ struct LDMCommand: JobMaking {
             with η 0 (scripts/inpaint.py; the mask is binarised at 0.5, white = hole, and the known pixels are put \
             back). Latents larger than --tile run every step in windows of --tile latent pixels overlapping by \
             --overlap, blended by LDM's border-distance weights (split_input_params: 128 and 64), and the first stage \
-            decodes in the same windows; --tile 0 runs the whole latent at once. No LDM model is bundled yet.
+            decodes in the same windows (or, with --first-stage halo, in halo tiles); --tile 0 runs the whole latent at once. No LDM model is bundled yet.
             """
     )
 
@@ -51,6 +51,9 @@ struct LDMCommand: JobMaking {
     @Option(help: "Overlap between neighbouring windows in latent pixels (window − stride).")
     var overlap: Int = LDMOptions.defaultOverlap
 
+    @Option(help: "The first stage on a split latent: official (the same windows and weights, as decode_first_stage does) or halo (cores of 64 latent pixels with 16 of context, cross-faded: closer to the whole-image result, cheaper).")
+    var firstStage: LDMFirstStageTiling = .official
+
     @Option(help: "Separate outputs per input, sample k from seed + k − 1 (files get -1, -2, … suffixes).")
     var samples: Int = 1
 
@@ -74,6 +77,7 @@ struct LDMCommand: JobMaking {
     var options: LDMOptions {
         var o = LDMOptions()
         (o.task, o.steps, o.eta, o.tile, o.overlap, o.simulate, o.maxPixels) = (task, steps, eta, tile, overlap, simulate, io.maxPixels)
+        o.firstStage = firstStage
         return o
     }
 
@@ -88,3 +92,4 @@ struct LDMCommand: JobMaking {
 }
 
 extension LDMConditioning: ExpressibleByArgument {}
+extension LDMFirstStageTiling: ExpressibleByArgument {}

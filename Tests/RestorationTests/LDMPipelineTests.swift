@@ -4,6 +4,7 @@ import Foundation
 import ImageIO
 import Methods
 import Networks
+import Tiling
 import XCTest
 @testable import Restoration
 
@@ -103,6 +104,48 @@ final class LDMPipelineTests: XCTestCase {
         let same = try windows.run(x, gridHeight: 13, gridWidth: 10, outChannels: 2) { patch, _, _ in patch }
         XCTAssertLessThan(zip(same.values, x.values).map { abs($0 - $1) }.max() ?? 1, 1e-5)
         XCTAssertEqual(windows.count(height: 13, width: 10), 6, "rows 0, 4, 5 × columns 0, 2")
+    }
+
+    /// Halo tiles reproduce a local network exactly when the halo covers its reach (here: `reach` passes of a 3×3 box
+    /// mean with zero padding at the image's edges, then ×2 nearest upsampling, as a decoder scales), and not without it.
+    func testHaloTilesMatchALocalNetworkWhenTheHaloCoversItsReach() throws {
+        func local(_ x: Tensor, reach: Int) throws -> Tensor {
+            let (h, w, c) = (x.shape[1], x.shape[2], x.shape[3])
+            var v = x.values
+            for _ in 0..<reach {
+                var next = [Float](repeating: 0, count: v.count)
+                for y in 0..<h { for xx in 0..<w { for k in 0..<c {
+                    var sum: Float = 0
+                    for dy in -1...1 { for dx in -1...1 where (0..<h).contains(y + dy) && (0..<w).contains(xx + dx) {
+                        sum += v[((y + dy) * w + xx + dx) * c + k]
+                    } }
+                    next[(y * w + xx) * c + k] = sum / 9
+                } } }
+                v = next
+            }
+            var up = [Float](repeating: 0, count: 4 * v.count)
+            for y in 0..<(2 * h) { for xx in 0..<(2 * w) { for k in 0..<c { up[(y * 2 * w + xx) * c + k] = v[((y / 2) * w + xx / 2) * c + k] } } }
+            return try Tensor(shape: [1, 2 * h, 2 * w, c], values: up)
+        }
+        let x = try Tensor(shape: [1, 37, 29, 2], values: (0..<(37 * 29 * 2)).map { Float(($0 * 7919) % 1000) / 1000 })
+        let whole = try local(x, reach: 3)
+        let tiles = try HaloTiles(core: 8, halo: 3, blend: 2)
+        XCTAssertEqual(tiles.spans(37).map(\.start), [0, 8, 16, 24, 32])
+        XCTAssertEqual(tiles.spans(29).map(\.start), [0, 8, 16, 24], "a last core of 5 ≥ 2·blend stays")
+        XCTAssertEqual(tiles.spans(25).map(\.end), [8, 16, 25], "the 1-unit remainder merged into the core before it")
+        XCTAssertEqual(tiles.spans(37)[1], HaloTiles.Span(start: 8, end: 16, from: 3, to: 21))
+        var seen = 0
+        let tiled = try tiles.run(x, gridHeight: 37, gridWidth: 29, outScale: 2, outChannels: 2) { patch, _, count in
+            seen = count
+            return try local(patch, reach: 3)
+        }
+        XCTAssertEqual(seen, tiles.count(height: 37, width: 29))
+        XCTAssertLessThan(zip(tiled.values, whole.values).map { abs($0 - $1) }.max() ?? 1, 1e-5, "halo 3 covers a reach of 3")
+        let short = try HaloTiles(core: 8, halo: 0, blend: 2).run(x, gridHeight: 37, gridWidth: 29, outScale: 2, outChannels: 2) { patch, _, _ in
+            try local(patch, reach: 3)
+        }
+        XCTAssertGreaterThan(zip(short.values, whole.values).map { abs($0 - $1) }.max() ?? 0, 1e-3, "without a halo the seams differ")
+        XCTAssertThrowsError(try HaloTiles(core: 4, halo: 1, blend: 3), "a core shorter than two blends")
     }
 
     func testModelsRefuseTheOtherTaskAndMissingMasks() throws {

@@ -106,6 +106,10 @@ do {
     let ops = try makeOps()
     let byName = Dictionary(uniqueKeysWithValues: ops.map { ($0.name, $0) })
     let args = Array(CommandLine.arguments.dropFirst())
+    if args.first == "first-stage" {
+        try firstStageTiling(Array(args.dropFirst()))
+        exit(0)
+    }
     if !args.isEmpty {
         print("CPU: \(CPU.modelDescription); oneDNN \(OneDNN.version); \(Parallel.threadCount) threads")
         print("FMA peak: \(String(format: "%.0f", dr_fma_peak_gflops(1.0, 1))) GFLOP/s")
