@@ -307,62 +307,51 @@ public final class RestorationRunner {
         return try encoder.encode(options) + encoder.encode(job.model)
     }
 
-    private func ddnmPipeline(_ options: DDNMOptions, job: RestorationJob, context: RestorationContext) throws -> DDNMPipeline {
-        let key = try key(options, job) + Data("\(job.seed)".utf8)  // the seed draws cs-wht's permutation
-        if let pipeline = ddnm[key] { return pipeline }
-        try options.validate()  // before the model is loaded
-        let prior = try store.prior(job.model) { context.emit(.log($0.summary(command: "ddnm"))) }
-        let pipeline = try DDNMPipeline(prior: prior, options: options, seed: job.seed)
-        ddnm[key] = pipeline
+    /// The pipeline under `key` in `cache`, built on first use: `validate` runs first (so bad options fail before a
+    /// model is loaded), then `build` loads the model through the store and makes the pipeline.
+    private func pipeline<P>(_ cache: ReferenceWritableKeyPath<RestorationRunner, [Data: P]>, _ key: Data, validate: () throws -> Void,
+                             build: () throws -> P) throws -> P {
+        if let pipeline = self[keyPath: cache][key] { return pipeline }
+        try validate()
+        let pipeline = try build()
+        self[keyPath: cache][key] = pipeline
         return pipeline
+    }
+
+    private func ddnmPipeline(_ options: DDNMOptions, job: RestorationJob, context: RestorationContext) throws -> DDNMPipeline {
+        // The seed is part of the key: it draws cs-wht's permutation.
+        try pipeline(\.ddnm, try key(options, job) + Data("\(job.seed)".utf8), validate: options.validate) {
+            try DDNMPipeline(prior: try store.prior(job.model) { context.emit(.log($0.summary(command: "ddnm"))) }, options: options, seed: job.seed)
+        }
     }
 
     private func dreamcleanPipeline(_ options: DreamCleanOptions, job: RestorationJob, context: RestorationContext) throws -> DreamCleanPipeline {
-        let key = try key(options, job)
-        if let pipeline = dreamclean[key] { return pipeline }
-        let prior = try store.prior(job.model) { context.emit(.log($0.summary(command: "dreamclean"))) }
-        let pipeline = try DreamCleanPipeline(prior: prior, options: options)
-        dreamclean[key] = pipeline
-        return pipeline
+        try pipeline(\.dreamclean, try key(options, job), validate: {}) {
+            try DreamCleanPipeline(prior: try store.prior(job.model) { context.emit(.log($0.summary(command: "dreamclean"))) }, options: options)
+        }
     }
 
     private func resshiftPipeline(_ options: ResShiftOptions, job: RestorationJob, context: RestorationContext) throws -> ResShiftPipeline {
-        let key = try key(options, job)
-        if let pipeline = resshift[key] { return pipeline }
-        try options.validate()  // before the model is loaded
-        let model = try store.resshift(job.model, task: options.task) { context.emit(.log($0.summary())) }
-        let pipeline = try ResShiftPipeline(model: model, options: options)
-        resshift[key] = pipeline
-        return pipeline
+        try pipeline(\.resshift, try key(options, job), validate: options.validate) {
+            try ResShiftPipeline(model: try store.resshift(job.model, task: options.task) { context.emit(.log($0.summary())) }, options: options)
+        }
     }
 
     private func rddmPipeline(_ options: RDDMOptions, job: RestorationJob, context: RestorationContext) throws -> RDDMPipeline {
-        let key = try key(options, job)
-        if let pipeline = rddm[key] { return pipeline }
-        try options.validate()  // before the model is loaded
-        let model = try store.rddm(job.model) { context.emit(.log($0.summary())) }
-        let pipeline = try RDDMPipeline(model: model, options: options)
-        rddm[key] = pipeline
-        return pipeline
+        try pipeline(\.rddm, try key(options, job), validate: options.validate) {
+            try RDDMPipeline(model: try store.rddm(job.model) { context.emit(.log($0.summary())) }, options: options)
+        }
     }
 
     private func ldmPipeline(_ options: LDMOptions, job: RestorationJob, context: RestorationContext) throws -> LDMPipeline {
-        let key = try key(options, job)
-        if let pipeline = ldm[key] { return pipeline }
-        try options.validate()  // before the model is loaded
-        let model = try store.ldm(job.model) { context.emit(.log($0.summary())) }
-        let pipeline = try LDMPipeline(model: model, options: options)
-        ldm[key] = pipeline
-        return pipeline
+        try pipeline(\.ldm, try key(options, job), validate: options.validate) {
+            try LDMPipeline(model: try store.ldm(job.model) { context.emit(.log($0.summary())) }, options: options)
+        }
     }
 
     private func diffirPipeline(_ options: DiffIROptions, job: RestorationJob, context: RestorationContext) throws -> DiffIRPipeline {
-        let key = try key(options, job)
-        if let pipeline = diffir[key] { return pipeline }
-        try options.validate()  // before the model is loaded
-        let model = try store.diffir(job.model) { context.emit(.log($0.summary())) }
-        let pipeline = try DiffIRPipeline(model: model, options: options)
-        diffir[key] = pipeline
-        return pipeline
+        try pipeline(\.diffir, try key(options, job), validate: options.validate) {
+            try DiffIRPipeline(model: try store.diffir(job.model) { context.emit(.log($0.summary())) }, options: options)
+        }
     }
 }
