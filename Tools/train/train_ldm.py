@@ -154,7 +154,10 @@ def model_card(ckpt: dict, args, nparams: int, files: list[str]) -> str:
         "configuration in the metadata (family `ldm-own`).",
         f"- Network: block_out_channels {kw['block_out_channels']}, {kw['layers_per_block']} blocks per level, "
         f"{kw['down_block_types']}, {kw['attention_head_dim']}-channel heads; {nparams / 1e6:.2f} M parameters.",
-        f"- Sampling default: LDM DDIM, {d['sample_steps']} steps, η {d['eta']}.",
+        f"- Sampling default: LDM DDIM, {d['sample_steps']} steps, η {d['eta']}"
+        + (" — chosen on the hold-out photos (`--sweep-steps`; PSNR-Y, bicubic / real LR): " + "; ".join(
+            f"{k} steps {r['bicubic']['y']:.2f} / {r['real']['y']:.2f} dB" for k, r in ckpt["steps_sweep"].items())
+           if ckpt.get("steps_sweep") else "") + ".",
         f"- Data: ../shared/data/train minus Tools/train/holdout.txt ({ckpt.get('train_photos', '?')} photos; research-only "
         f"photographs). HR crops {a['hr_crop']}², LR by train_resshift.py's pipeline with {a['clean_prob']:.0%} clean "
         "bicubic:4 / pool:4 samples.",
@@ -200,6 +203,33 @@ def export(ckpt: dict, args):
         print(f"exported {f}  {os.path.getsize(f) / 1e6:.2f} MB")
 
 
+def sweep_steps(ckpt: dict, args, last: Path):
+    """Chooses the exported DDIM step count on the hold-out validation photos (never the evaluation crops)."""
+    device = pick_device(args.device)
+    a, d = ckpt["args"], ckpt["diffusion"]
+    data_dir = Path(args.data_dir)
+    held = load_holdout(data_dir)
+    model = build(ckpt["unet"]).to(device)
+    model.load_state_dict(ckpt["ema"])
+    amp = lambda: torch.autocast("cpu", enabled=False)  # noqa: E731
+    validator = None
+    results = {}
+    for steps in [int(v) for v in args.sweep_steps.split(",")]:
+        diffusion = LDMDiffusion(device, steps, d["eta"], d.get("parameterization", "eps"))
+        if validator is None:
+            validator = Validator(open_photos(data_dir, held[: a.get("val_photos") or None]), a["val_crop"], diffusion, device, amp)
+        validator.diffusion = diffusion
+        t0 = time.time()
+        results[steps] = validator(model)
+        ys = "  ".join(f"{n} Y {r['y']:.2f} (bicubic {r['bicubic_y']:.2f})" for n, r in results[steps].items())
+        print(f"  DDIM {steps} steps (η {d['eta']}): {val_line(results[steps])};  {ys}  [{time.time() - t0:.0f} s]", flush=True)
+    best = max(results, key=lambda k: sum(r["y"] for r in results[k].values()))
+    print(f"sampling default: {best} steps (best mean PSNR-Y over both degradations)")
+    ckpt["steps_sweep"] = {str(k): v for k, v in results.items()}
+    ckpt["diffusion"] = dict(d, sample_steps=best)
+    save_checkpoint(last, ckpt)
+
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     g = p.add_argument_group("data")
@@ -243,6 +273,9 @@ def parse_args(argv=None):
     g.add_argument("--name", default="ldm-x4-own")
     g.add_argument("--export-dir", default=str(REPO / "Models"))
     g.add_argument("--export-only", action="store_true")
+    g.add_argument("--sweep-steps", default="",
+                   help="comma-separated DDIM step counts: validate the last checkpoint's EMA at each (hold-out photos), keep the "
+                        "best mean PSNR-Y as the exported sampling default, save the checkpoint, then export")
     g.add_argument("--no-export", action="store_true")
     return p.parse_args(argv)
 
@@ -253,10 +286,13 @@ def main(argv=None):
         torch.set_num_threads(args.threads)
     out_dir = Path(args.out_dir)
     last = out_dir / "last.pt"
-    if args.export_only:
+    if args.export_only or args.sweep_steps:
         if not last.exists():
             sys.exit(f"no checkpoint at {last}")
-        export(torch.load(last, map_location="cpu", weights_only=False), args)
+        ckpt = torch.load(last, map_location="cpu", weights_only=False)
+        if args.sweep_steps:
+            sweep_steps(ckpt, args, last)
+        export(ckpt, args)
         return
     device = pick_device(args.device)
 
