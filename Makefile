@@ -180,8 +180,8 @@ train-diffir:
 train-rddm:
 	$(call train_python,torch numpy PIL cv2 einops safetensors,torch numpy pillow opencv-python-headless einops safetensors,train_rddm.py,denoising-diffusion-pytorch==0.31.1)
 
-# make train-ldm: train our own latent-diffusion ×4 SR model (bsr_sr's form: LR concatenated to the latent, ε, LDM's
-# linear schedule) over a lossless pixel-unshuffle ×4 first stage, the UNet being diffusers' UNet2DModel
+# make train-ldm: train our own latent-diffusion ×4 SR model (bsr_sr's form: LR concatenated to the latent, LDM's
+# linear schedule; the x0 target by default) over a lossless pixel-unshuffle ×4 first stage, the UNet being diffusers' UNet2DModel
 # (Tools/train/train_ldm.py). Under nice, TRAIN_THREADS threads; resumes from .cache/train-ldm/last.pt; `touch
 # .cache/train-ldm/PAUSE` pauses it; exports Models/ldm-x4-own.{safetensors,md} and the curve at the end of each
 # uninterrupted chunk.
