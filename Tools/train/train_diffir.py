@@ -55,7 +55,7 @@ except ImportError:  # pragma: no cover
     sys.exit("PyTorch is missing: python3 -m venv venv && venv/bin/pip install torch numpy pillow safetensors matplotlib")
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from train_prior import (REPO, fmt_time, list_photos, load_holdout, open_photos, pick_device,  # noqa: E402
+from train_prior import (REPO, finish_session, fmt_time, list_photos, load_holdout, open_photos, pick_device,  # noqa: E402
                          resume_from, rng_state, save_checkpoint, seeded_rngs, segment_record, sha256_lines,
                          stop_on_signals, cut_crop, wait_while_paused, StepRate)
 from train_resshift import (SF, VAL_BICUBIC, VAL_REAL, VAL_SEED, PairSource, degrade, psnr_u8, psnr_y,  # noqa: E402
@@ -628,13 +628,7 @@ def main(argv=None):
     if step > start_step and step not in val and stop["signal"] is None:
         run_val()
     final = state()
-    save_checkpoint(last, final)
-    took = time.time() - t_start
-    print(f"saved {last} at step {step}: {step - start_step} steps in {fmt_time(took)}")
-    with open(out_dir / "sessions.log", "a") as f:
-        h = final["history"][-1]
-        f.write(f"{h['started']}  steps {h['start_step']}→{h['end_step']}  {h['seconds']:.0f} s  {h['device']}"
-                f"{'  val ' + val_line(val[step]) if step in val else ''}\n")
+    finish_session(last, final, start_step, t_start, stop, log_line=f"{'val ' + val_line(val[step]) if step in val else ''}")
     if stop["signal"] is None and not args.no_export and step >= args.stage1_steps + args.encoder_steps:
         export(final, args)
 

@@ -64,7 +64,7 @@ except ImportError:  # pragma: no cover
              "matplotlib   (see Tools/train/README.md)")
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from train_prior import (REPO, ema_update, fmt_time, list_photos, load_holdout, open_photos, pick_device,  # noqa: E402
+from train_prior import (REPO, finish_session, ema_update, fmt_time, list_photos, load_holdout, open_photos, pick_device,  # noqa: E402
                          resume_from, rng_state, save_checkpoint, seeded_rngs, segment_record, sha256_lines,
                          stop_on_signals, wait_while_paused, StepRate)
 from train_resshift import SF, PairSource, Validator, u8_to_signed, val_line, write_curve  # noqa: E402
@@ -392,13 +392,8 @@ def main(argv=None):
     if step > start_step and step not in val and stop["signal"] is None:
         run_val()
     final = state()
-    save_checkpoint(last, final)
-    took = time.time() - t_start
-    print(f"saved {last} at step {step}: {step - start_step} steps in {fmt_time(took)}")
-    h = final["history"][-1]
-    with open(out_dir / "sessions.log", "a") as f:
-        f.write(f"{h['started']}  steps {h['start_step']}→{h['end_step']}  {h['seconds']:.0f} s  {h['device']}  batch {h['batch']}"
-                f"{'  (interrupted)' if stop['signal'] else ''}\n")
+    finish_session(last, final, start_step, t_start, stop, target=args.steps,
+                   log_line=f"batch {final['history'][-1]['batch']}{'  val ' + val_line(val[step]) if step in val else ''}")
     if not args.no_export and stop["signal"] is None:
         export(final, args)
 

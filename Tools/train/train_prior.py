@@ -420,6 +420,25 @@ def save_checkpoint(path: Path, state: dict):
     os.replace(tmp, path)
 
 
+def finish_session(last: Path, final: dict, start_step: int, t_start: float, stop: dict, *, log_line: str | None = None,
+                   target: int | None = None) -> None:
+    """The end of every trainer's session: saves `final` (a state with "step" and "history") at `last`, prints the
+    session's steps and rate, appends `log_line` (the session, its batch, its last validation) to sessions.log beside
+    it when given, and says whether `target` steps are reached."""
+    save_checkpoint(last, final)
+    step, took = final["step"], time.time() - t_start
+    print(f"saved {last} at step {step}: {step - start_step} steps in {fmt_time(took)}"
+          f" ({(step - start_step) / max(took, 1e-9):.3f} step/s incl. data, validation and saving)")
+    if log_line is not None:
+        h = final["history"][-1]
+        with open(last.parent / "sessions.log", "a") as f:
+            f.write(f"{h['started']}  steps {h['start_step']}→{h['end_step']}  {h['seconds']:.0f} s  {h['device']}"
+                    f"{'  ' + log_line if log_line else ''}{'  (interrupted)' if stop['signal'] else ''}\n")
+    if target is not None:
+        print(f"reached the target of {target} steps" if step >= target
+              else f"stopped before the target ({step}/{target}); run the same command again to continue")
+
+
 def loss_rows(losses: list[float], val: dict, every: int):
     """CSV rows: train loss averaged over the last `every` steps at multiples of `every` (and at the last
     step), validation losses where measured."""
@@ -802,19 +821,12 @@ def main(argv=None):
     if step > start_step and step not in val and stop["signal"] is None:
         run_val()
     final = state()
-    save_checkpoint(last, final)
-    took = time.time() - t_start
-    print(f"saved {last} at step {step}: {step - start_step} steps in {fmt_time(took)}"
-          f" ({(step - start_step) / max(took, 1e-9):.3f} step/s incl. data, validation and saving)")
+    finish_session(last, final, start_step, t_start, stop, target=args.steps)
     with open(out_dir / "progress.txt", "w") as f:  # the curve so far, readable while training continues
         for s, tr, ve, vm in loss_rows(losses, val, args.csv_every):
             f.write(f"{s}\t{tr:.6f}\t{ve:.6f}\t{vm:.6f}\n")
     if stop["signal"] is None and not args.no_export:
         export(final, args)
-    if step >= args.steps:
-        print(f"reached the target of {args.steps} steps")
-    else:
-        print(f"stopped before the target ({step}/{args.steps}); run the same command again to continue")
 
 
 if __name__ == "__main__":

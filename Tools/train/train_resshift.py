@@ -109,7 +109,6 @@ import io
 import json
 import math
 import os
-import random
 import sys
 import time
 import types
@@ -129,7 +128,7 @@ except ImportError:  # pragma: no cover
              "matplotlib   (see Tools/train/README.md)")
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from train_prior import (REPO, cut_crop, ema_update, fmt_time, list_photos, load_holdout,  # noqa: E402
+from train_prior import (REPO, finish_session, cut_crop, ema_update, fmt_time, list_photos, load_holdout,  # noqa: E402
                          open_photos, pick_device, resume_from, rng_state, save_checkpoint, seeded_rngs,
                          segment_record, sha256_lines, stop_on_signals, wait_while_paused, StepRate)
 
@@ -1240,21 +1239,10 @@ def main(argv=None):
     if step > start_step and step not in val and stop["signal"] is None:
         run_val()
     final = state()
-    save_checkpoint(last, final)
-    took = time.time() - t_start
-    print(f"saved {last} at step {step}: {step - start_step} steps in {fmt_time(took)}"
-          f" ({(step - start_step) / max(took, 1e-9):.3f} step/s incl. data, validation and saving)")
-    with open(out_dir / "sessions.log", "a") as f:
-        h = final["history"][-1]
-        f.write(f"{h['started']}  steps {h['start_step']}→{h['end_step']}  {h['seconds']:.0f} s  {h['device']}"
-                f"  batch {h['batch']}{'  (interrupted)' if stop['signal'] else ''}"
-                f"{'  val ' + val_line(val[step]) if step in val else ''}\n")
+    finish_session(last, final, start_step, t_start, stop, target=args.steps,
+                   log_line=f"batch {final['history'][-1]['batch']}{'  val ' + val_line(val[step]) if step in val else ''}")
     if stop["signal"] is None and not args.no_export:
         export(final, args)
-    if step >= args.steps:
-        print(f"reached the target of {args.steps} steps")
-    else:
-        print(f"stopped before the target ({step}/{args.steps}); run the same command again to continue")
 
 
 if __name__ == "__main__":
