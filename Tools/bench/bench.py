@@ -323,35 +323,19 @@ def main():
     engine = Engine(args.engine)
     info = engine.ask("info")
     ops = args.ops.split(",") if args.ops else engine.ask("list")["ops"]
-    if args.resshift:
-        os.environ["RESSHIFT_DIR"] = os.path.abspath(args.resshift)
-        os.environ["BENCH_REPO"] = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-    else:
-        skipped = [op for op in ops if op.startswith(("resshift_", "vq_f4_"))]
-        if skipped:
-            print(f"skipping {', '.join(skipped)}: pass --resshift DIR (a ResShift checkout) to time them", file=sys.stderr)
-        ops = [op for op in ops if op not in skipped]
     os.environ["BENCH_REPO"] = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-    if args.diffir:
-        os.environ["DIFFIR_DIR"] = os.path.abspath(args.diffir)
-    else:
-        skipped = [op for op in ops if op.startswith("diffir_")]
+    # Rows that need an official checkout: (flag, environment variable the PyTorch side reads, row prefixes, what it is).
+    checkouts = [("resshift", "RESSHIFT_DIR", ("resshift_", "vq_f4_"), "a ResShift checkout"),
+                 ("diffir", "DIFFIR_DIR", ("diffir_",), "a DiffIR checkout"),
+                 ("rddm", "RDDM_DIR", ("rddm_",), "an RDDM checkout"),
+                 ("ldm", "LDM_DIR", ("ldm_",), "a CompVis/latent-diffusion checkout")]
+    for flag, variable, prefixes, what in checkouts:
+        if getattr(args, flag):
+            os.environ[variable] = os.path.abspath(getattr(args, flag))
+            continue
+        skipped = [op for op in ops if op.startswith(prefixes)]
         if skipped:
-            print(f"skipping {', '.join(skipped)}: pass --diffir DIR (a DiffIR checkout) to time them", file=sys.stderr)
-        ops = [op for op in ops if op not in skipped]
-    if args.rddm:
-        os.environ["RDDM_DIR"] = os.path.abspath(args.rddm)
-    else:
-        skipped = [op for op in ops if op.startswith("rddm_")]
-        if skipped:
-            print(f"skipping {', '.join(skipped)}: pass --rddm DIR (an RDDM checkout) to time them", file=sys.stderr)
-        ops = [op for op in ops if op not in skipped]
-    if args.ldm:
-        os.environ["LDM_DIR"] = os.path.abspath(args.ldm)
-    else:
-        skipped = [op for op in ops if op.startswith("ldm_")]
-        if skipped:
-            print(f"skipping {', '.join(skipped)}: pass --ldm DIR (a CompVis/latent-diffusion checkout) to time them", file=sys.stderr)
+            print(f"skipping {', '.join(skipped)}: pass --{flag} DIR ({what}) to time them", file=sys.stderr)
         ops = [op for op in ops if op not in skipped]
     python = find_torch_python(args.python)
     torch_side = Torch(python) if python else None
