@@ -181,9 +181,7 @@ public struct LDMWindows: Sendable, Equatable {
     public func run(_ input: Tensor, gridHeight: Int, gridWidth: Int, inScale: Int = 1, outScale: Int = 1, outChannels: Int,
                     body: (Tensor, Int, Int) throws -> Tensor) throws -> Tensor {
         let (ys, xs) = (starts(gridHeight), starts(gridWidth))
-        let (oh, ow) = (gridHeight * outScale, gridWidth * outScale)
-        let canvas = try Tensor(shape: [1, oh, ow, outChannels])
-        var total = [Float](repeating: 0, count: oh * ow)
+        let canvas = try BlendCanvas(shape: [1, gridHeight * outScale, gridWidth * outScale, outChannels])
         let (wh, ww) = (ys.size * outScale, xs.size * outScale)
         let weight = Self.weights(height: wh, width: ww)
         let count = ys.starts.count * xs.starts.count
@@ -195,23 +193,11 @@ public struct LDMWindows: Sendable, Equatable {
                 guard out.shape == [1, wh, ww, outChannels] else {
                     throw EngineError.shapeMismatch(op: "LDMWindows", expected: "[1, \(wh), \(ww), \(outChannels)]", found: "\(out.shape)")
                 }
-                for y in 0..<wh {
-                    let row = (y0 * outScale + y) * ow + x0 * outScale
-                    for x in 0..<ww {
-                        let w = weight[y * ww + x]
-                        total[row + x] += w
-                        let source = out.data + (y * ww + x) * outChannels, target = canvas.data + (row + x) * outChannels
-                        for c in 0..<outChannels { target[c] += w * source[c] }
-                    }
-                }
+                try canvas.add(out, at: PixelRect(y: y0 * outScale, x: x0 * outScale, height: wh, width: ww), weights: weight)
                 index += 1
             }
         }
-        for p in 0..<(oh * ow) {
-            let inverse = 1 / total[p]
-            for c in 0..<outChannels { canvas.data[p * outChannels + c] *= inverse }
-        }
-        return canvas
+        return canvas.normalized(.multiplyByReciprocal)
     }
 }
 

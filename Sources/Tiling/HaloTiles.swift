@@ -61,9 +61,7 @@ public struct HaloTiles: Sendable, Equatable {
     public func run(_ input: Tensor, gridHeight: Int, gridWidth: Int, inScale: Int = 1, outScale: Int = 1, outChannels: Int,
                     body: (Tensor, Int, Int) throws -> Tensor) throws -> Tensor {
         let (ys, xs) = (spans(gridHeight), spans(gridWidth))
-        let (oh, ow) = (gridHeight * outScale, gridWidth * outScale)
-        let canvas = try Tensor(shape: [1, oh, ow, outChannels])
-        var total = [Float](repeating: 0, count: oh * ow)
+        let canvas = try BlendCanvas(shape: [1, gridHeight * outScale, gridWidth * outScale, outChannels])
         let count = ys.count * xs.count
         var index = 0
         for sy in ys {
@@ -71,29 +69,17 @@ public struct HaloTiles: Sendable, Equatable {
                 let patch = try input.crop(PixelRect(y: sy.from * inScale, x: sx.from * inScale,
                                                      height: (sy.to - sy.from) * inScale, width: (sx.to - sx.from) * inScale))
                 let out = try body(patch, index, count)
-                let (th, tw) = ((sy.to - sy.from) * outScale, (sx.to - sx.from) * outScale)
-                guard out.shape == [1, th, tw, outChannels] else {
-                    throw EngineError.shapeMismatch(op: "HaloTiles", expected: "[1, \(th), \(tw), \(outChannels)]", found: "\(out.shape)")
+                let rect = PixelRect(y: sy.from * outScale, x: sx.from * outScale, height: (sy.to - sy.from) * outScale,
+                                     width: (sx.to - sx.from) * outScale)
+                guard out.shape == [1, rect.height, rect.width, outChannels] else {
+                    throw EngineError.shapeMismatch(op: "HaloTiles", expected: "[1, \(rect.height), \(rect.width), \(outChannels)]", found: "\(out.shape)")
                 }
-                let columnWeights = (0..<tw).map { weight(sx.from * outScale + $0, scale: outScale, span: sx, length: gridWidth) }
-                for y in 0..<th {
-                    let oy = sy.from * outScale + y
-                    let wy = weight(oy, scale: outScale, span: sy, length: gridHeight)
-                    guard wy > 0 else { continue }
-                    for x in 0..<tw where columnWeights[x] > 0 {
-                        let w = wy * columnWeights[x], target = oy * ow + sx.from * outScale + x
-                        total[target] += w
-                        let source = out.data + (y * tw + x) * outChannels, sink = canvas.data + target * outChannels
-                        for c in 0..<outChannels { sink[c] += w * source[c] }
-                    }
-                }
+                let rows = (0..<rect.height).map { weight(rect.y + $0, scale: outScale, span: sy, length: gridHeight) }
+                let columns = (0..<rect.width).map { weight(rect.x + $0, scale: outScale, span: sx, length: gridWidth) }
+                try canvas.add(out, at: rect, weights: rows.flatMap { r in columns.map { r * $0 } })
                 index += 1
             }
         }
-        for p in 0..<(oh * ow) {
-            let inverse = 1 / total[p]
-            for c in 0..<outChannels { canvas.data[p * outChannels + c] *= inverse }
-        }
-        return canvas
+        return canvas.normalized()
     }
 }
