@@ -163,7 +163,9 @@ def model_card(ckpt: dict, args, nparams: int, files: list[str]) -> str:
         "bicubic:4 / pool:4 samples.",
         f"- Recipe: AdamW lr {a['lr']}, warm-up {a['warmup']}, gradient clip {a['grad_clip']}, batch {a['batch']}, EMA "
         f"{a['ema_decay']}, seed {a['seed']}.",
-        f"- Steps: {ckpt['step']}; wall time {fmt_time(sum(h['seconds'] for h in hist))}; sessions:",
+        f"- Steps: {ckpt['step']}; wall time {fmt_time(sum(h['seconds'] for h in hist))}"
+        + (f" (continued from {ckpt['init_from']['file']} at step {ckpt['init_from']['step']})" if ckpt.get("init_from") else "")
+        + "; sessions:",
         sess or "  - (none)",
         f"- Curve: {curve}",
         f"- Validation (EMA, DDIM {d['sample_steps']} steps η {d['eta']}, fixed noise, step {max(val) if val else '—'}): one "
@@ -171,6 +173,44 @@ def model_card(ckpt: dict, args, nparams: int, files: list[str]) -> str:
         "against bicubic upsampling:",
         vtxt,
     ]) + "\n"
+
+
+# The committed milestone a new session continues from when .cache holds no checkpoint (.cache does not survive sessions):
+# `--export-dir Tools/train/milestones` writes it; it is not the bundled model until it beats bicubic (`make eval-ldm`).
+MILESTONE = REPO / "Tools" / "train" / "milestones" / "ldm-x4-own.safetensors"
+
+
+def training_record(ckpt: dict) -> dict:
+    """What `--init-from` needs to continue an export in a later session (.cache does not survive one): the step, the
+    train loss as means of csv_every steps, the validations, the sessions, the recipe."""
+    every = ckpt["args"]["csv_every"]
+    losses = ckpt["losses"]
+    means = [round(sum(losses[i:i + every]) / len(losses[i:i + every]), 6) for i in range(0, len(losses), every)]
+    return {"step": ckpt["step"], "every": every, "loss_means": means, "val": {str(k): v for k, v in ckpt["val"].items()},
+            "history": ckpt.get("history", []), "diffusion": ckpt["diffusion"], "unet": ckpt["unet"],
+            "init_from": ckpt.get("init_from")}
+
+
+def init_from(path: str, kw: dict, args, model, ema):
+    """Starts a run from an export's EMA weights and training record (the optimiser and RNG states start anew)."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+    with safe_open(path, "pt") as f:
+        meta = f.metadata() or {}
+    if "training" not in meta:
+        sys.exit(f"{path}: no training record in its metadata (an export of train_ldm.py from 2026-12-08 on is needed)")
+    rec = json.loads(meta["training"])
+    if rec["unet"] != kw or rec["diffusion"].get("parameterization", "eps") != args.parameterization:
+        sys.exit(f"{path} holds another network or target ({rec['unet']['block_out_channels']}, "
+                 f"{rec['diffusion'].get('parameterization', 'eps')}); use its flags")
+    weights = {k: v.float() for k, v in load_file(path).items()}
+    model.load_state_dict(weights)
+    ema.load_state_dict(weights)
+    every = rec["every"]
+    losses = [m for m in rec["loss_means"] for _ in range(every)][: rec["step"]]
+    val = {int(k): v for k, v in rec["val"].items()}
+    print(f"initialised from {path} at step {rec['step']} (EMA weights for both the model and its EMA; a new optimiser)")
+    return rec["step"], losses, val, rec["history"], {"file": path, "step": rec["step"]}
 
 
 def export(ckpt: dict, args):
@@ -188,7 +228,8 @@ def export(ckpt: dict, args):
     meta = {"format": "pt", "family": "ldm-own", "weights": "ema", "step": str(ckpt["step"]), "unet_layout": "diffusers",
             "config": json.dumps(config, separators=(",", ":")),
             "diffusers_config": json.dumps(ckpt["unet"], separators=(",", ":")),
-            "sampling": json.dumps({"steps": d["sample_steps"], "eta": d["eta"]}, separators=(",", ":"))}
+            "sampling": json.dumps({"steps": d["sample_steps"], "eta": d["eta"]}, separators=(",", ":")),
+            "training": json.dumps(training_record(ckpt), separators=(",", ":"))}
     save_file(dict(sorted(tensors.items())), f"{stem}.safetensors", metadata=meta)
     files = [f"{stem}.safetensors"]
     files += write_curve(stem, ckpt["losses"], ckpt["val"], ckpt["args"]["csv_every"],
@@ -262,6 +303,9 @@ def parse_args(argv=None):
     g.add_argument("--minutes", type=float, default=0.0)
     g.add_argument("--out-dir", default=str(REPO / ".cache" / "train-ldm"))
     g.add_argument("--fresh", action="store_true")
+    g.add_argument("--init-from", default="",
+                   help="start (when --out-dir holds no checkpoint, or with --fresh) from an export's EMA weights and training "
+                        "record; default without --fresh: Tools/train/milestones/ldm-x4-own.safetensors when it exists")
     g.add_argument("--save-minutes", type=float, default=15.0)
     g.add_argument("--log-every", type=int, default=10)
     g.add_argument("--val-every", type=int, default=1000)
@@ -327,10 +371,14 @@ def main(argv=None):
     model = build(kw).to(device)
     ema = copy.deepcopy(model).requires_grad_(False)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.999), weight_decay=0.0)
-    losses, val, history, step = [], {}, [], 0
+    losses, val, history, step, started_from = [], {}, [], 0, None
     if ckpt is not None:
         step, losses, val, history = resume_from(ckpt, model, ema, opt, np_rng, gen, device, args.seed, last)
+        started_from = ckpt.get("init_from")
         ckpt = None
+    elif args.init_from or (not args.fresh and MILESTONE.exists()):
+        step, losses, val, history, started_from = init_from(args.init_from or str(MILESTONE.relative_to(REPO)), kw, args, model, ema)
+        np_rng, gen = seeded_rngs(args.seed * 1_000_003 + step, device)  # new data and noise, not the first run's again
     model.train()
     ema.eval()
     nparams = sum(p.numel() for p in model.parameters())
@@ -346,7 +394,7 @@ def main(argv=None):
         return {"step": step, "unet": kw, "diffusion": diffusion.config, "args": vars(args), "model": model.state_dict(),
                 "ema": ema.state_dict(), "opt": opt.state_dict(), "rng": rng_state(np_rng, gen), "losses": losses,
                 "val": val, "history": history + [dict(seg, end_step=step, seconds=round(time.time() - t_start, 1))],
-                "holdout_sha": sha256_lines(held), "train_photos": len(train_names)}
+                "holdout_sha": sha256_lines(held), "train_photos": len(train_names), "init_from": started_from}
 
     def run_val():
         if validator is not None:
