@@ -87,7 +87,8 @@ public enum LDMFirstStageTiling: String, Codable, Sendable, CaseIterable {
     /// `decode_first_stage`'s patch-distributed mode: the denoiser's windows and border-distance weights (the official code).
     case official
     /// `HaloTiles`: cores of 64 latent pixels, each run with 16 more of context per side and cross-faded over 4 either
-    /// side of each seam; closer to the whole-image decode at less cost (Benchmarks/RESULTS.md).
+    /// side of each seam: exact for a local network, cheaper than the official windows on large latents; which of the
+    /// two comes closer to the whole-image pass depends on how global the autoencoder is (Benchmarks/RESULTS.md).
     case halo
 }
 

@@ -9,8 +9,10 @@ import Engine
 /// tiles that saw at least `halo` units of context around it.
 ///
 /// Unlike LDM's `split_input_params` windows (every pixel in ~4 windows, weights falling to the windows' own
-/// edges), a pixel is computed from at most two tiles per axis, always away from their edges: closer to the
-/// whole-image result at less cost (Benchmarks/RESULTS.md, LDM first stage).
+/// edges), a pixel is computed from at most two tiles per axis, always away from their edges, at (core + 2·(halo +
+/// blend))²/core² passes instead of 4. What no tiling reproduces is an autoencoder's global part (GroupNorm
+/// statistics, attention over the whole latent), so which comes closer to the whole-image pass depends on the
+/// weights (Benchmarks/RESULTS.md, LDM first stage).
 public struct HaloTiles: Sendable, Equatable {
     public let core: Int, halo: Int, blend: Int
 

@@ -51,7 +51,7 @@ struct LDMCommand: JobMaking {
     @Option(help: "Overlap between neighbouring windows in latent pixels (window − stride).")
     var overlap: Int = LDMOptions.defaultOverlap
 
-    @Option(help: "The first stage on a split latent: official (the same windows and weights, as decode_first_stage does) or halo (cores of 64 latent pixels with 16 of context, cross-faded: closer to the whole-image result, cheaper).")
+    @Option(help: "The first stage on a split latent: official (the same windows and weights, as decode_first_stage does) or halo (cores of 64 latent pixels with 16 of context, cross-faded; cheaper on large latents, exact for local layers; measure which is closer for your autoencoder with engine-bench first-stage FILE).")
     var firstStage: LDMFirstStageTiling = .official
 
     @Option(help: "Separate outputs per input, sample k from seed + k − 1 (files get -1, -2, … suffixes).")

@@ -31,6 +31,11 @@ final class LDMCLITests: RestoreTestCase {
         let oddTiling = try report(odd)["tiling"] as? String ?? ""
         XCTAssertTrue(oddTiling.contains("windows of 8²"), oddTiling)
         for key in ["psnr_db", "ssim", "bicubic_psnr_db"] { XCTAssertNotNil(rep[key] as? Double, key) }
+        let halo = try restore(["ldm", "--model", model("sr"), "--config", try config("sr"), "-i", clean, "-o", path("halo.png"), "--simulate",
+                                "--steps", "4", "--tile", "8", "--overlap", "4", "--first-stage", "halo", "--json", "--quiet"])
+        XCTAssertEqual(halo.status, 0, halo.stderr)
+        let haloTiling = try report(halo)["tiling"] as? String ?? ""
+        XCTAssertTrue(haloTiling.contains("halo tiles"), haloTiling)
         let out = try ImageReader.read(path: path("out.png"))
         XCTAssertEqual([out.width, out.height], [48, 40])
     }
@@ -57,6 +62,7 @@ final class LDMCLITests: RestoreTestCase {
             (["--model", model("sr"), "--config", sr, "--steps", "3"], "steps"),
             (["--model", model("sr"), "--config", sr, "--task", "inpaint", "--mask", input], "super-resolution"),
             (["--model", model("sr"), "--config", sr, "--tile", "4"], "--tile"),
+            (["--model", model("sr"), "--config", sr, "--first-stage", "tiles"], "first-stage"),
             (["--model", model("sr")], "--config"),
             (["--model", "/nonexistent/model.ckpt"], "model.ckpt"),
             ([], "--model"),

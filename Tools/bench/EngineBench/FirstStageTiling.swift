@@ -7,14 +7,15 @@ import Tiling
 
 /// `engine-bench first-stage STAGE SIZE [MODES] [PHOTO]`: how close a tiled first stage comes to the whole-image one.
 /// STAGE: vq-f4 (bsr_sr's, attention in the middle), vq-f4-noattn (inpainting_big's), kl-f4, kl-f8, with random
-/// weights (seed 3); the input is PHOTO (default Assets/photos/chelsea.png) mirror-tiled to SIZE², encoded whole.
+/// weights (seed 3), or a first-stage checkpoint file (trained weights: which tiling comes closer depends on how
+/// global the autoencoder is, so measure with the weights you use); the input is PHOTO (default Assets/photos/chelsea.png) mirror-tiled to SIZE², encoded whole.
 /// MODES (comma-separated; default whole,official,halo): the decode of that latent whole, in LDM's split_input_params
 /// windows (128 latent pixels at stride 64, border-distance weights) and in halo tiles (LDMPipeline.stageTiles); the
 /// same for the encoder when "encode" is listed. Prints max|Δ|/max|ref| and RMS(Δ)/RMS(ref) against the whole
 /// result, seconds, and the process's peak RSS at the end (run one mode per process to compare memory).
 func firstStageTiling(_ args: [String]) throws {
     guard args.count >= 2, let size = Int(args[1]), size >= 8 else {
-        print("usage: engine-bench first-stage vq-f4|vq-f4-noattn|kl-f4|kl-f8 SIZE [whole,official,halo,encode] [PHOTO]")
+        print("usage: engine-bench first-stage vq-f4|vq-f4-noattn|kl-f4|kl-f8|FILE SIZE [whole,official,halo,encode] [PHOTO]")
         exit(2)
     }
     let modes = Set((args.count > 2 ? args[2] : "whole,official,halo").split(separator: ",").map(String.init))
@@ -25,7 +26,10 @@ func firstStageTiling(_ args: [String]) throws {
     case "vq-f4-noattn": stage = try VQAutoencoder(.vqF4NoAttention, parameters: .random(seed: 3))
     case "kl-f4": stage = try KLAutoencoder(.klF4, parameters: .random(seed: 3))
     case "kl-f8": stage = try KLAutoencoder(.klF8, parameters: .random(seed: 3))
-    default: print("unknown first stage \(args[0])"); exit(2)
+    default:
+        // A first-stage file (a first_stage_models/*/model.ckpt, or a .ckpt holding first_stage_model.*): trained weights.
+        guard FileManager.default.fileExists(atPath: args[0]) else { print("unknown first stage \(args[0])"); exit(2) }
+        stage = try LDMLoader.loadFirstStage(path: args[0])
     }
     let f = stage.downFactor
     guard size % f == 0 else { print("SIZE must be a multiple of \(f)"); exit(2) }
@@ -54,7 +58,7 @@ func firstStageTiling(_ args: [String]) throws {
         let out = try body()
         return (out, Date().timeIntervalSince(start))
     }
-    print("CPU: \(CPU.modelDescription); \(Parallel.threadCount) threads; \(args[0]) random weights; \(size)² image, \(l)² latent")
+    print("CPU: \(CPU.modelDescription); \(Parallel.threadCount) threads; \(args[0])\(FileManager.default.fileExists(atPath: args[0]) ? "" : " random weights"); \(size)² image, \(l)² latent")
     let (z, encodeSeconds) = try timed { try stage.encode(x) }
     print(String(format: "encode whole      %7.2f s", encodeSeconds))
     if modes.contains("encode") {
