@@ -178,6 +178,7 @@ final class ServiceTests: XCTestCase {
                               (#"{"method":"diffir","options":{"tile":"big"}}"#, "tile"),
                               (#"{"method":"ldm","options":{"tile":4}}"#, "--tile must be 0"),
                               (#"{"method":"ldm","options":{"eta":-1}}"#, "--eta"),
+                              (#"{"method":"ldm","options":{"firstStage":"tiles"}}"#, "firstStage"),
                               (#"{"task":"upscale","seed":"x"}"#, "seed"),
                               (#"{"task":"upscale","model":"Package.swift"}"#, "no model file or installed model named")] {
             let r = submit([("image", "a.png", image), job(spec)])
