@@ -113,7 +113,9 @@ struct Submission {
                     o.maxPixels = configuration.maxPixels
                     o.simulate = false  // the service restores what it is given
                     try o.validate()
-                    guard model.path != nil else { throw ServiceError(.badRequest, "method ldm needs a model (no LDM model is bundled)") }
+                    guard model.path != nil || (try? BundledModels.locate(BundledModels.defaultLDM)) != nil else {
+                        throw ServiceError(.badRequest, "method ldm needs a model (no LDM model is bundled with this installation)")
+                    }
                     if o.task == .inpainting, mask == nil { throw ServiceError(.badRequest, "LDM inpainting needs a mask part") }
                     job = RestorationJob(method: .ldm(o), model: model, input: imagePath, mask: mask?.path, seed: seed ?? 1234, maxPixels: configuration.maxPixels)
                 default:
