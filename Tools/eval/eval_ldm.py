@@ -98,7 +98,8 @@ def main():
          f"{wins[t]}/{len(rows)} |" for t, label in [("bicubic", "bicubic:4"), ("real", "real (blur σ 1.2, noise σ 8, JPEG 70, ×¼ area, JPEG 85)")]] + [
         "",
         f"Y-PSNR / RGB-PSNR (dB) / SSIM, mean over {len(rows)} crops of 128² from scikit-image's CC0 photos (never trained on). "
-        f"Model {model_file.name} (step {meta.get('step', '?')}), DDIM {args.steps or sampling.get('steps', '?')} steps, "
+        f"Model {model_file.resolve().relative_to(REPO) if model_file.resolve().is_relative_to(REPO) else model_file.name} "
+        f"(step {meta.get('step', '?')}), DDIM {args.steps or sampling.get('steps', '?')} steps, "
         f"η {args.eta if args.eta >= 0 else sampling.get('eta', '?')}, seed 1234; {seconds:.0f} s in `restore` for {2 * len(rows)} "
         f"images (whole processes); {cpu_description()}, {os.cpu_count()} threads. Per crop: Benchmarks/quality-ldm.csv.",
         "",

@@ -168,7 +168,7 @@ def model_card(ckpt: dict, args, nparams: int, files: list[str]) -> str:
         + "; sessions:",
         sess or "  - (none)",
         f"- Curve: {curve}",
-        f"- Validation (EMA, DDIM {d['sample_steps']} steps η {d['eta']}, fixed noise, step {max(val) if val else '—'}): one "
+        f"- Validation during training (EMA, DDIM {a['sample_steps']} steps η {d['eta']}, fixed noise, step {max(val) if val else '—'}): one "
         f"{a['val_crop']}² crop of each of the first {a.get('val_photos') or 48} hold-out photos, PSNR on 8-bit RGB and BT.601 Y "
         "against bicubic upsampling:",
         vtxt,
