@@ -48,8 +48,11 @@ public enum LDMDDIM {
     /// `predictsX0`: the network returns x̂0 instead of ε (ddpm.py's `parameterization = "x0"`). The official DDIM
     /// sampler handles ε only; for such a model we take x̂0 as it is and the ε it implies,
     /// ε = (x_t − √ᾱ·x̂0)/√(1 − ᾱ) (ddpm.py's `predict_start_from_noise` solved for ε), then step as above.
+    ///
+    /// `finalX0`: the DDIM paper's last step (ᾱ_prev = 1: the result is that step's x̂0) instead of the official code's
+    /// (ᾱ_prev = ᾱ_0, which keeps √(1 − ᾱ_0) of the implied noise in the result).
     public static func sample(start: Tensor, plan: [LDMDDIMStep], noise: inout some GaussianSource, predictsX0: Bool = false,
-                              epsilon: Denoiser, progress: ((Int, Int, Tensor) -> Void)? = nil) throws -> Tensor {
+                              finalX0: Bool = false, epsilon: Denoiser, progress: ((Int, Int, Tensor) -> Void)? = nil) throws -> Tensor {
         var x = start
         for (done, step) in plan.reversed().enumerated() {
             let output = try checkedPrediction(try epsilon(x, step.timestep), for: x)
@@ -61,6 +64,10 @@ public enum LDMDDIM {
             } else {
                 e = output
                 x0 = try axpby(1 / rootAlpha, x, -step.sqrtOneMinusAlpha / rootAlpha, e)
+            }
+            if finalX0, done == plan.count - 1 {
+                progress?(done + 1, plan.count, x0)
+                return x0
             }
             let direction = max(0, 1 - step.alphaPrev - step.sigma * step.sigma).squareRoot()
             let next = try axpby(step.alphaPrev.squareRoot(), x0, direction, e)

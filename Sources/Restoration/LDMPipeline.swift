@@ -108,6 +108,8 @@ public struct LDMOptions: Codable, Sendable, Equatable {
     public var overlap = LDMOptions.defaultOverlap
     /// The first stage on a split latent: the official windows, or halo tiles.
     public var firstStage = LDMFirstStageTiling.official
+    /// The DDIM paper's last step (the result is the last x̂0, ᾱ_prev = 1) instead of the official ᾱ_prev = ᾱ_0.
+    public var finalX0 = false
     /// `--simulate` (SR): the input is clean; shrink it by bicubic:4 first and report PSNR/SSIM.
     public var simulate = false
     public var maxPixels: Int = ImageReader.defaultMaxPixels
@@ -126,6 +128,7 @@ public struct LDMOptions: Codable, Sendable, Equatable {
         o.tile = try c.decodeIfPresent(Int.self, forKey: .tile) ?? o.tile
         o.overlap = try c.decodeIfPresent(Int.self, forKey: .overlap) ?? o.overlap
         o.firstStage = try c.decodeIfPresent(LDMFirstStageTiling.self, forKey: .firstStage) ?? o.firstStage
+        o.finalX0 = try c.decodeIfPresent(Bool.self, forKey: .finalX0) ?? false
         o.simulate = try c.decodeIfPresent(Bool.self, forKey: .simulate) ?? false
         o.maxPixels = try c.decodeIfPresent(Int.self, forKey: .maxPixels) ?? o.maxPixels
         self = o
@@ -310,7 +313,8 @@ public struct LDMPipeline {
         context.emit(.stage(label: label, total: total))
         let unet = model.unet, windows = self.windows
         let latent = try LDMDDIM.sample(start: x, plan: plan, noise: &noise,
-                                        predictsX0: model.configuration.parameterization == .x0, epsilon: { x, t in
+                                        predictsX0: model.configuration.parameterization == .x0, finalX0: options.finalX0,
+                                        epsilon: { x, t in
             try context.checkCancellation()
             let stacked = try concatenateChannels([x, condition])
             guard split, let windows else { return try unet(stacked, timesteps: [Float(t)]) }

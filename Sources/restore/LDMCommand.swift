@@ -54,6 +54,9 @@ struct LDMCommand: JobMaking {
     @Option(help: "The first stage on a split latent: official (the same windows and weights, as decode_first_stage does) or halo (cores of 64 latent pixels with 16 of context, cross-faded; cheaper on large latents, exact for local layers; measure which is closer for your autoencoder with engine-bench first-stage FILE).")
     var firstStage: LDMFirstStageTiling = .official
 
+    @Flag(help: "The DDIM paper's last step: the result is the last x̂0 (ᾱ_prev = 1), not the official code's x_prev with ᾱ_prev = ᾱ_0, which keeps a trace of noise (about 5/255).")
+    var finalX0 = false
+
     @Option(help: "Separate outputs per input, sample k from seed + k − 1 (files get -1, -2, … suffixes).")
     var samples: Int = 1
 
@@ -78,6 +81,7 @@ struct LDMCommand: JobMaking {
         var o = LDMOptions()
         (o.task, o.steps, o.eta, o.tile, o.overlap, o.simulate, o.maxPixels) = (task, steps, eta, tile, overlap, simulate, io.maxPixels)
         o.firstStage = firstStage
+        o.finalX0 = finalX0
         return o
     }
 

@@ -93,6 +93,24 @@ final class LDMTests: XCTestCase {
         assertClose(try loaded.firstStage.decode(latent), try tensor(io, "sr_run_out"), relativeTolerance: 1e-3, "decoded")
     }
 
+    /// `finalX0` (the DDIM paper's last step) returns the last step's x̂0 of the very run the official form finishes
+    /// with ᾱ_prev = ᾱ_0, which differs from it by the noise that form keeps.
+    func testFinalX0IsTheLastStepsEstimate() throws {
+        let io = try Self.io()
+        let loaded = try LDMLoader.load(path: path("sr.ckpt"), configuration: try Self.tiny("sr"))
+        let lr = try tensor(io, "sr_run_lr")
+        let plan = try LDMDDIM.plan(alphasCumprod: loaded.alphasCumprod, steps: 4, eta: 0)
+        let network: Denoiser = { x, t in try loaded.unet(try concatenateChannels([x, lr]), timesteps: [Float(t)]) }
+        var noise = RecordedGaussian([])
+        var lastEstimate: Tensor?
+        let official = try LDMDDIM.sample(start: try tensor(io, "sr_run_xt"), plan: plan, noise: &noise, epsilon: network) { _, _, x0 in
+            lastEstimate = x0
+        }
+        let final = try LDMDDIM.sample(start: try tensor(io, "sr_run_xt"), plan: plan, noise: &noise, finalX0: true, epsilon: network)
+        XCTAssertEqual(final.values, try XCTUnwrap(lastEstimate).values)
+        XCTAssertGreaterThan(zip(final.values, official.values).map { abs($0 - $1) }.max() ?? 0, 1e-4, "ᾱ_0's trace of noise")
+    }
+
     func testInpaintingRunMatchesOfficialDDIM() throws {
         let io = try Self.io()
         let loaded = try LDMLoader.load(path: path("inpaint.ckpt"), configuration: try Self.tiny("inpaint"))
