@@ -41,6 +41,7 @@ def main():
     p.add_argument("--model", default="", help="LDM model (default: the bundled one)")
     p.add_argument("--steps", type=int, default=0, help="DDIM steps (0: the model's default)")
     p.add_argument("--eta", type=float, default=-1, help="DDIM η (negative: the model's default)")
+    p.add_argument("--final-x0", action="store_true", help="restore ldm --final-x0 (the DDIM paper's last step)")
     p.add_argument("--limit", type=int, default=0)
     p.add_argument("--markdown", default=str(REPO / "Benchmarks" / "QUALITY.md"))
     p.add_argument("--csv", default=str(REPO / "Benchmarks" / "quality-ldm.csv"))
@@ -49,7 +50,7 @@ def main():
     work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="eval-ldm-"))
     work.mkdir(parents=True, exist_ok=True)
     model = (["--model", args.model] if args.model else []) + (["--steps", args.steps] if args.steps else []) \
-        + (["--eta", args.eta] if args.eta >= 0 else [])
+        + (["--eta", args.eta] if args.eta >= 0 else []) + (["--final-x0"] if args.final_x0 else [])
     rows, seconds = [], 0.0
     for i, (name, hr) in enumerate(crops(size=CROP)[: args.limit or None]):
         hr_file = work / f"{name}-hr.png"
@@ -100,7 +101,8 @@ def main():
         f"Y-PSNR / RGB-PSNR (dB) / SSIM, mean over {len(rows)} crops of 128² from scikit-image's CC0 photos (never trained on). "
         f"Model {model_file.resolve().relative_to(REPO) if model_file.resolve().is_relative_to(REPO) else model_file.name} "
         f"(step {meta.get('step', '?')}), DDIM {args.steps or sampling.get('steps', '?')} steps, "
-        f"η {args.eta if args.eta >= 0 else sampling.get('eta', '?')}, seed 1234; {seconds:.0f} s in `restore` for {2 * len(rows)} "
+        f"η {args.eta if args.eta >= 0 else sampling.get('eta', '?')}"
+        f"{', last step x̂0 (--final-x0, the DDIM paper form)' if args.final_x0 else ', the official last step (ᾱ_prev = ᾱ_0)'}, seed 1234; {seconds:.0f} s in `restore` for {2 * len(rows)} "
         f"images (whole processes); {cpu_description()}, {os.cpu_count()} threads. Per crop: Benchmarks/quality-ldm.csv.",
         "",
     ]
