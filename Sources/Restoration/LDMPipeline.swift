@@ -327,7 +327,7 @@ public struct LDMPipeline {
         })
         report.networkEvaluations = plan.count * count
         report.patches = count
-        report.tiling = split ? "\(count) latent windows of \(windows?.window ?? 0)² at stride \(windows?.stride ?? 0), border-distance weights (LDM split_input_params), every step; first stage \(options.firstStage == .official ? "in the same windows" : "in \(Self.stageTiles.count(height: height, width: width)) halo tiles (core 64, halo 16, blend 4 latent pixels)")" : "whole latent"
+        report.tiling = split ? "\(count) latent windows of \(windows?.window ?? 0)² at stride \(windows?.stride ?? 0), border-distance weights (LDM split_input_params), every step; first stage \(options.firstStage == .official ? "in the same windows" : "in \(Self.stageTiles.count(height: height, width: width)) halo tiles (core \(Self.stageTiles.core), halo \(Self.stageTiles.halo), blend \(Self.stageTiles.blend) latent pixels)")" : "whole latent"
         let decoded = try decode(latent, split: split)
         context.emit(.step(done: total, total: total, note: "decoded"))
         return decoded
@@ -340,22 +340,33 @@ public struct LDMPipeline {
     private func decode(_ latent: Tensor, split: Bool) throws -> Tensor {
         let z = model.configuration.scaleFactor == 1 ? latent : try scale(latent, by: 1 / model.configuration.scaleFactor)
         let stage = model.firstStage
-        guard split, let windows else { return try stage.decode(z) }
-        let (h, w, f, c) = (z.shape[1], z.shape[2], stage.downFactor, stage.imageChannels)
-        switch options.firstStage {
-        case .official: return try windows.run(z, gridHeight: h, gridWidth: w, outScale: f, outChannels: c) { patch, _, _ in try stage.decode(patch) }
-        case .halo: return try Self.stageTiles.run(z, gridHeight: h, gridWidth: w, outScale: f, outChannels: c) { patch, _, _ in try stage.decode(patch) }
+        guard split else { return try stage.decode(z) }
+        return try tiledStage(z, gridHeight: z.shape[1], gridWidth: z.shape[2], outScale: stage.downFactor, outChannels: stage.imageChannels) {
+            try stage.decode($0)
         }
     }
 
     /// `encode_first_stage` of an image of `lh`×`lw` latent pixels, patch-distributed (or in halo tiles) when `split`.
     private func encode(_ image: Tensor, latentHeight lh: Int, latentWidth lw: Int, split: Bool) throws -> Tensor {
         let stage = model.firstStage
-        guard split, let windows else { return try stage.encode(image) }
-        let (f, c) = (stage.downFactor, stage.latentChannels)
-        switch options.firstStage {
-        case .official: return try windows.run(image, gridHeight: lh, gridWidth: lw, inScale: f, outChannels: c) { patch, _, _ in try stage.encode(patch) }
-        case .halo: return try Self.stageTiles.run(image, gridHeight: lh, gridWidth: lw, inScale: f, outChannels: c) { patch, _, _ in try stage.encode(patch) }
+        guard split else { return try stage.encode(image) }
+        return try tiledStage(image, gridHeight: lh, gridWidth: lw, inScale: stage.downFactor, outChannels: stage.latentChannels) {
+            try stage.encode($0)
+        }
+    }
+
+    /// The first stage over a grid of latent pixels in the tiling `--first-stage` names.
+    private func tiledStage(_ input: Tensor, gridHeight: Int, gridWidth: Int, inScale: Int = 1, outScale: Int = 1, outChannels: Int,
+                            body: (Tensor) throws -> Tensor) throws -> Tensor {
+        switch (options.firstStage, windows) {
+        case (.official, let windows?):
+            return try windows.run(input, gridHeight: gridHeight, gridWidth: gridWidth, inScale: inScale, outScale: outScale,
+                                   outChannels: outChannels) { patch, _, _ in try body(patch) }
+        case (.official, nil):
+            return try body(input)
+        case (.halo, _):
+            return try Self.stageTiles.run(input, gridHeight: gridHeight, gridWidth: gridWidth, inScale: inScale, outScale: outScale,
+                                           outChannels: outChannels) { patch, _, _ in try body(patch) }
         }
     }
 
